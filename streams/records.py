@@ -1,0 +1,253 @@
+"""Wire records of the public stream contract, and their strict decoders.
+
+A decoder takes the exact bytes of a Kafka record and returns a typed record or
+raises :class:`Rejected` with a reason code (a small fixed set, safe as a metric
+label) and a sentence that names the field and the problem. Unknown fields are
+ignored (tolerant reader) so producers can add fields without breaking workers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+MAX_RECORD_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 4000  # Open311 GeoReport v2 limit on a request's description
+MAX_ID_CHARS = 128
+MAX_SHORT_CHARS = 256
+MAX_URL_CHARS = 2048
+
+_ID_RE = re.compile(r"^[\x21-\x7e\u00a0-\uffff]+$")  # printable, no spaces or control chars
+
+# Reason codes: bounded, documented in docs/CONTRACT.md, used as metric labels.
+REASON_CODES = (
+    "too_large",
+    "bad_encoding",
+    "invalid_json",
+    "duplicate_key",
+    "non_finite",
+    "too_deep",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "too_long",
+    "invalid_id",
+    "bad_timestamp",
+    "future_timestamp",
+)
+
+
+class Rejected(ValueError):
+    """A record that breaks the stream contract."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A citizen report: free text and a location, from any channel."""
+
+    report_id: str
+    source: str
+    text: str
+    lat: float
+    lon: float
+    reported_at: datetime
+    service_code: str | None = None
+    address: str | None = None
+    media_url: str | None = None
+    reporter: dict[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One observation of one sensor."""
+
+    sensor_id: str
+    kind: str
+    value: float
+    lat: float
+    lon: float
+    observed_at: datetime
+    unit: str | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise Rejected("non_finite", f"{name} is not a finite number; JSON has no NaN or Infinity")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise Rejected("duplicate_key", f"key {key!r} appears more than once")
+            seen.add(key)
+    return result
+
+
+def parse_object(raw: bytes | None) -> dict[str, Any]:
+    """Parse the bytes of one record into a JSON object, strictly."""
+    if raw is None:
+        raise Rejected("not_object", "record has no value (null/tombstone)")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise Rejected("too_large", f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("bad_encoding", f"record is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except Rejected:
+        raise
+    except RecursionError:
+        raise Rejected("too_deep", "record nests too deeply to parse") from None
+    except json.JSONDecodeError as exc:
+        raise Rejected(
+            "invalid_json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise Rejected("not_object", f"record is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _required(obj: dict[str, Any], name: str) -> Any:
+    if name not in obj or obj[name] is None:
+        raise Rejected("missing_field", f"required field {name!r} is missing")
+    return obj[name]
+
+
+def _string(obj: dict[str, Any], name: str, *, limit: int, required: bool = True) -> str | None:
+    value = _required(obj, name) if required else obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Rejected("wrong_type", f"{name} must be a string, not {_json_type(value)}")
+    if len(value) > limit:
+        raise Rejected("too_long", f"{name} is {len(value)} characters; the limit is {limit}")
+    if required and not value.strip():
+        raise Rejected("missing_field", f"{name} is empty")
+    return value
+
+
+def _identifier(obj: dict[str, Any], name: str) -> str:
+    value = _string(obj, name, limit=MAX_ID_CHARS)
+    assert value is not None
+    if not _ID_RE.match(value):
+        raise Rejected("invalid_id", f"{name} must be printable with no spaces, got {value!r}")
+    return value
+
+
+def _number(obj: dict[str, Any], name: str, low: float | None = None, high: float | None = None) -> float:
+    value = _required(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Rejected("wrong_type", f"{name} must be a number, not {_json_type(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise Rejected("non_finite", f"{name} is not a finite number")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise Rejected("out_of_range", f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _timestamp(obj: dict[str, Any], name: str, now: datetime, max_skew: timedelta) -> datetime:
+    value = _string(obj, name, limit=64)
+    assert value is not None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Rejected("bad_timestamp", f"{name} {value!r} is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise Rejected(
+            "bad_timestamp", f"{name} {value!r} has no UTC offset; add Z or +hh:mm"
+        )
+    if moment - now > max_skew:
+        raise Rejected(
+            "future_timestamp",
+            f"{name} {value} is more than {max_skew} ahead of the worker's clock ({now.isoformat()})",
+        )
+    return moment.astimezone(timezone.utc)
+
+
+def _json_type(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _reporter(obj: dict[str, Any]) -> dict[str, str] | None:
+    value = obj.get("reporter")
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise Rejected("wrong_type", f"reporter must be an object or a string, not {_json_type(value)}")
+    result: dict[str, str] = {}
+    for key in ("email", "first_name", "last_name", "name", "phone", "device_id"):
+        text = _string(value, key, limit=MAX_SHORT_CHARS, required=False)
+        if text is not None:
+            result[key] = text
+    return result or None
+
+
+def decode_report(raw: bytes | None, *, now: datetime, max_skew: timedelta) -> Report:
+    """Decode and validate one ``reports`` record."""
+    obj = parse_object(raw)
+    report_id = _identifier(obj, "report_id")
+    source = _string(obj, "source", limit=64)
+    text = _string(obj, "text", limit=MAX_TEXT_CHARS)
+    lat = _number(obj, "lat", -90.0, 90.0)
+    lon = _number(obj, "lon", -180.0, 180.0)
+    reported_at = _timestamp(obj, "reported_at", now, max_skew)
+    service_code = _string(obj, "service_code", limit=MAX_ID_CHARS, required=False)
+    address = _string(obj, "address", limit=MAX_SHORT_CHARS * 2, required=False)
+    media_url = _string(obj, "media_url", limit=MAX_URL_CHARS, required=False)
+    assert source is not None and text is not None
+    return Report(
+        report_id=report_id,
+        source=source,
+        text=text,
+        lat=lat,
+        lon=lon,
+        reported_at=reported_at,
+        service_code=service_code or None,
+        address=address or None,
+        media_url=media_url or None,
+        reporter=_reporter(obj),
+    )
+
+
+def decode_reading(raw: bytes | None, *, now: datetime, max_skew: timedelta) -> Reading:
+    """Decode and validate one ``readings`` record."""
+    obj = parse_object(raw)
+    sensor_id = _identifier(obj, "sensor_id")
+    kind = _identifier(obj, "kind")
+    value = _number(obj, "value")
+    lat = _number(obj, "lat", -90.0, 90.0)
+    lon = _number(obj, "lon", -180.0, 180.0)
+    observed_at = _timestamp(obj, "observed_at", now, max_skew)
+    unit = _string(obj, "unit", limit=32, required=False)
+    return Reading(
+        sensor_id=sensor_id,
+        kind=kind,
+        value=value,
+        lat=lat,
+        lon=lon,
+        observed_at=observed_at,
+        unit=unit or None,
+    )

@@ -1,0 +1,78 @@
+"""One frozen settings object, read once at start-up from ``CITYLOOP_*`` env vars and flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of a CityLoop worker.
+
+    Every field can be set as ``CITYLOOP_<NAME>`` in the environment or as a
+    command-line flag; flags win over the environment, which wins over defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CITYLOOP_", frozen=True, extra="forbid")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding durable state.")
+    city: str = Field(
+        "demo",
+        description="Path of a city pack directory, or 'demo' for the generated demo city.",
+    )
+    topic_prefix: str = Field(
+        "cityloop",
+        description="Prefix of every topic name, the consumer group and the Redis key namespace.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+    )
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of topics CityLoop creates.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
+    web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    batch_size: int = Field(500, ge=1, le=100_000, description="Max records per processing batch.")
+    batch_window: float = Field(
+        0.02, gt=0, le=10, description="Seconds to wait for a batch to fill before processing it."
+    )
+    max_clock_skew_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="A record stamped further than this in the future is refused.",
+    )
+    dedup_ttl_s: int = Field(
+        7 * 86_400, ge=60, description="How long a processed report id is remembered."
+    )
+    data_dir: Path = Field(
+        Path(".cityloop"), description="Where the worker keeps local files (generated demo city)."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_prefix}-worker"
+
+    @property
+    def redis_namespace(self) -> str:
+        return self.topic_prefix
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, with explicit (flag) overrides on top.
+
+    ``None`` overrides are ignored so that unset CLI flags fall through to the
+    environment and the defaults.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)
