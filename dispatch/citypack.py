@@ -43,7 +43,14 @@ def parse_duration(value: Any) -> timedelta:
     return result
 
 
+def _checked_duration(value: Any) -> str:
+    parse_duration(value)
+    return str(value) if not isinstance(value, int | float) else f"{value}h"
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# SLA targets keep their text ("1d" means one working day on a working clock); checked here.
+SlaDuration = Annotated[str, BeforeValidator(_checked_duration)]
 
 
 class _Model(BaseModel):
@@ -51,9 +58,9 @@ class _Model(BaseModel):
 
 
 class SlaTargets(_Model):
-    acknowledge: Duration
-    resolve: Duration
-    verify: Duration | None = None
+    acknowledge: SlaDuration
+    resolve: SlaDuration
+    verify: SlaDuration | None = None
     clock: Literal["calendar", "working"] = "calendar"
 
 

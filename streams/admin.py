@@ -1,0 +1,42 @@
+"""Topic administration with kafka-python (an outside client, as operators would use)."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Waits up to ``timeout`` seconds for the broker, then fails with a message
+    that names the address tried.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityloop-admin", request_timeout_ms=10_000)
+            break
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"no Kafka broker answers at {bootstrap} ({exc}); start one with `cityloop dev up` "
+                    "or set CITYLOOP_KAFKA_BOOTSTRAP"
+                ) from None
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [name for name in names if name not in existing]
+        created = []
+        for name in missing:
+            try:
+                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication)])
+                created.append(name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,145 @@
+"""The Faust app: topics, agents and the worker's web views (/metrics, /health).
+
+Agents are short: take a batch of events, wrap them as envelopes, hand them to
+the engine, and retry the whole batch (unacknowledged) if the broker or Redis
+fails underneath. Per-record problems never reach this level: the engine
+dead-letters them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from classifiers import seed_classifier
+from dispatch import CityPack
+from streams import metrics
+from streams.engine import BatchResult, Engine
+from streams.outcomes import Envelope
+from streams.settings import Settings
+from streams.state import DetectorStore, Ledger
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class FaustSink:
+    """Sends through the worker's own producer; returns the delivery future."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
+        return await self._app.producer.send(topic, key, value, None, None, None)
+
+
+def _envelopes(events: list[Any]) -> list[Envelope]:
+    result = []
+    for event in events:
+        message = event.message
+        result.append(
+            Envelope(
+                value=message.value,
+                key=message.key,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                timestamp=message.timestamp,
+            )
+        )
+    return result
+
+
+async def _process(stream_name: str, handle: Any, envelopes: list[Envelope]) -> BatchResult:
+    """Process a batch until it succeeds; events stay unacknowledged meanwhile."""
+    delay = 0.1
+    while True:
+        try:
+            return await handle(envelopes)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - infrastructure failure: retry, never drop
+            log.exception("%s batch of %d failed; retrying in %.1fs", stream_name, len(envelopes), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def create_app(settings: Settings, pack: CityPack) -> faust.App:
+    """Build the worker app for one deployment (settings) and city (pack)."""
+    topics = Topics(settings.topic_prefix)
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        # The dev broker takes half the session timeout to complete a group join (STACK.md).
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        key_serializer="raw",
+        value_serializer="raw",
+        producer_acks=-1,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        autodiscover=False,
+    )
+    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    engine = Engine(
+        pack=pack,
+        classifier=seed_classifier(),
+        ledger=Ledger(redis_client, settings.redis_namespace, settings.dedup_ttl_s),
+        detectors=DetectorStore(redis_client, settings.redis_namespace),
+        sink=FaustSink(app),
+        topics=topics,
+        max_skew=timedelta(seconds=settings.max_clock_skew_s),
+    )
+    app.cityloop_engine = engine  # type: ignore[attr-defined]
+    state = {"assigned": 0}
+
+    reports_topic = app.topic(topics.reports, partitions=settings.partitions)
+    readings_topic = app.topic(topics.readings, partitions=settings.partitions)
+
+    @app.agent(reports_topic, name="ingest_reports")
+    async def ingest_reports(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await _process("reports", engine.process_reports, _envelopes(events))
+
+    @app.agent(readings_topic, name="ingest_readings")
+    async def ingest_readings(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await _process("readings", engine.process_readings, _envelopes(events))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        state["assigned"] = len(assigned)
+        metrics.READY.set(1 if assigned else 0)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        metrics.READY.set(0)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        ready = state["assigned"] > 0
+        body = {
+            "status": "ready" if ready else "starting",
+            "assigned_partitions": state["assigned"],
+            "city": pack.name,
+            "city_version": pack.version,
+        }
+        return web.json(body, status=200 if ready else 503)
+
+    setup_prometheus_sensors(app, name_prefix="cityloop_faust")
+    return app

@@ -1,0 +1,379 @@
+"""The ``cityloop`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from streams.settings import Settings, load_settings
+
+DEV_STATE = "dev.json"
+
+
+def _settings(**flags: Any) -> Settings:
+    try:
+        return load_settings(**flags)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(f"invalid settings: {problems}") from None
+
+
+def _load_pack(settings: Settings) -> Any:
+    from dispatch import InvalidCityPack, load_city_pack
+    from dispatch.demo_city import write_demo_city
+
+    path = settings.city
+    if path == "demo":
+        path = str(write_demo_city(settings.data_dir / "cities" / "demo"))
+    try:
+        return load_city_pack(path)
+    except InvalidCityPack as exc:
+        raise click.ClickException(f"invalid city pack: {exc}") from None
+
+
+def common_options(func: Any) -> Any:
+    """Flags shared by commands that talk to the broker, Redis or a city pack."""
+    options = [
+        click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap servers [env CITYLOOP_KAFKA_BOOTSTRAP; default 127.0.0.1:9092]."),
+        click.option("--redis", "redis_url", help="Redis URL [env CITYLOOP_REDIS_URL; default redis://127.0.0.1:6379/0]."),
+        click.option("--city", help="City pack directory, or 'demo' [env CITYLOOP_CITY; default demo]."),
+        click.option("--topic-prefix", help="Topic prefix and Redis namespace [env CITYLOOP_TOPIC_PREFIX; default cityloop]."),
+        click.option("--partitions", type=int, help="Partitions for topics CityLoop creates [env CITYLOOP_PARTITIONS; default 4]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="cityloop")
+def main() -> None:
+    """CityLoop: citizen reports and sensor readings in, one task per real-world problem out.
+
+    \b
+    Quick start on one machine:
+      cityloop dev up        # start the dev Kafka broker (and Redis if none answers)
+      cityloop worker        # run the pipeline on the generated demo city
+      cityloop report --text "pothole outside the school" --lat 51.99 --lon 5.06
+      cityloop tail tasks    # watch assignments arrive
+
+    Every flag can also be set as a CITYLOOP_* environment variable.
+    """
+
+
+@main.command()
+@common_options
+@click.option("--web-port", type=int, help="Port of /metrics and /health [env CITYLOOP_WEB_PORT; default 6066].")
+@click.option("--batch-size", type=int, help="Max records per batch [env CITYLOOP_BATCH_SIZE; default 500].")
+@click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(loglevel: str, **flags: Any) -> None:
+    """Run a stream worker: ingest, discover, dispatch, emit tasks.
+
+    Start as many as there are partitions; they share the work as one consumer
+    group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first.
+    """
+    import faust
+
+    from streams.admin import ensure_topics
+    from streams.app import create_app
+    from streams.redisconn import redis_answers
+    from streams.topics import Topics
+
+    settings = _settings(**flags)
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pack = _load_pack(settings)
+    if not redis_answers(settings.redis_url):
+        raise click.ClickException(
+            f"Redis does not answer at {settings.redis_url}; start one with `cityloop dev up` or set CITYLOOP_REDIS_URL"
+        )
+    try:
+        created = ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if created:
+        click.echo(f"created topics: {', '.join(created)}", err=True)
+    click.echo(
+        f"worker for {pack.name} (pack {pack.version}) on {settings.kafka_bootstrap}, "
+        f"Redis {settings.redis_url}, topics {settings.topic_prefix}.*; "
+        f"metrics at http://{settings.web_host}:{settings.web_port}/metrics",
+        err=True,
+    )
+    app = create_app(settings, pack)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# --------------------------------------------------------------------------- dev
+
+
+@main.group()
+def dev() -> None:
+    """Start and stop the local dev runtime (Tansu broker, and Redis if none answers)."""
+
+
+def _state_path(data_dir: Path) -> Path:
+    return data_dir / DEV_STATE
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dev.command("up")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface the broker listens on.")
+@click.option("--port", default=9092, show_default=True, type=int, help="Broker port.")
+@click.option("--redis", "redis_url", help="Redis to use or start [env CITYLOOP_REDIS_URL].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where state and logs go [default .cityloop].")
+def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None) -> None:
+    """Start the dev broker on HOST:PORT and make sure a Redis answers."""
+    from streams.devbroker import start_broker
+    from streams.redisconn import redis_answers, start_embedded_redis
+
+    settings = _settings(redis_url=redis_url, data_dir=data_dir)
+    state_file = _state_path(settings.data_dir)
+    if state_file.exists():
+        previous = json.loads(state_file.read_text())
+        if _alive(previous.get("broker_pid", -1)):
+            raise click.ClickException(
+                f"the dev runtime is already up (broker {previous['bootstrap']}, pid {previous['broker_pid']}); "
+                "`cityloop dev down` stops it"
+            )
+    logs = settings.data_dir / "logs"
+    try:
+        broker = start_broker(host, port, logs / "broker.log")
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    state: dict[str, Any] = {"bootstrap": broker.bootstrap, "broker_pid": broker.pid, "redis_url": settings.redis_url}
+    if redis_answers(settings.redis_url):
+        redis_note = f"Redis at {settings.redis_url} answers; using it"
+    else:
+        try:
+            embedded = start_embedded_redis(settings.redis_url, settings.data_dir / "redis", logs / "redis.log")
+        except RuntimeError as exc:
+            os.kill(broker.pid, signal.SIGTERM)
+            raise click.ClickException(str(exc)) from None
+        state["redis_pid"] = embedded.pid
+        redis_note = f"no Redis answered at {settings.redis_url}; started an embedded one there (pid {embedded.pid})"
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps(state, indent=2))
+    click.echo(f"broker: Tansu at {broker.bootstrap} (pid {broker.pid}, log {logs / 'broker.log'})")
+    click.echo(f"redis:  {redis_note}")
+    click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}")
+
+
+@dev.command("down")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where `dev up` kept its state [default .cityloop].")
+def dev_down(data_dir: Path | None) -> None:
+    """Stop what `cityloop dev up` started."""
+    settings = _settings(data_dir=data_dir)
+    state_file = _state_path(settings.data_dir)
+    if not state_file.exists():
+        click.echo("the dev runtime is not up (no state file)")
+        return
+    state = json.loads(state_file.read_text())
+    for name in ("broker_pid", "redis_pid"):
+        pid = state.get(name)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            click.echo(f"stopped {name.removesuffix('_pid')} (pid {pid})")
+    state_file.unlink()
+
+
+@dev.command("status")
+@click.option("--data-dir", type=click.Path(path_type=Path))
+def dev_status(data_dir: Path | None) -> None:
+    """Say whether the dev runtime is up and where."""
+    from streams.redisconn import redis_answers
+
+    settings = _settings(data_dir=data_dir)
+    state_file = _state_path(settings.data_dir)
+    if not state_file.exists():
+        click.echo("down")
+        sys.exit(1)
+    state = json.loads(state_file.read_text())
+    broker_ok = _alive(state["broker_pid"])
+    redis_ok = redis_answers(state["redis_url"])
+    click.echo(f"broker {state['bootstrap']}: {'up' if broker_ok else 'DOWN'}")
+    click.echo(f"redis {state['redis_url']}: {'answers' if redis_ok else 'NOT ANSWERING'}")
+    sys.exit(0 if broker_ok and redis_ok else 1)
+
+
+# ------------------------------------------------------------------ operations
+
+
+@main.group()
+def topics() -> None:
+    """Manage CityLoop's topics."""
+
+
+@topics.command("create")
+@common_options
+def topics_create(**flags: Any) -> None:
+    """Create the six topics of the stream contract if they do not exist."""
+    from streams.admin import ensure_topics
+    from streams.topics import Topics
+
+    settings = _settings(**flags)
+    names = Topics(settings.topic_prefix).all()
+    try:
+        created = ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    for name in names:
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@main.command()
+@common_options
+@click.option("--text", required=True, help="What the resident says.")
+@click.option("--lat", required=True, type=float)
+@click.option("--lon", required=True, type=float)
+@click.option("--service-code", help="Category code, if the reporter chose one.")
+@click.option("--source", default="staff", show_default=True)
+@click.option("--id", "report_id", help="Report id [default: generated].")
+def report(text: str, lat: float, lon: float, service_code: str | None, source: str, report_id: str | None, **flags: Any) -> None:
+    """Write one citizen report to the reports topic (a smoke test for a deployment)."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from streams.topics import Topics
+
+    settings = _settings(**flags)
+    record = {
+        "report_id": report_id or f"cli-{uuid.uuid4()}",
+        "source": source,
+        "text": text,
+        "lat": lat,
+        "lon": lon,
+        "reported_at": datetime.now(timezone.utc).isoformat(),
+    }
+    if service_code:
+        record["service_code"] = service_code
+    try:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer.send(Topics(settings.topic_prefix).reports, key=record["report_id"].encode(), value=json.dumps(record).encode()).get(timeout=10)
+        producer.close()
+    except KafkaError as exc:
+        raise click.ClickException(f"could not write to {settings.kafka_bootstrap}: {exc}") from None
+    click.echo(record["report_id"])
+
+
+@main.command()
+@common_options
+@click.argument("stream", type=click.Choice(["reports", "readings", "incidents", "tasks", "feedback", "deadletter"]))
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
+@click.option("--max", "limit", type=int, help="Stop after this many records.")
+@click.option("--timeout", type=float, help="Stop after this many seconds without a record.")
+def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | None, **flags: Any) -> None:
+    """Print the records of one stream as JSON lines."""
+    from kafka import KafkaConsumer
+
+    from streams.topics import Topics
+
+    settings = _settings(**flags)
+    topic = getattr(Topics(settings.topic_prefix), stream)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
+    )
+    count = 0
+    try:
+        for message in consumer:
+            click.echo(message.value.decode("utf-8", errors="replace"))
+            count += 1
+            if limit and count >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+@main.command()
+@click.option("--city", help="City pack directory, or 'demo' [env CITYLOOP_CITY].")
+@click.option("--lat", required=True, type=float)
+@click.option("--lon", required=True, type=float)
+@click.option("--category", required=True, help="Category code of the incident.")
+@click.option("--confidence", type=float, help="Classifier confidence to record in the explanation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def route(city: str | None, lat: float, lon: float, category: str, confidence: float | None, as_json: bool) -> None:
+    """Show which unit an incident at LAT/LON would go to, and why."""
+    from dispatch import Dispatcher
+
+    pack = _load_pack(_settings(city=city))
+    if pack.category(category) is None:
+        known = ", ".join(c.code for c in pack.spec.categories)
+        raise click.UsageError(f"unknown category {category!r}; {pack.name} has: {known}")
+    assignment = Dispatcher(pack).assign(category, lat, lon, confidence)
+    if as_json:
+        click.echo(json.dumps({"unit": assignment.unit_id, "rule": assignment.rule, "explanation": assignment.explanation}, indent=2))
+        return
+    click.echo(f"{category} at ({lat}, {lon}) -> {assignment.unit_id}  [rule {assignment.rule}, pack {pack.version}]")
+    click.echo("features: " + ", ".join(f"{k}={v or '-'}" for k, v in assignment.explanation["features"].items()))
+    for candidate in assignment.explanation["candidates"]:
+        click.echo(f"  {candidate['outcome']:>7}  {candidate['unit']}: {candidate['why']}")
+    if "why" in assignment.explanation:
+        click.echo(assignment.explanation["why"])
+
+
+@main.group()
+def city() -> None:
+    """City packs: write the demo city, check a pack."""
+
+
+@city.command("demo")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory to write the pack into.")
+def city_demo(out: Path) -> None:
+    """Write the generated demo city pack (Lindenhaven) to OUT, to read or adapt."""
+    from dispatch import load_city_pack
+    from dispatch.demo_city import write_demo_city
+
+    pack = load_city_pack(write_demo_city(out))
+    click.echo(f"wrote {pack.name} ({len(pack.spec.categories)} categories, {len(pack.spec.units)} units) to {out}")
+
+
+@city.command("check")
+@click.argument("pack_dir", type=click.Path(path_type=Path))
+def city_check(pack_dir: Path) -> None:
+    """Load a pack and report the first problem that stops it from loading."""
+    from dispatch import InvalidCityPack, load_city_pack
+
+    try:
+        pack = load_city_pack(pack_dir)
+    except InvalidCityPack as exc:
+        raise click.ClickException(str(exc)) from None
+    sizes = ", ".join(f"{k}: {len(v.feature_ids)} features" for k, v in pack.layers.items())
+    click.echo(f"{pack.name} {pack.version}: {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; {sizes}")
+    for layer in pack.layers.values():
+        if layer.repaired:
+            click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Domain metrics (prometheus-client). Label values come from bounded sets only."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+KNOWN_SOURCES = frozenset({"app", "web", "phone", "email", "open311", "sms", "social", "sensor", "staff"})
+
+
+def source_label(source: str) -> str:
+    """Map a producer-chosen source onto a bounded label value."""
+    return source if source in KNOWN_SOURCES else "other"
+
+
+INGESTED = Counter(
+    "cityloop_ingested_total",
+    "Valid records accepted from the input topics.",
+    ["kind", "source"],
+)
+DEAD_LETTERS = Counter(
+    "cityloop_deadletters_total",
+    "Records sent to the dead-letter topic.",
+    ["stage", "reason"],
+)
+DUPLICATES = Counter(
+    "cityloop_duplicates_total",
+    "Redelivered or repeated records recognised and not processed again.",
+    ["kind"],
+)
+INCIDENTS = Counter(
+    "cityloop_incidents_opened_total",
+    "Incidents opened.",
+    ["origin", "category"],
+)
+ASSIGNMENTS = Counter(
+    "cityloop_assignments_total",
+    "Tasks assigned to units.",
+    ["unit", "rule"],
+)
+CLASSIFIED = Counter(
+    "cityloop_classified_total",
+    "Reports given a category, by method.",
+    ["method"],
+)
+CONFIDENCE = Histogram(
+    "cityloop_classification_confidence",
+    "Confidence of text-model classifications.",
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+)
+ALARMS = Counter(
+    "cityloop_sensor_alarm_changes_total",
+    "Sensor alarms opened and cleared.",
+    ["kind", "change"],
+)
+STALE_READINGS = Counter(
+    "cityloop_stale_readings_total",
+    "Readings not newer than the last one applied for their sensor (redelivered or out of order).",
+    ["kind"],
+)
+REPORT_TO_TASK = Histogram(
+    "cityloop_report_to_task_seconds",
+    "From a report's append to the reports topic to its task being acknowledged by the broker.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+BATCH_SECONDS = Histogram(
+    "cityloop_batch_seconds",
+    "Time to process one batch, by stream.",
+    ["stream"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REDIS_ERRORS = Counter(
+    "cityloop_redis_errors_total",
+    "Redis calls that failed and were retried.",
+    ["operation"],
+)
+READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")

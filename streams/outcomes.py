@@ -1,0 +1,72 @@
+"""Building the output records (incidents, tasks, feedback events, dead letters).
+
+Pure functions: every time and id is a parameter or derived from the input, so
+the same input always yields the same records.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from streams.topics import CONTRACT_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One consumed Kafka record: its bytes and where it came from."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None  # seconds since the epoch, the record's broker/producer time
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
+    return f"{prefix}-{digest}"
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: datetime) -> dict[str, Any]:
+    """The dead-letter record for one input record."""
+    original: str
+    encoding: str
+    if envelope.value is None:
+        original, encoding = "", "none"
+    else:
+        try:
+            original, encoding = envelope.value.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            original, encoding = base64.b64encode(envelope.value).decode("ascii"), "base64"
+    return {
+        "schema": CONTRACT_VERSION,
+        "deadletter_id": f"{envelope.topic}:{envelope.partition}:{envelope.offset}",
+        "stage": stage,
+        "reason_code": code,
+        "reason": reason,
+        "topic": envelope.topic,
+        "partition": envelope.partition,
+        "offset": envelope.offset,
+        "key": None if envelope.key is None else base64.b64encode(envelope.key).decode("ascii"),
+        "original": original,
+        "original_encoding": encoding,
+        "at": iso(now),
+    }
+
+
+def task_deadlines(sla: dict[str, datetime | None], clock: str | None) -> dict[str, Any]:
+    return {
+        "clock": clock,
+        "acknowledge_by": iso(sla["acknowledge"]) if sla.get("acknowledge") else None,
+        "resolve_by": iso(sla["resolve"]) if sla.get("resolve") else None,
+        "verify_by": iso(sla["verify"]) if sla.get("verify") else None,
+    }

@@ -1,0 +1,150 @@
+"""Durable state in Redis: the emission ledger and per-sensor detector state.
+
+The broker gives at-least-once delivery and no transactions (see
+docs/ARCHITECTURE.md), so every side effect is made idempotent here:
+
+* The **ledger** stores the outcome computed for a key (a report id, an alarm's
+  incident id, a dead letter's source offset) the first time it is seen, and
+  marks it *sent* once the broker has acknowledged every record of it. A
+  redelivered key whose outcome was sent is skipped; one whose outcome was
+  stored but not confirmed is sent again **with the stored outcome**, so ids and
+  assignments never change between deliveries.
+* **Detector state** is written only after the outcomes of a batch are
+  confirmed; a crash before that replays the batch to the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from classifiers import DetectorState
+from streams import metrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NEW, RESEND, SENT = 0, 1, 2
+
+_CLAIM = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, old} end
+  return {1, old}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {0, ARGV[1]}
+"""
+
+
+async def with_retry(operation: str, call: Callable[[], Awaitable[T]], *, max_delay: float = 5.0) -> T:
+    """Run a Redis call until it succeeds, backing off; the batch waits, nothing is dropped."""
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            metrics.REDIS_ERRORS.labels(operation).inc()
+            log.warning("redis %s failed (%s); retrying in %.2fs", operation, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    status: int  # NEW, RESEND or SENT
+    payload: dict[str, Any]
+
+
+class Ledger:
+    """Exactly-once effect of emitting outcomes, on top of at-least-once delivery."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str, ttl_s: int) -> None:
+        self._redis = client
+        self._ns = namespace
+        self._ttl = ttl_s
+        self._claim = client.register_script(_CLAIM)
+
+    def _keys(self, key: str) -> tuple[str, str]:
+        return f"{self._ns}:ledger:{key}", f"{self._ns}:ledger:{key}:sent"
+
+    async def claim(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Claim]:
+        """Store each (key, outcome) unless the key is known; say what to do with each."""
+        if not items:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, payload in items:
+                payload_json = json.dumps(payload, separators=(",", ":"))
+                await self._claim(keys=self._keys(key), args=[payload_json, self._ttl], client=pipe)
+            return await pipe.execute()
+
+        replies = await with_retry("ledger_claim", run)
+        claims = []
+        for (key, payload), (status, stored) in zip(items, replies, strict=True):
+            status = int(status)
+            claims.append(Claim(key, status, payload if status == NEW else json.loads(stored)))
+        return claims
+
+    async def confirm(self, keys: Sequence[str]) -> None:
+        """Mark outcomes as acknowledged by the broker."""
+        if not keys:
+            return
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(self._keys(key)[1], b"1", ex=self._ttl)
+            return await pipe.execute()
+
+        await with_retry("ledger_confirm", run)
+
+
+class DetectorStore:
+    """Per-sensor detector state in Redis hashes."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self._redis = client
+        self._ns = namespace
+
+    def _key(self, sensor_id: str) -> str:
+        return f"{self._ns}:sensor:{sensor_id}"
+
+    async def load(self, sensor_ids: Sequence[str]) -> dict[str, DetectorState]:
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for sensor_id in sensor_ids:
+                pipe.hmget(self._key(sensor_id), "alarm", "since", "last")
+            return await pipe.execute()
+
+        replies = await with_retry("detector_load", run) if sensor_ids else []
+        states = {}
+        for sensor_id, (alarm, since, last) in zip(sensor_ids, replies, strict=True):
+            if last is None:
+                states[sensor_id] = DetectorState()
+            else:
+                states[sensor_id] = DetectorState(alarm == b"1", float(since or 0), float(last))
+        return states
+
+    async def save(self, states: dict[str, DetectorState]) -> None:
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for sensor_id, state in states.items():
+                pipe.hset(
+                    self._key(sensor_id),
+                    mapping={"alarm": "1" if state.alarm else "0", "since": repr(state.since), "last": repr(state.last_observed)},
+                )
+            return await pipe.execute()
+
+        if states:
+            await with_retry("detector_save", run)
