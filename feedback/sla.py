@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 _SPAN_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*$")
@@ -51,7 +51,7 @@ class BusinessCalendar:
         """The moment when ``minutes`` of working time have passed after ``start``."""
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
-        if not self.days - {d for d in self.days if d not in _WEEKDAYS}:
+        if not any(day in _WEEKDAYS for day in self.days):
             raise ValueError("the calendar has no working days")
         local = start.astimezone(self.zone)
         remaining = timedelta(minutes=minutes)
@@ -90,7 +90,11 @@ def deadline_for(start: datetime, span: str, clock: str, calendar: BusinessCalen
     """
     days, minutes = parse_span(span)
     if clock == "calendar":
-        return start + timedelta(days=days, minutes=minutes)
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        # elapsed time, not wall-clock time: go through UTC so a DST change counts
+        elapsed = start.astimezone(timezone.utc) + timedelta(days=days, minutes=minutes)
+        return elapsed.astimezone(start.tzinfo)
     if clock != "working":
         raise ValueError(f"clock must be 'calendar' or 'working', not {clock!r}")
     if calendar is None:

@@ -85,10 +85,15 @@ def worker(loglevel: str, **flags: Any) -> None:
 
     from streams.admin import ensure_topics
     from streams.app import create_app
-    from streams.redisconn import redis_answers
+    from streams.redisconn import port_in_use, redis_answers
     from streams.topics import Topics
 
     settings = _settings(**flags)
+    if settings.web_port and port_in_use(settings.web_host, settings.web_port):
+        raise click.ClickException(
+            f"port {settings.web_port} on {settings.web_host} is in use (another worker?); "
+            "choose another with --web-port or CITYLOOP_WEB_PORT"
+        )
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     pack = _load_pack(settings)
     if not redis_answers(settings.redis_url):

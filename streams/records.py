@@ -116,7 +116,7 @@ def parse_object(raw: bytes | None) -> dict[str, Any]:
             "invalid_json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
     if not isinstance(value, dict):
-        raise Rejected("not_object", f"record is a JSON {type(value).__name__}, not an object")
+        raise Rejected("not_object", f"record is {_json_type(value)}, not a JSON object")
     return value
 
 
