@@ -61,8 +61,22 @@ class TextClassifier:
                     "features",
                     FeatureUnion(
                         [
-                            ("words", TfidfVectorizer(preprocessor=normalise_text, ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-                            ("chars", TfidfVectorizer(preprocessor=normalise_text, analyzer="char_wb", ngram_range=(1, 4), sublinear_tf=True, min_df=1)),
+                            (
+                                "words",
+                                TfidfVectorizer(
+                                    preprocessor=normalise_text, ngram_range=(1, 2), sublinear_tf=True, min_df=1
+                                ),
+                            ),
+                            (
+                                "chars",
+                                TfidfVectorizer(
+                                    preprocessor=normalise_text,
+                                    analyzer="char_wb",
+                                    ngram_range=(1, 4),
+                                    sublinear_tf=True,
+                                    min_df=1,
+                                ),
+                            ),
                         ]
                     ),
                 ),

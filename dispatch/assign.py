@@ -119,9 +119,7 @@ class Dispatcher:
         result[inside] = candidate.mask[features[inside]]
         return result
 
-    def _explain(
-        self, code: str, chosen: int, features: dict[str, int], confidence: float | None
-    ) -> Assignment:
+    def _explain(self, code: str, chosen: int, features: dict[str, int], confidence: float | None) -> Assignment:
         hit = {
             layer_id: (self.pack.layers[layer_id].feature_ids[idx] if idx >= 0 else None)
             for layer_id, idx in features.items()
@@ -134,7 +132,10 @@ class Dispatcher:
             elif candidate.layer_id is None:
                 outcome, why = "skipped", "unit has no service area"
             elif chosen >= 0 and c_index > chosen and self._point_in(candidate, features):
-                outcome, why = "lost", f"also covers the point but is declared after {self._candidates[code][chosen].unit.id}"
+                outcome, why = (
+                    "lost",
+                    f"also covers the point but is declared after {self._candidates[code][chosen].unit.id}",
+                )
             else:
                 outcome, why = "skipped", f"{self._area_text(candidate, hit)} does not contain the point"
             considered.append({"unit": unit.id, "outcome": outcome, "why": why})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import time, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -250,9 +250,7 @@ def _check_references(spec: CityFile, file: str) -> None:
             raise InvalidCityPack(file, f"{where}.area.layer", f"unknown layer {unit.area.layer!r}")
     for kind, sensor in spec.sensor_kinds.items():
         if sensor.category not in codes:
-            raise InvalidCityPack(
-                file, f"sensor_kinds.{kind}.category", f"unknown category {sensor.category!r}"
-            )
+            raise InvalidCityPack(file, f"sensor_kinds.{kind}.category", f"unknown category {sensor.category!r}")
 
 
 def _no_duplicates(values: list[str], file: str, key: str, what: str) -> None:

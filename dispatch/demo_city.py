@@ -24,9 +24,18 @@ COLS, ROWS = 4, 3
 CELL_LON, CELL_LAT = 0.03, 0.02  # ~2.1 km x 2.2 km per district
 
 DISTRICT_NAMES = [
-    "Havenkwartier", "Lindenhof", "Oude Markt", "Molenwijk",
-    "Rietveld", "Stadspark", "Brugzicht", "Kanaalzijde",
-    "Noorderhout", "Schepenbuurt", "Vlietdorp", "Torenveld",
+    "Havenkwartier",
+    "Lindenhof",
+    "Oude Markt",
+    "Molenwijk",
+    "Rietveld",
+    "Stadspark",
+    "Brugzicht",
+    "Kanaalzijde",
+    "Noorderhout",
+    "Schepenbuurt",
+    "Vlietdorp",
+    "Torenveld",
 ]
 
 CATEGORIES: list[dict[str, Any]] = [
@@ -37,13 +46,23 @@ CATEGORIES: list[dict[str, Any]] = [
     {"code": "litter", "name": "Litter or exposed garbage", "group": "cleansing", "sla": ("2h", "1d", "1d", "working")},
     {"code": "illegal_dumping", "name": "Illegal dumping", "group": "cleansing", "sla": ("4h", "2d", "1d", "working")},
     {"code": "graffiti", "name": "Graffiti", "group": "cleansing", "sla": ("1d", "48h", "1d", "calendar")},
-    {"code": "flooding", "name": "Flooding or ponding water", "group": "water", "sla": ("30m", "6h", "12h", "calendar")},
+    {
+        "code": "flooding",
+        "name": "Flooding or ponding water",
+        "group": "water",
+        "sla": ("30m", "6h", "12h", "calendar"),
+    },
     {"code": "water_main_break", "name": "Burst water main", "group": "water", "sla": ("15m", "8h", "12h", "calendar")},
     {"code": "blocked_drain", "name": "Blocked drain", "group": "water", "sla": ("4h", "2d", "1d", "working")},
     {"code": "noise", "name": "Noise", "group": "environment", "sla": ("1h", "1d", "1d", "calendar")},
     {"code": "air_quality", "name": "Air quality", "group": "environment", "sla": ("1h", "1d", "1d", "calendar")},
     {"code": "fallen_tree", "name": "Fallen tree or branch", "group": "parks", "sla": ("2h", "1d", "1d", "calendar")},
-    {"code": "abandoned_vehicle", "name": "Abandoned vehicle", "group": "traffic", "sla": ("1d", "7d", "2d", "working")},
+    {
+        "code": "abandoned_vehicle",
+        "name": "Abandoned vehicle",
+        "group": "traffic",
+        "sla": ("1d", "7d", "2d", "working"),
+    },
     {"code": "illegal_parking", "name": "Illegal parking", "group": "traffic", "sla": ("1h", "4h", "1d", "calendar")},
 ]
 
@@ -85,7 +104,9 @@ def _feature_collection(rows: list[tuple[str, str, Any]], id_property: str) -> d
     return {"type": "FeatureCollection", "features": features}
 
 
-def _ids(districts: list[tuple[str, str, Polygon]], cols: set[int] | None = None, rows: set[int] | None = None) -> list[str]:
+def _ids(
+    districts: list[tuple[str, str, Polygon]], cols: set[int] | None = None, rows: set[int] | None = None
+) -> list[str]:
     chosen = []
     for index, (feature_id, _, _) in enumerate(districts):
         row, col = divmod(index, COLS)
@@ -98,7 +119,9 @@ def city_document(districts: list[tuple[str, str, Polygon]]) -> dict[str, Any]:
     """The ``city.yaml`` content of the demo city."""
     west, east = {0, 1}, {2, 3}
 
-    def team(uid: str, name: str, groups: list[str], layer: str, features: Any, backup: str | None, dept: str) -> dict[str, Any]:
+    def team(
+        uid: str, name: str, groups: list[str], layer: str, features: Any, backup: str | None, dept: str
+    ) -> dict[str, Any]:
         unit: dict[str, Any] = {
             "id": uid,
             "name": name,
@@ -118,18 +141,74 @@ def city_document(districts: list[tuple[str, str, Polygon]]) -> dict[str, Any]:
         {"id": "water-board", "name": "Water Board", "kind": "department"},
         {"id": "environment-dept", "name": "Environment Department", "kind": "department"},
         {"id": "city-police", "name": "City Police, Traffic Division", "kind": "department"},
-        team("roads-west", "Roads crew West", ["roads"], "districts", _ids(districts, cols=west), "roads-east", "public-works"),
-        team("roads-east", "Roads crew East", ["roads"], "districts", _ids(districts, cols=east), "roads-west", "public-works"),
+        team(
+            "roads-west",
+            "Roads crew West",
+            ["roads"],
+            "districts",
+            _ids(districts, cols=west),
+            "roads-east",
+            "public-works",
+        ),
+        team(
+            "roads-east",
+            "Roads crew East",
+            ["roads"],
+            "districts",
+            _ids(districts, cols=east),
+            "roads-west",
+            "public-works",
+        ),
         team("lighting", "Street lighting crew", ["lighting"], "districts", "*", None, "public-works"),
-        team("cleansing-south", "Cleansing team South", ["cleansing"], "districts", _ids(districts, rows={0}), "cleansing-central", "public-works"),
-        team("cleansing-central", "Cleansing team Central", ["cleansing"], "districts", _ids(districts, rows={1}), "cleansing-north", "public-works"),
-        team("cleansing-north", "Cleansing team North", ["cleansing"], "districts", _ids(districts, rows={2}), "cleansing-central", "public-works"),
+        team(
+            "cleansing-south",
+            "Cleansing team South",
+            ["cleansing"],
+            "districts",
+            _ids(districts, rows={0}),
+            "cleansing-central",
+            "public-works",
+        ),
+        team(
+            "cleansing-central",
+            "Cleansing team Central",
+            ["cleansing"],
+            "districts",
+            _ids(districts, rows={1}),
+            "cleansing-north",
+            "public-works",
+        ),
+        team(
+            "cleansing-north",
+            "Cleansing team North",
+            ["cleansing"],
+            "districts",
+            _ids(districts, rows={2}),
+            "cleansing-central",
+            "public-works",
+        ),
         team("water-west", "Water crew West", ["water"], "basins", ["west"], "water-east", "water-board"),
         team("water-east", "Water crew East", ["water"], "basins", ["east"], "water-west", "water-board"),
         team("environment", "Environmental inspectors", ["environment"], "districts", "*", None, "environment-dept"),
         team("parks", "Parks and trees crew", ["parks"], "districts", "*", None, "public-works"),
-        team("traffic-west", "Traffic enforcement West", ["traffic"], "districts", _ids(districts, cols=west), "traffic-east", "city-police"),
-        team("traffic-east", "Traffic enforcement East", ["traffic"], "districts", _ids(districts, cols=east), "traffic-west", "city-police"),
+        team(
+            "traffic-west",
+            "Traffic enforcement West",
+            ["traffic"],
+            "districts",
+            _ids(districts, cols=west),
+            "traffic-east",
+            "city-police",
+        ),
+        team(
+            "traffic-east",
+            "Traffic enforcement East",
+            ["traffic"],
+            "districts",
+            _ids(districts, cols=east),
+            "traffic-west",
+            "city-police",
+        ),
     ]
     categories = []
     for cat in CATEGORIES:
@@ -153,7 +232,12 @@ def city_document(districts: list[tuple[str, str, Polygon]]) -> dict[str, Any]:
         "boundary_band_m": 25,
         "fallback_unit": "ops-centre",
         "layers": [
-            {"id": "districts", "file": "layers/districts.geojson", "id_property": "district_id", "name_property": "name"},
+            {
+                "id": "districts",
+                "file": "layers/districts.geojson",
+                "id_property": "district_id",
+                "name_property": "name",
+            },
             {"id": "basins", "file": "layers/basins.geojson", "id_property": "basin_id", "name_property": "name"},
         ],
         "categories": categories,
@@ -162,7 +246,13 @@ def city_document(districts: list[tuple[str, str, Polygon]]) -> dict[str, Any]:
             "water_level": {"category": "flooding", "unit": "cm", "direction": "above", "open_at": 30, "close_at": 20},
             "noise_level": {"category": "noise", "unit": "dBA", "direction": "above", "open_at": 85, "close_at": 75},
             "pm25": {"category": "air_quality", "unit": "ug/m3", "direction": "above", "open_at": 75, "close_at": 50},
-            "water_pressure": {"category": "water_main_break", "unit": "bar", "direction": "below", "open_at": 1.5, "close_at": 2.5},
+            "water_pressure": {
+                "category": "water_main_break",
+                "unit": "bar",
+                "direction": "below",
+                "open_at": 1.5,
+                "close_at": 2.5,
+            },
         },
     }
 

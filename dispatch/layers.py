@@ -78,16 +78,12 @@ def load_layer(path: Path, layer_id: str, id_property: str, name_property: str |
             raise InvalidCityPack(file, key, "must be a GeoJSON Feature object")
         props = feature.get("properties") or {}
         if id_property not in props or props[id_property] in (None, ""):
-            raise InvalidCityPack(
-                file, f"{key}.properties.{id_property}", "missing; every feature needs an id"
-            )
+            raise InvalidCityPack(file, f"{key}.properties.{id_property}", "missing; every feature needs an id")
         feature_id = str(props[id_property])
         geometry = feature.get("geometry")
         if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
             kind = geometry.get("type") if isinstance(geometry, dict) else geometry
-            raise InvalidCityPack(
-                file, f"{key}.geometry", f"must be a Polygon or MultiPolygon, got {kind!r}"
-            )
+            raise InvalidCityPack(file, f"{key}.geometry", f"must be a Polygon or MultiPolygon, got {kind!r}")
         try:
             geom = shape(geometry)
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -98,9 +94,7 @@ def load_layer(path: Path, layer_id: str, id_property: str, name_property: str |
             fixed = shapely.make_valid(geom)
             fixed = _polygonal_part(fixed)
             if fixed is None or fixed.is_empty:
-                raise InvalidCityPack(
-                    file, f"{key}.geometry", f"invalid polygon that cannot be repaired: {reason}"
-                )
+                raise InvalidCityPack(file, f"{key}.geometry", f"invalid polygon that cannot be repaired: {reason}")
             geom = fixed
             repaired.append(feature_id)
         ids.append(feature_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 _SPAN_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*$")
@@ -93,7 +93,7 @@ def deadline_for(start: datetime, span: str, clock: str, calendar: BusinessCalen
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
         # elapsed time, not wall-clock time: go through UTC so a DST change counts
-        elapsed = start.astimezone(timezone.utc) + timedelta(days=days, minutes=minutes)
+        elapsed = start.astimezone(UTC) + timedelta(days=days, minutes=minutes)
         return elapsed.astimezone(start.tzinfo)
     if clock != "working":
         raise ValueError(f"clock must be 'calendar' or 'working', not {clock!r}")

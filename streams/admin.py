@@ -9,7 +9,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 
-def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0
+) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     Waits up to ``timeout`` seconds for the broker, then fails with a message

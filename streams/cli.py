@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,23 @@ def _load_pack(settings: Settings) -> Any:
 def common_options(func: Any) -> Any:
     """Flags shared by commands that talk to the broker, Redis or a city pack."""
     options = [
-        click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap servers [env CITYLOOP_KAFKA_BOOTSTRAP; default 127.0.0.1:9092]."),
-        click.option("--redis", "redis_url", help="Redis URL [env CITYLOOP_REDIS_URL; default redis://127.0.0.1:6379/0]."),
+        click.option(
+            "--kafka",
+            "kafka_bootstrap",
+            help="Kafka bootstrap servers [env CITYLOOP_KAFKA_BOOTSTRAP; default 127.0.0.1:9092].",
+        ),
+        click.option(
+            "--redis", "redis_url", help="Redis URL [env CITYLOOP_REDIS_URL; default redis://127.0.0.1:6379/0]."
+        ),
         click.option("--city", help="City pack directory, or 'demo' [env CITYLOOP_CITY; default demo]."),
-        click.option("--topic-prefix", help="Topic prefix and Redis namespace [env CITYLOOP_TOPIC_PREFIX; default cityloop]."),
-        click.option("--partitions", type=int, help="Partitions for topics CityLoop creates [env CITYLOOP_PARTITIONS; default 4]."),
+        click.option(
+            "--topic-prefix", help="Topic prefix and Redis namespace [env CITYLOOP_TOPIC_PREFIX; default cityloop]."
+        ),
+        click.option(
+            "--partitions",
+            type=int,
+            help="Partitions for topics CityLoop creates [env CITYLOOP_PARTITIONS; default 4].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -255,10 +268,12 @@ def topics_create(**flags: Any) -> None:
 @click.option("--service-code", help="Category code, if the reporter chose one.")
 @click.option("--source", default="staff", show_default=True)
 @click.option("--id", "report_id", help="Report id [default: generated].")
-def report(text: str, lat: float, lon: float, service_code: str | None, source: str, report_id: str | None, **flags: Any) -> None:
+def report(
+    text: str, lat: float, lon: float, service_code: str | None, source: str, report_id: str | None, **flags: Any
+) -> None:
     """Write one citizen report to the reports topic (a smoke test for a deployment)."""
     import uuid
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -272,13 +287,15 @@ def report(text: str, lat: float, lon: float, service_code: str | None, source: 
         "text": text,
         "lat": lat,
         "lon": lon,
-        "reported_at": datetime.now(timezone.utc).isoformat(),
+        "reported_at": datetime.now(UTC).isoformat(),
     }
     if service_code:
         record["service_code"] = service_code
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-        producer.send(Topics(settings.topic_prefix).reports, key=record["report_id"].encode(), value=json.dumps(record).encode()).get(timeout=10)
+        producer.send(
+            Topics(settings.topic_prefix).reports, key=record["report_id"].encode(), value=json.dumps(record).encode()
+        ).get(timeout=10)
         producer.close()
     except KafkaError as exc:
         raise click.ClickException(f"could not write to {settings.kafka_bootstrap}: {exc}") from None
@@ -337,7 +354,11 @@ def route(city: str | None, lat: float, lon: float, category: str, confidence: f
         raise click.UsageError(f"unknown category {category!r}; {pack.name} has: {known}")
     assignment = Dispatcher(pack).assign(category, lat, lon, confidence)
     if as_json:
-        click.echo(json.dumps({"unit": assignment.unit_id, "rule": assignment.rule, "explanation": assignment.explanation}, indent=2))
+        click.echo(
+            json.dumps(
+                {"unit": assignment.unit_id, "rule": assignment.rule, "explanation": assignment.explanation}, indent=2
+            )
+        )
         return
     click.echo(f"{category} at ({lat}, {lon}) -> {assignment.unit_id}  [rule {assignment.rule}, pack {pack.version}]")
     click.echo("features: " + ", ".join(f"{k}={v or '-'}" for k, v in assignment.explanation["features"].items()))
@@ -374,7 +395,9 @@ def city_check(pack_dir: Path) -> None:
     except InvalidCityPack as exc:
         raise click.ClickException(str(exc)) from None
     sizes = ", ".join(f"{k}: {len(v.feature_ids)} features" for k, v in pack.layers.items())
-    click.echo(f"{pack.name} {pack.version}: {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; {sizes}")
+    click.echo(
+        f"{pack.name} {pack.version}: {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; {sizes}"
+    )
     for layer in pack.layers.values():
         if layer.repaired:
             click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")

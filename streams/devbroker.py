@@ -35,7 +35,9 @@ def start_broker(host: str, port: int, log_path: Path, timeout: float = 15.0) ->
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     deadline = time.monotonic() + timeout

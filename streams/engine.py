@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -86,7 +86,7 @@ class Engine:
         topics: Topics,
         *,
         max_skew: timedelta = timedelta(days=1),
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.pack = pack
         self.dispatcher = Dispatcher(pack)
@@ -286,7 +286,9 @@ class Engine:
         cleared: list[tuple[Reading, DetectorState]] = []
         for envelope, reading in sorted(readings, key=lambda item: (item[1].sensor_id, item[1].observed_at)):
             state = states[reading.sensor_id]
-            new_state, change = self._detectors[reading.kind].step(state, reading.value, reading.observed_at.timestamp())
+            new_state, change = self._detectors[reading.kind].step(
+                state, reading.value, reading.observed_at.timestamp()
+            )
             if new_state is state:
                 result.stale += 1
                 metrics.STALE_READINGS.labels(reading.kind).inc()
@@ -330,7 +332,12 @@ class Engine:
                 "lon": reading.lon,
                 "address": None,
                 "source_ids": [f"sensor:{reading.sensor_id}"],
-                "sensor": {"sensor_id": reading.sensor_id, "kind": reading.kind, "value": reading.value, "unit": reading.unit},
+                "sensor": {
+                    "sensor_id": reading.sensor_id,
+                    "kind": reading.kind,
+                    "value": reading.value,
+                    "unit": reading.unit,
+                },
                 "first_seen": iso(reading.observed_at),
                 "last_seen": iso(reading.observed_at),
                 "opened_at": iso(now),
@@ -377,7 +384,9 @@ class Engine:
                 pending.extend(build([item], now))
             except Exception as exc:  # noqa: BLE001
                 log.exception("%s failed on %s:%s@%s", stage, item[0].topic, item[0].partition, item[0].offset)
-                pending.append(self._dead_letter(stage, "processing_error", f"{type(exc).__name__}: {exc}", item[0], now))
+                pending.append(
+                    self._dead_letter(stage, "processing_error", f"{type(exc).__name__}: {exc}", item[0], now)
+                )
         return pending
 
     def _dead_letter(self, stage: str, code: str, reason: str, envelope: Envelope, now: datetime) -> _Pending:
@@ -420,4 +429,3 @@ class Engine:
                 result.tasks += 1
             if item.kind == "report" and item.appended_at is not None:
                 metrics.REPORT_TO_TASK.observe(max(0.0, done - item.appended_at))
-

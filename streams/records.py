@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -112,9 +112,7 @@ def parse_object(raw: bytes | None) -> dict[str, Any]:
     except RecursionError:
         raise Rejected("too_deep", "record nests too deeply to parse") from None
     except json.JSONDecodeError as exc:
-        raise Rejected(
-            "invalid_json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise Rejected("invalid_json", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(value, dict):
         raise Rejected("not_object", f"record is {_json_type(value)}, not a JSON object")
     return value
@@ -167,15 +165,13 @@ def _timestamp(obj: dict[str, Any], name: str, now: datetime, max_skew: timedelt
     except ValueError:
         raise Rejected("bad_timestamp", f"{name} {value!r} is not an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
-        raise Rejected(
-            "bad_timestamp", f"{name} {value!r} has no UTC offset; add Z or +hh:mm"
-        )
+        raise Rejected("bad_timestamp", f"{name} {value!r} has no UTC offset; add Z or +hh:mm")
     if moment - now > max_skew:
         raise Rejected(
             "future_timestamp",
             f"{name} {value} is more than {max_skew} ahead of the worker's clock ({now.isoformat()})",
         )
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _json_type(value: Any) -> str:

@@ -60,10 +60,22 @@ def start_embedded_redis(url: str, workdir: Path, log_path: Path) -> EmbeddedRed
     process = subprocess.Popen(
         [
             embedded_redis_binary(),
-            "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(workdir), "--logfile", str(log_path),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(log_path),
         ],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 10

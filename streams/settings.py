@@ -18,9 +18,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CITYLOOP_", frozen=True, extra="forbid")
 
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port."
-    )
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding durable state.")
     city: str = Field(
         "demo",
@@ -43,12 +41,8 @@ class Settings(BaseSettings):
         ge=0,
         description="A record stamped further than this in the future is refused.",
     )
-    dedup_ttl_s: int = Field(
-        7 * 86_400, ge=60, description="How long a processed report id is remembered."
-    )
-    data_dir: Path = Field(
-        Path(".cityloop"), description="Where the worker keeps local files (generated demo city)."
-    )
+    dedup_ttl_s: int = Field(7 * 86_400, ge=60, description="How long a processed report id is remembered.")
+    data_dir: Path = Field(Path(".cityloop"), description="Where the worker keeps local files (generated demo city).")
 
     @field_validator("kafka_bootstrap")
     @classmethod

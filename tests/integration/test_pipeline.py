@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from classifiers import seed_classifier
-from dispatch.demo_city import CATEGORIES, bounds, city_document, write_demo_city
+from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
 from streams.outcomes import stable_id
 from tests.integration.cityfacts import NaiveCity
 from tests.integration.conftest import collect
@@ -66,8 +66,14 @@ def make_readings(rng: random.Random, now: datetime) -> tuple[list[dict], dict[s
         for t in range(10):
             value = high if (s < 10 and 4 <= t <= 6) else normal
             readings.append(
-                {"sensor_id": f"s-{s}", "kind": kind, "value": value, "lat": lat, "lon": lon,
-                 "observed_at": iso(now - timedelta(minutes=10 - t))}
+                {
+                    "sensor_id": f"s-{s}",
+                    "kind": kind,
+                    "value": value,
+                    "lat": lat,
+                    "lon": lon,
+                    "observed_at": iso(now - timedelta(minutes=10 - t)),
+                }
             )
         if s < 10:
             alarms[f"s-{s}"] = (lat, lon, kind)
@@ -76,7 +82,14 @@ def make_readings(rng: random.Random, now: datetime) -> tuple[list[dict], dict[s
 
 def make_invalid(now: datetime) -> list[tuple[str, bytes, str]]:
     """200 invalid records in varied ways: (stream, bytes, expected reason code)."""
-    good_report = {"report_id": "x", "source": "app", "text": "pothole", "lat": 52.0, "lon": 5.1, "reported_at": iso(now)}
+    good_report = {
+        "report_id": "x",
+        "source": "app",
+        "text": "pothole",
+        "lat": 52.0,
+        "lon": 5.1,
+        "reported_at": iso(now),
+    }
     good_reading = {"sensor_id": "x", "kind": "pm25", "value": 1.0, "lat": 52.0, "lon": 5.1, "observed_at": iso(now)}
 
     def variant(base: dict, i: int, **changes: object) -> bytes:
@@ -136,7 +149,7 @@ def test_outside_client_traffic_yields_one_task_per_report_and_one_dead_letter_p
     task; each invalid record exactly one dead letter with the expected reason.
     """
     rng = random.Random(42)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     reports = make_valid_reports(rng, now, 500)
     readings, alarms = make_readings(rng, now)
     invalid = make_invalid(now)
@@ -173,7 +186,9 @@ def test_outside_client_traffic_yields_one_task_per_report_and_one_dead_letter_p
 
     naive = NaiveCity(write_demo_city(tmp_path / "facts"))
     text_only = [r for r in reports if "service_code" not in r]
-    predicted = dict(zip([r["report_id"] for r in text_only], seed_classifier().predict([r["text"] for r in text_only]), strict=True))
+    predicted = dict(
+        zip([r["report_id"] for r in text_only], seed_classifier().predict([r["text"] for r in text_only]), strict=True)
+    )
     wrong = []
     for r in reports:
         got = by_incident.get(stable_id("inc", "report", r["report_id"]), [])

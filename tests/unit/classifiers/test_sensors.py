@@ -16,16 +16,16 @@ def run(detector: ThresholdDetector, values: list[float]) -> list[AlarmChange | 
     return changes
 
 
-O, C = AlarmChange.OPENED, AlarmChange.CLEARED
+OPEN, CLEAR = AlarmChange.OPENED, AlarmChange.CLEARED
 
 
 @pytest.mark.parametrize(
     ("direction", "open_at", "close_at", "values", "expected"),
     [
-        ("above", 30, 20, [10, 25, 31, 29, 31, 25, 19, 10], [None, None, O, None, None, None, C, None]),
+        ("above", 30, 20, [10, 25, 31, 29, 31, 25, 19, 10], [None, None, OPEN, None, None, None, CLEAR, None]),
         # hovering at the threshold raises one alarm, not a burst
-        ("above", 30, 20, [30, 29.9, 30.1, 29.9, 30.2], [O, None, None, None, None]),
-        ("below", 1.5, 2.5, [3.0, 1.4, 2.0, 1.0, 2.6, 1.5], [None, O, None, None, C, O]),
+        ("above", 30, 20, [30, 29.9, 30.1, 29.9, 30.2], [OPEN, None, None, None, None]),
+        ("below", 1.5, 2.5, [3.0, 1.4, 2.0, 1.0, 2.6, 1.5], [None, OPEN, None, None, CLEAR, OPEN]),
         ("above", 30, 20, [], []),
     ],
 )
@@ -44,7 +44,9 @@ def test_a_replayed_reading_is_a_no_op():
     assert change is None and older is state
 
 
-@pytest.mark.parametrize(("open_at", "close_at", "direction"), [(30, 30, "above"), (30, 40, "above"), (2, 1, "below"), (1, 2, "sideways")])
+@pytest.mark.parametrize(
+    ("open_at", "close_at", "direction"), [(30, 30, "above"), (30, 40, "above"), (2, 1, "below"), (1, 2, "sideways")]
+)
 def test_inconsistent_thresholds_are_refused(open_at, close_at, direction):
     with pytest.raises(ValueError):
         ThresholdDetector(open_at, close_at, direction)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,13 +51,15 @@ def test_deadline_for(start: datetime, span: str, clock: str, expected: datetime
 
 
 def test_deadline_keeps_the_callers_zone():
-    start = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)  # 09:00 in Amsterdam
+    start = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # 09:00 in Amsterdam
     result = deadline_for(start, "4h", "working", CAL)
-    assert result.tzinfo is timezone.utc
-    assert result == datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    assert result.tzinfo is UTC
+    assert result == datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "expected"), [("4h", (0, 240)), ("1d", (1, 0)), ("1d4h30m", (1, 270)), ("90m", (0, 90))])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("4h", (0, 240)), ("1d", (1, 0)), ("1d4h30m", (1, 270)), ("90m", (0, 90))]
+)
 def test_parse_span(text: str, expected: tuple[float, float]):
     assert parse_span(text) == expected
 

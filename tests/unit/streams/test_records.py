@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from streams.records import MAX_RECORD_BYTES, Rejected, decode_reading, decode_report, parse_object
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SKEW = timedelta(days=1)
 
 
@@ -53,7 +53,7 @@ def test_a_valid_report_decodes_with_utc_time():
     decoded = decode_report(report(service_code="pothole", address="Main St 4"), now=NOW, max_skew=SKEW)
     assert decoded.report_id == "r-1"
     assert decoded.service_code == "pothole"
-    assert decoded.reported_at == datetime(2026, 11, 26, 11, 59, tzinfo=timezone.utc)
+    assert decoded.reported_at == datetime(2026, 11, 26, 11, 59, tzinfo=UTC)
     assert decoded.lat == pytest.approx(51.99)
 
 
@@ -65,7 +65,7 @@ def test_unknown_fields_are_ignored():
 def test_a_valid_reading_decodes_with_offset_applied():
     """Offsets are honoured: 11:59+01:00 is 10:59 UTC."""
     decoded = decode_reading(reading(), now=NOW, max_skew=SKEW)
-    assert decoded.observed_at == datetime(2026, 11, 26, 10, 59, tzinfo=timezone.utc)
+    assert decoded.observed_at == datetime(2026, 11, 26, 10, 59, tzinfo=UTC)
     assert decoded.value == 12.5
 
 
