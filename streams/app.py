@@ -19,7 +19,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from classifiers import seed_classifier
 from dispatch import CityPack
-from streams import metrics
+from streams import metrics, transport
 from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
 from streams.settings import Settings
@@ -73,9 +73,10 @@ async def _process(stream_name: str, handle: Any, envelopes: list[Envelope]) -> 
 def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
+    transport.configure(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.consumer_group,
-        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker=[f"{transport.SCHEME}://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
         # The dev broker takes half the session timeout to complete a group join (STACK.md).
         broker_session_timeout=6.0,

