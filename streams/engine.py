@@ -112,12 +112,7 @@ class Engine:
         pending: list[_Pending] = []
         valid: list[tuple[Envelope, Report]] = []
         seen: set[str] = set()
-        for envelope in envelopes:
-            try:
-                report = decode_report(envelope.value, now=now, max_skew=self.max_skew)
-            except Rejected as exc:
-                pending.append(self._dead_letter("validate", exc.code, exc.reason, envelope, now))
-                continue
+        for envelope, report in self._decoded(envelopes, decode_report, now, pending):
             if report.report_id in seen:  # repeated within the batch: one outcome is enough
                 result.duplicates += 1
                 metrics.DUPLICATES.labels("report").inc()
@@ -266,12 +261,7 @@ class Engine:
         result = BatchResult(consumed=len(envelopes))
         pending: list[_Pending] = []
         readings: list[tuple[Envelope, Reading]] = []
-        for envelope in envelopes:
-            try:
-                reading = decode_reading(envelope.value, now=now, max_skew=self.max_skew)
-            except Rejected as exc:
-                pending.append(self._dead_letter("validate", exc.code, exc.reason, envelope, now))
-                continue
+        for envelope, reading in self._decoded(envelopes, decode_reading, now, pending):
             if reading.kind not in self._detectors:
                 known = ", ".join(sorted(self._detectors)) or "none"
                 reason = f"no detector for sensor kind {reading.kind!r} in city pack {self.pack.name} (known: {known})"
@@ -365,6 +355,18 @@ class Engine:
         return _Pending(f"clear:{incident_id}", [(self.topics.feedback, incident_id, event)], "clear")
 
     # ------------------------------------------------------------------ shared
+
+    def _decoded(
+        self, envelopes: Sequence[Envelope], decode: Callable[..., Any], now: datetime, pending: list[_Pending]
+    ) -> list[tuple[Envelope, Any]]:
+        """Decode each envelope; a record that breaks the contract becomes a dead letter in ``pending``."""
+        decoded = []
+        for envelope in envelopes:
+            try:
+                decoded.append((envelope, decode(envelope.value, now=now, max_skew=self.max_skew)))
+            except Rejected as exc:
+                pending.append(self._dead_letter("validate", exc.code, exc.reason, envelope, now))
+        return decoded
 
     def _isolated(
         self,

@@ -31,9 +31,26 @@ def test_demo_runs_the_loop_and_stops_everything_it_started(tmp_path, redis_url)
     """A short demo ingests reports, assigns tasks, dead-letters garbage, loses nothing, leaves no process."""
     out = tmp_path / "summary.json"
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--duration", "12", "--rate", "40",
-         "--web-port", str(free_port()), "--data-dir", str(tmp_path / "data"), "--json", str(out)],
-        env={**os.environ, "CITYLOOP_REDIS_URL": redis_url}, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "demo",
+            "--duration",
+            "12",
+            "--rate",
+            "40",
+            "--web-port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        env={**os.environ, "CITYLOOP_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "summary" in result.stdout and "unexplained losses: 0" in result.stdout

@@ -13,39 +13,37 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SKEW = timedelta(days=1)
 
 
+REPORT: dict[str, object] = {
+    "report_id": "r-1",
+    "source": "app",
+    "text": "pothole outside number 4",
+    "lat": 51.99,
+    "lon": 5.06,
+    "reported_at": "2026-11-26T11:59:00Z",
+}
+READING: dict[str, object] = {
+    "sensor_id": "wl-7",
+    "kind": "water_level",
+    "value": 12.5,
+    "unit": "cm",
+    "lat": 51.99,
+    "lon": 5.06,
+    "observed_at": "2026-11-26T11:59:00+01:00",
+}
+
+
+def changed(base: dict[str, object], changes: dict[str, object]) -> bytes:
+    """``base`` with fields replaced; a value of ``...`` removes the field."""
+    record = {**base, **changes}
+    return json.dumps({key: value for key, value in record.items() if value is not ...}).encode()
+
+
 def report(**changes: object) -> bytes:
-    base: dict[str, object] = {
-        "report_id": "r-1",
-        "source": "app",
-        "text": "pothole outside number 4",
-        "lat": 51.99,
-        "lon": 5.06,
-        "reported_at": "2026-11-26T11:59:00Z",
-    }
-    for key, value in changes.items():
-        if value is ...:
-            base.pop(key)
-        else:
-            base[key] = value
-    return json.dumps(base).encode()
+    return changed(REPORT, changes)
 
 
 def reading(**changes: object) -> bytes:
-    base: dict[str, object] = {
-        "sensor_id": "wl-7",
-        "kind": "water_level",
-        "value": 12.5,
-        "unit": "cm",
-        "lat": 51.99,
-        "lon": 5.06,
-        "observed_at": "2026-11-26T11:59:00+01:00",
-    }
-    for key, value in changes.items():
-        if value is ...:
-            base.pop(key)
-        else:
-            base[key] = value
-    return json.dumps(base).encode()
+    return changed(READING, changes)
 
 
 def test_a_valid_report_decodes_with_utc_time():
