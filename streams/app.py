@@ -18,12 +18,14 @@ import redis.asyncio as aioredis
 from faust.sensors.prometheus import setup_prometheus_sensors
 
 from classifiers import seed_classifier
+from classifiers.merge import MergePolicy
+from classifiers.store import RedisIncidentIndex
 from dispatch import CityPack
 from streams import metrics, transport
 from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
 from streams.settings import Settings
-from streams.state import DetectorStore, Ledger
+from streams.state import DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -102,8 +104,12 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         classifier=seed_classifier(),
         ledger=Ledger(redis_client, settings.redis_namespace, settings.dedup_ttl_s),
         detectors=DetectorStore(redis_client, settings.redis_namespace),
+        incidents=RedisIncidentIndex(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
+        triage=TriageQueue(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
         sink=FaustSink(app),
         topics=topics,
+        merge_policy=MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s),
+        triage_threshold=settings.triage_threshold,
         max_skew=timedelta(seconds=settings.max_clock_skew_s),
     )
     app.cityloop_engine = engine  # type: ignore[attr-defined]
@@ -111,6 +117,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
 
     reports_topic = app.topic(topics.reports, partitions=settings.partitions)
     readings_topic = app.topic(topics.readings, partitions=settings.partitions)
+    feedback_topic = app.topic(topics.feedback, partitions=settings.partitions)
 
     @app.agent(reports_topic, name="ingest_reports")
     async def ingest_reports(stream: faust.StreamT) -> None:
@@ -121,6 +128,11 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     async def ingest_readings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await _process("readings", engine.process_readings, _envelopes(events))
+
+    @app.agent(feedback_topic, name="apply_feedback")
+    async def apply_feedback(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await _process("feedback", engine.process_feedback, _envelopes(events))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -48,17 +48,23 @@ class Observed:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     tasks_by_unit: Counter[str] = field(default_factory=Counter)
-    incidents_by_origin: Counter[str] = field(default_factory=Counter)
-    dead_by_reason: Counter[str] = field(default_factory=Counter)
     task_incidents: set[str] = field(default_factory=set)
+    incidents: dict[str, str] = field(default_factory=dict)  # incident id -> origin
+    report_fate: dict[str, str] = field(default_factory=dict)  # report id -> opened / merged / triage
+    merged_sources: int = 0
+    dead_by_reason: Counter[str] = field(default_factory=Counter)
     dead_offsets: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
+    triage_waiting: dict[str, float] = field(default_factory=dict)  # incident id -> when seen
+    triage_decided: int = 0
     sensor_clears: int = 0
 
 
 @dataclass
 class Sent:
     reports: dict[str, float] = field(default_factory=dict)  # report id -> send time
+    categories: dict[str, str] = field(default_factory=dict)  # report id -> the problem's true category
+    by_incident: dict[str, str] = field(default_factory=dict)  # the incident id a report would open -> report id
     garbage: int = 0
     resent: int = 0
     readings: int = 0
@@ -68,21 +74,14 @@ class Observer(threading.Thread):
     def __init__(self, bootstrap: str, topics: Topics, sent: Sent, seen: Observed) -> None:
         super().__init__(daemon=True)
         self.consumer = KafkaConsumer(
-            topics.tasks,
-            topics.incidents,
-            topics.deadletter,
-            topics.feedback,
-            bootstrap_servers=bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
+            topics.tasks, topics.incidents, topics.deadletter, topics.feedback,
+            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
             fetch_max_wait_ms=20,
-        )
+        )  # fmt: skip
         self.topics = topics
         self.sent = sent
         self.seen = seen
         self.stopping = threading.Event()
-        self.incident_of_report: dict[str, str] = {}
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -100,20 +99,31 @@ class Observer(threading.Thread):
                 return
             seen.task_incidents.add(record["incident_id"])
             seen.tasks_by_unit[record["unit_id"]] += 1
+            report_id = self.sent.by_incident.get(record["incident_id"])
+            if report_id is not None and report_id in self.sent.reports:
+                seen.latencies.append(now - self.sent.reports[report_id])
         elif topic == self.topics.incidents:
-            seen.incidents_by_origin[record["origin"]] += 1
+            seen.incidents.setdefault(record["incident_id"], record["origin"])
             for source in record["source_ids"]:
-                if source.startswith("report:"):
-                    report_id = source.removeprefix("report:")
-                    sent_at = self.sent.reports.get(report_id)
-                    if sent_at is not None:
-                        seen.latencies.append(now - sent_at)
+                report_id = source.removeprefix("report:")
+                if source.startswith("report:") and report_id not in seen.report_fate:
+                    opened = self.sent.by_incident.get(record["incident_id"]) == report_id
+                    fate = "triage" if record["status"] == "triage" else "opened" if opened else "merged"
+                    seen.report_fate[report_id] = fate
         elif topic == self.topics.deadletter:
             if record["deadletter_id"] not in seen.dead_offsets:
                 seen.dead_offsets.add(record["deadletter_id"])
                 seen.dead_by_reason[record["reason_code"]] += 1
-        elif topic == self.topics.feedback and record["type"] == "sensor_clear":
-            seen.sensor_clears += 1
+        elif topic == self.topics.feedback:
+            kind = record["type"]
+            if kind == "sensor_clear":
+                seen.sensor_clears += 1
+            elif kind == "merged":
+                seen.merged_sources += 1
+            elif kind == "triage_needed":
+                seen.triage_waiting.setdefault(record["incident_id"], now)
+            elif kind == "triaged":
+                seen.triage_decided += 1
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
@@ -200,7 +210,7 @@ def run_demo(
         observer = Observer(kafka, topics, sent, seen)
         observer.start()
         _play(kafka, topics, sent, seen, duration, rate, sensors, run_id, echo)
-        _drain(sent, seen, timeout=20)
+        _drain(kafka, topics, sent, seen, timeout=20)
     except KeyboardInterrupt:
         echo("\ninterrupted: stopping everything the demo started")
     finally:
@@ -244,58 +254,99 @@ def _play(
                 elif record.report_id in sent.reports:
                     sent.resent += 1
                 else:
-                    sent.reports[record.report_id] = time.time()  # type: ignore[index]
+                    assert record.report_id is not None and record.category is not None
+                    sent.reports[record.report_id] = time.time()
+                    sent.categories[record.report_id] = record.category
+                    sent.by_incident[stable_id("inc", "report", record.report_id)] = record.report_id
             if elapsed - last_reading >= 1.0:  # each sensor reports once a second
                 last_reading = elapsed
                 for record in simulator.readings(now, elapsed):
                     producer.send(topics.readings, key=record.key, value=record.value)
                     sent.readings += 1
+            _decide_triage(producer, topics, sent, seen, delay=2.0)
             if elapsed - last_print >= 1.0:
                 last_print = elapsed
                 with seen.lock:
                     tasks = sum(seen.tasks_by_unit.values())
                     dead = sum(seen.dead_by_reason.values())
-                    alarms = seen.incidents_by_origin["sensor"]
+                    alarms = sum(1 for origin in seen.incidents.values() if origin == "sensor")
+                    merged, triage = seen.merged_sources, len(seen.triage_waiting)
                 echo(
                     f"  t={elapsed:5.1f}s  reports {len(sent.reports) + sent.garbage + sent.resent:>6}  "
-                    f"readings {sent.readings:>6}  "
-                    f"tasks {tasks:>6}  alarms {alarms:>4}  dead letters {dead:>5}"
+                    f"readings {sent.readings:>6}  incidents {len(seen.incidents):>5}  merged {merged:>5}  "
+                    f"tasks {tasks:>5}  alarms {alarms:>3}  triage {triage:>4}  dead letters {dead:>4}"
                 )
         producer.flush()
     finally:
         producer.close()
 
 
-def _drain(sent: Sent, seen: Observed, timeout: float) -> None:
+def _decide_triage(producer: KafkaProducer, topics: Topics, sent: Sent, seen: Observed, delay: float) -> None:
+    """The ops centre's person: after ``delay`` seconds, file the true category of each unsure report."""
+    now = time.time()
+    with seen.lock:
+        due = [i for i, at in seen.triage_waiting.items() if at is not None and now - at >= delay]
+        for incident_id in due:
+            seen.triage_waiting[incident_id] = None  # type: ignore[assignment]
+    for incident_id in due:
+        report_id = sent.by_incident.get(incident_id)
+        if report_id is None:
+            continue
+        decision = {"type": "triage_decision", "incident_id": incident_id, "category": sent.categories[report_id],
+                    "decided_by": "demo-operator", "at": utc_now().isoformat()}  # fmt: skip
+        producer.send(topics.feedback, key=incident_id.encode(), value=json.dumps(decision).encode())
+
+
+def _drain(kafka: str, topics: Topics, sent: Sent, seen: Observed, timeout: float) -> None:
+    """Wait for the last reports to be accounted for and the last triage decisions to be applied."""
+    producer = KafkaProducer(bootstrap_servers=kafka, acks="all")
+    try:
+        _wait_accounted(producer, topics, sent, seen, timeout)
+    finally:
+        producer.close()
+
+
+def _wait_accounted(producer: KafkaProducer, topics: Topics, sent: Sent, seen: Observed, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    wanted = {stable_id("inc", "report", rid) for rid in sent.reports}
     while time.monotonic() < deadline:
+        _decide_triage(producer, topics, sent, seen, delay=0.0)
+        producer.flush()
         with seen.lock:
-            if wanted <= seen.task_incidents and sum(seen.dead_by_reason.values()) >= sent.garbage:
-                return
+            accounted = set(sent.reports) <= set(seen.report_fate)
+            decided = seen.triage_decided >= sum(1 for v in seen.report_fate.values() if v == "triage")
+            dead = sum(seen.dead_by_reason.values()) >= sent.garbage
+        if accounted and decided and dead:
+            return
         time.sleep(0.2)
 
 
 def _summary(sent: Sent, seen: Observed) -> dict[str, Any]:
     with seen.lock:
-        wanted = {stable_id("inc", "report", rid) for rid in sent.reports}
-        missing = len(wanted - seen.task_incidents)
+        fates = Counter(seen.report_fate[r] for r in sent.reports if r in seen.report_fate)
         latencies = sorted(seen.latencies)
         dead_total = sum(seen.dead_by_reason.values())
+        origins = Counter(seen.incidents.values())
+        incidents_from_reports = origins.get("report", 0)
         return {
             "reports_sent": len(sent.reports) + sent.garbage + sent.resent,
             "reports_valid_unique": len(sent.reports),
             "reports_garbage": sent.garbage,
             "reports_resent": sent.resent,
             "readings_sent": sent.readings,
-            "incidents": dict(seen.incidents_by_origin),
+            "reports_opened_incident": fates.get("opened", 0),
+            "reports_merged": fates.get("merged", 0),
+            "reports_triaged": fates.get("triage", 0),
+            "triage_decisions_applied": seen.triage_decided,
+            "merges": seen.merged_sources,
+            "incidents": dict(origins),
+            "merge_ratio": round(len(sent.reports) / incidents_from_reports, 3) if incidents_from_reports else None,
             "tasks": sum(seen.tasks_by_unit.values()),
             "tasks_by_unit": dict(seen.tasks_by_unit.most_common()),
             "sensor_alarms_cleared": seen.sensor_clears,
             "dead_letters": dict(seen.dead_by_reason.most_common()),
             "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
             "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
-            "reports_without_task": missing,
+            "reports_unaccounted": len(set(sent.reports) - set(seen.report_fate)),
             "garbage_without_dead_letter": max(0, sent.garbage - dead_total),
         }
 
@@ -303,16 +354,17 @@ def _summary(sent: Sent, seen: Observed) -> dict[str, Any]:
 def _print_summary(summary: dict[str, Any], echo: Callable[[str], None]) -> None:
     echo("")
     echo("summary")
-    echo(
-        f"  reports     {summary['reports_sent']} sent: {summary['reports_valid_unique']} valid, "
-        f"{summary['reports_resent']} resent duplicates, {summary['reports_garbage']} garbage"
-    )
+    echo(f"  reports     {summary['reports_sent']} sent: {summary['reports_valid_unique']} valid, "
+         f"{summary['reports_resent']} resent duplicates, {summary['reports_garbage']} garbage")  # fmt: skip
+    triaged, decided = summary["reports_triaged"], summary["triage_decisions_applied"]
+    echo(f"              {summary['reports_opened_incident']} opened an incident, {summary['reports_merged']} merged "
+         f"into one, {triaged} went to triage ({decided} decided)")  # fmt: skip
     echo(f"  readings    {summary['readings_sent']} sent")
     incidents = summary["incidents"]
-    echo(
-        f"  incidents   {sum(incidents.values())} opened ({incidents.get('report', 0)} from reports, "
-        f"{incidents.get('sensor', 0)} from sensor alarms; {summary['sensor_alarms_cleared']} alarms cleared)"
-    )
+    echo(f"  incidents   {sum(incidents.values())} ({incidents.get('report', 0)} from reports, "
+         f"{incidents.get('sensor', 0)} from sensor alarms); {summary['reports_valid_unique']} reports -> "
+         f"{incidents.get('report', 0)} incidents (merge ratio {summary['merge_ratio']}); "
+         f"{summary['sensor_alarms_cleared']} alarms cleared")  # fmt: skip
     echo(f"  tasks       {summary['tasks']}")
     for unit, count in summary["tasks_by_unit"].items():
         echo(f"    {unit:<22}{count:>6}")
@@ -320,15 +372,11 @@ def _print_summary(summary: dict[str, Any], echo: Callable[[str], None]) -> None
         f"  latency     report -> task p50 {summary['latency_p50_ms']} ms, "
         f"p99 {summary['latency_p99_ms']} ms (as seen by a consumer)"
     )
-    echo(
-        f"  dead letters {sum(summary['dead_letters'].values())}: "
-        + ", ".join(f"{reason} {count}" for reason, count in summary["dead_letters"].items())
-    )
-    losses = summary["reports_without_task"] + summary["garbage_without_dead_letter"]
-    echo(
-        f"  unexplained losses: {losses} (valid reports without a task: {summary['reports_without_task']}, "
-        f"garbage without a dead letter: {summary['garbage_without_dead_letter']})"
-    )
+    echo(f"  dead letters {sum(summary['dead_letters'].values())}: "
+         + ", ".join(f"{reason} {count}" for reason, count in summary["dead_letters"].items()))  # fmt: skip
+    losses = summary["reports_unaccounted"] + summary["garbage_without_dead_letter"]
+    echo(f"  unexplained losses: {losses} (valid reports in no incident: {summary['reports_unaccounted']}, "
+         f"garbage without a dead letter: {summary['garbage_without_dead_letter']})")  # fmt: skip
 
 
 def _terminate(pid: int, timeout: float = 15.0) -> None:

@@ -2,9 +2,15 @@
 
 Agents hand the engine a list of :class:`Envelope`; the engine decodes, calls
 the pure domain cores (``classifiers``, ``dispatch``, ``feedback``), makes every
-side effect idempotent through the :class:`~streams.state.Ledger`, and sends
-the results through a :class:`Sink`. Nothing here imports Faust, so the engine
-runs the same under a worker, a benchmark or a test.
+side effect idempotent (the ledger, the incident index, the triage queue, all
+in Redis) and sends the results through a :class:`Sink`. Nothing here imports
+Faust, so the engine runs the same under a worker, a benchmark or a test.
+
+Every report and alarm becomes a *sighting*. A confident sighting either opens
+an incident (which is dispatched: one task) or joins an open incident about the
+same problem (no new task: the unit already has it). An unsure report waits in
+the triage queue for a person; their decision is a feedback event that
+re-enters here.
 """
 
 from __future__ import annotations
@@ -14,22 +20,26 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
 from classifiers import AlarmChange, DetectorState, TextClassifier, ThresholdDetector
+from classifiers.merge import MergePolicy, merge_tokens
+from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from dispatch import CityPack, Dispatcher
 from feedback import BusinessCalendar, deadline_for
 from streams import metrics
-from streams.outcomes import Envelope, dead_letter, iso, stable_id
-from streams.records import Reading, Rejected, Report, decode_reading, decode_report
-from streams.state import RESEND, SENT, DetectorStore, Ledger
+from streams.outcomes import Envelope, dead_letter, event, iso, iso_ts, stable_id, task_id_for
+from streams.records import Reading, Rejected, Report, decode_reading, decode_report, parse_object
+from streams.state import RESEND, SENT, DetectorStore, Ledger, TriageQueue, with_retry
 from streams.topics import CONTRACT_VERSION, Topics
 
 log = logging.getLogger(__name__)
+
+Record = tuple[str, str, dict[str, Any]]  # (topic, key, record)
 
 
 class Sink(Protocol):
@@ -48,6 +58,8 @@ class BatchResult:
     duplicates: int = 0
     emitted: int = 0
     tasks: int = 0
+    merged: int = 0
+    triaged: int = 0
     stale: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -57,9 +69,32 @@ class _Pending:
     """Records to emit for one ledger key."""
 
     key: str
-    records: list[tuple[str, str, dict[str, Any]]]  # (topic, key, record)
+    records: list[Record]
     kind: str
     appended_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Sighted:
+    """A report or an alarm on its way to an incident."""
+
+    envelope: Envelope
+    ledger_key: str
+    source_id: str
+    new_incident_id: str
+    origin: str  # "report" or "sensor"
+    category: str | None
+    confidence: float
+    method: str
+    top: list[Any]
+    lat: float
+    lon: float
+    event_time: datetime
+    text: str
+    address: str | None = None
+    sensor: dict[str, Any] | None = None
+    triage: bool = False
+    decided_by: str | None = None
 
 
 def _calendar(pack: CityPack) -> BusinessCalendar:
@@ -74,7 +109,7 @@ def _calendar(pack: CityPack) -> BusinessCalendar:
 
 
 class Engine:
-    """Turns batches of reports and readings into outputs for one city pack."""
+    """Turns batches of reports, readings and triage decisions into outputs for one city pack."""
 
     def __init__(
         self,
@@ -82,9 +117,13 @@ class Engine:
         classifier: TextClassifier,
         ledger: Ledger,
         detectors: DetectorStore,
+        incidents: IncidentIndex,
+        triage: TriageQueue,
         sink: Sink,
         topics: Topics,
         *,
+        merge_policy: MergePolicy | None = None,
+        triage_threshold: float = 0.25,
         max_skew: timedelta = timedelta(days=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -93,8 +132,12 @@ class Engine:
         self.classifier = classifier
         self.ledger = ledger
         self.detectors = detectors
+        self.incidents = incidents
+        self.triage = triage
         self.sink = sink
         self.topics = topics
+        self.merge_policy = merge_policy or MergePolicy()
+        self.triage_threshold = triage_threshold
         self.max_skew = max_skew
         self.clock = clock
         self.calendar = _calendar(pack)
@@ -120,96 +163,247 @@ class Engine:
             seen.add(report.report_id)
             valid.append((envelope, report))
             metrics.INGESTED.labels("report", metrics.source_label(report.source)).inc()
-        pending.extend(self._isolated(self._report_outcomes, valid, now, "discover"))
+        classified, failed = self._isolated(self._classify, [(e, (e, r)) for e, r in valid], now, "discover")
+        pending.extend(failed)
+        pending.extend(await self._discover([sighting for _, sighting in classified], now))
         await self._emit(pending, result)
         metrics.BATCH_SECONDS.labels("reports").observe(time.perf_counter() - started)
         return result
 
-    def _report_outcomes(self, items: list[tuple[Envelope, Report]], now: datetime) -> list[_Pending]:
-        if not items:
-            return []
-        reports = [report for _, report in items]
-        categories, confidences, methods, tops = self._classify(reports)
-        lats = np.array([r.lat for r in reports])
-        lons = np.array([r.lon for r in reports])
-        known = [i for i, c in enumerate(categories) if c is not None]
-        assignments: dict[int, Any] = {}
-        if known:
-            assigned = self.dispatcher.assign_batch(
-                [categories[i] for i in known],  # type: ignore[misc]
-                lats[known],
-                lons[known],
-                [confidences[i] for i in known],
+    def _classify(self, items: list[tuple[Envelope, Report]], now: datetime) -> list[_Sighted]:
+        """Category from the reporter's service code when the city knows it, else from the text model."""
+        result: list[_Sighted] = []
+        by_text: list[int] = []
+        for index, (envelope, report) in enumerate(items):
+            code = report.service_code
+            known = code is not None and self.pack.category(code) is not None
+            result.append(
+                _Sighted(
+                    envelope=envelope,
+                    ledger_key=f"report:{report.report_id}",
+                    source_id=f"report:{report.report_id}",
+                    new_incident_id=stable_id("inc", "report", report.report_id),
+                    origin="report",
+                    category=code if known else None,
+                    confidence=1.0,
+                    method="service_code",
+                    top=[[code, 1.0]] if known else [],
+                    lat=report.lat,
+                    lon=report.lon,
+                    event_time=report.reported_at,
+                    text=report.text,
+                    address=report.address,
+                )
             )
-            assignments = dict(zip(known, assigned, strict=True))
-        pending = []
-        for i, (envelope, report) in enumerate(items):
-            incident_id = stable_id("inc", "report", report.report_id)
-            incident = {
-                "schema": CONTRACT_VERSION,
-                "incident_id": incident_id,
-                "origin": "report",
-                "status": "open",
-                "category": categories[i],
-                "confidence": confidences[i],
-                "classified_by": methods[i],
-                "top": tops[i],
-                "lat": report.lat,
-                "lon": report.lon,
-                "address": report.address,
-                "source_ids": [f"report:{report.report_id}"],
-                "first_seen": iso(report.reported_at),
-                "last_seen": iso(report.reported_at),
-                "opened_at": iso(now),
-            }
-            assignment = assignments.get(i)
-            if assignment is not None:
-                unit_id, rule, explanation = assignment.unit_id, assignment.rule, assignment.explanation
-            else:
-                unit_id = self.pack.spec.fallback_unit
-                rule = "unclassified"
-                explanation = {
-                    "pack": self.pack.name,
-                    "pack_version": self.pack.version,
-                    "rule": rule,
-                    "why": f"no category of {self.pack.name} fits this report; the ops centre triages it",
-                    "confidence": confidences[i],
-                }
-            records = self._task_records(incident, unit_id, rule, explanation, now)
-            pending.append(_Pending(f"report:{report.report_id}", records, "report", envelope.timestamp))
-            metrics.INCIDENTS.labels("report", categories[i] or "unclassified").inc()
+            if not known:
+                by_text.append(index)
+        if by_text:
+            predictions = self.classifier.predict([items[i][1].text for i in by_text])
+            for index, prediction in zip(by_text, predictions, strict=True):
+                in_pack = self.pack.category(prediction.category) is not None
+                unsure = not in_pack or prediction.confidence < self.triage_threshold
+                result[index] = replace(
+                    result[index],
+                    category=prediction.category if in_pack else None,
+                    confidence=prediction.confidence,
+                    method="text_model",
+                    top=[list(pair) for pair in prediction.top],
+                    triage=unsure,
+                )
+                metrics.CONFIDENCE.observe(prediction.confidence)
+        for sighting in result:
+            metrics.CLASSIFIED.labels(sighting.method).inc()
+        return result
+
+    # --------------------------------------------------------------- discovery
+
+    async def _discover(self, sighted: list[_Sighted], now: datetime) -> list[_Pending]:
+        """Merge or open, dispatch what opened, queue what is unsure; build the records of each."""
+        confident = [s for s in sighted if not s.triage and s.category is not None]
+        unsure = [s for s in sighted if s.triage or s.category is None]
+        requests = [self._sighting(s) for s in confident]
+        decisions = await with_retry("merge", lambda: self.incidents.merge_or_open(requests)) if requests else []
+        opened = [(s, d) for s, d in zip(confident, decisions, strict=True) if d.opened]
+        joined = [(s, d) for s, d in zip(confident, decisions, strict=True) if not d.opened]
+        pending: list[_Pending] = []
+        assigned, failed = self._isolated(self._assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch")
+        pending.extend(failed)
+        for (sighting, decision), assignment in assigned:
+            pending.append(self._opened(sighting, decision, assignment, now))
+        if joined:
+            sources = await with_retry(
+                "incident_sources",
+                lambda: asyncio.gather(*(self.incidents.source_ids(d.incident_id) for _, d in joined)),
+            )
+            for (sighting, decision), source_ids in zip(joined, sources, strict=True):
+                pending.append(self._joined(sighting, decision, source_ids, now))
+        if unsure:
+            await self.triage.add([(s.new_incident_id, now.timestamp(), self._triage_item(s)) for s in unsure])
+            pending.extend(self._queued(s, now) for s in unsure)
         return pending
 
-    def _classify(self, reports: list[Report]) -> tuple[list[str | None], list[float], list[str], list[list[Any]]]:
-        categories: list[str | None] = [None] * len(reports)
-        confidences = [1.0] * len(reports)
-        methods = ["service_code"] * len(reports)
-        tops: list[list[Any]] = [[] for _ in reports]
-        by_text = []
-        for i, report in enumerate(reports):
-            if report.service_code and self.pack.category(report.service_code) is not None:
-                categories[i] = report.service_code
-                tops[i] = [[report.service_code, 1.0]]
-            else:
-                by_text.append(i)
-        if by_text:
-            predictions = self.classifier.predict([reports[i].text for i in by_text])
-            for i, prediction in zip(by_text, predictions, strict=True):
-                known = self.pack.category(prediction.category) is not None
-                categories[i] = prediction.category if known else None
-                confidences[i] = prediction.confidence
-                methods[i] = "text_model"
-                tops[i] = [list(pair) for pair in prediction.top]
-                metrics.CONFIDENCE.observe(prediction.confidence)
-        for method in methods:
-            metrics.CLASSIFIED.labels(method).inc()
-        return categories, confidences, methods, tops
+    def _sighting(self, s: _Sighted) -> Sighting:
+        assert s.category is not None
+        rule = self.merge_policy.rule_for(s.category)
+        return Sighting(
+            source_id=s.source_id,
+            new_incident_id=s.new_incident_id,
+            category=s.category,
+            family=rule.family,
+            lat=s.lat,
+            lon=s.lon,
+            event_ts=s.event_time.timestamp(),
+            radius_m=rule.radius_m,
+            window_s=rule.window_s,
+            tokens=merge_tokens(s.text),
+        )
+
+    def _assign(self, items: list[tuple[_Sighted, MergeDecision]], now: datetime) -> list[Any]:
+        categories = [d.category for _, d in items]
+        lats = np.array([d.lat for _, d in items])
+        lons = np.array([d.lon for _, d in items])
+        return self.dispatcher.assign_batch(categories, lats, lons, [s.confidence for s, _ in items])
+
+    def _incident(
+        self,
+        s: _Sighted,
+        incident_id: str,
+        status: str,
+        now: datetime,
+        *,
+        category: str | None,
+        first: float,
+        last: float,
+        lat: float,
+        lon: float,
+        source_ids: list[str],
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "schema": CONTRACT_VERSION,
+            "incident_id": incident_id,
+            "origin": s.origin,
+            "status": status,
+            "category": category,
+            "confidence": s.confidence,
+            "classified_by": s.method,
+            "top": s.top,
+            "lat": lat,
+            "lon": lon,
+            "address": s.address,
+            "source_ids": source_ids,
+            "first_seen": iso_ts(first),
+            "last_seen": iso_ts(last),
+            "updated_at": iso(now),
+        }
+        if s.sensor is not None:
+            record["sensor"] = s.sensor
+        return record
+
+    def _opened(self, s: _Sighted, d: MergeDecision, assignment: Any, now: datetime) -> _Pending:
+        incident = self._incident(
+            s,
+            d.incident_id,
+            "open",
+            now,
+            category=d.category,
+            first=d.first_seen,
+            last=d.last_seen,
+            lat=d.lat,
+            lon=d.lon,
+            source_ids=[s.source_id],
+        )
+        incident["opened_at"] = iso(now)
+        records = [(self.topics.incidents, d.incident_id, incident)]
+        records += self._task_records(incident, assignment.unit_id, assignment.rule, assignment.explanation, now)
+        metrics.INCIDENTS.labels(s.origin, d.category).inc()
+        return _Pending(s.ledger_key, records, s.origin, s.envelope.timestamp)
+
+    def _joined(self, s: _Sighted, d: MergeDecision, source_ids: list[str], now: datetime) -> _Pending:
+        incident = self._incident(
+            s,
+            d.incident_id,
+            "open",
+            now,
+            category=d.category,
+            first=d.first_seen,
+            last=d.last_seen,
+            lat=d.lat,
+            lon=d.lon,
+            source_ids=source_ids,
+        )
+        merged = event(
+            "merged",
+            d.incident_id,
+            "engine",
+            now,
+            key=s.source_id,
+            source_id=s.source_id,
+            distance_m=d.distance_m,
+            similarity=d.similarity,
+            sources=d.sources,
+        )
+        metrics.MERGES.labels(s.origin, d.category).inc()
+        return _Pending(
+            s.ledger_key,
+            [(self.topics.incidents, d.incident_id, incident), (self.topics.feedback, d.incident_id, merged)],
+            f"merged-{s.origin}",
+        )
+
+    def _queued(self, s: _Sighted, now: datetime) -> _Pending:
+        ts = s.event_time.timestamp()
+        incident = self._incident(
+            s,
+            s.new_incident_id,
+            "triage",
+            now,
+            category=s.category,
+            first=ts,
+            last=ts,
+            lat=s.lat,
+            lon=s.lon,
+            source_ids=[s.source_id],
+        )
+        why = (
+            f"confidence {s.confidence:.2f} is below the triage threshold {self.triage_threshold:.2f}"
+            if s.category is not None
+            else "no category of this city fits the report"
+        )
+        queued = event(
+            "triage_needed",
+            s.new_incident_id,
+            "engine",
+            now,
+            unit_id=self.pack.spec.fallback_unit,
+            guess=s.category,
+            confidence=s.confidence,
+            top=s.top,
+            why=why,
+        )
+        metrics.TRIAGE.labels("queued").inc()
+        return _Pending(
+            s.ledger_key,
+            [(self.topics.incidents, s.new_incident_id, incident), (self.topics.feedback, s.new_incident_id, queued)],
+            "triage",
+        )
+
+    def _triage_item(self, s: _Sighted) -> dict[str, Any]:
+        return {
+            "source_id": s.source_id,
+            "text": s.text,
+            "lat": s.lat,
+            "lon": s.lon,
+            "address": s.address,
+            "event_time": iso(s.event_time),
+            "guess": s.category,
+            "confidence": s.confidence,
+            "top": s.top,
+        }
 
     def _task_records(
         self, incident: dict[str, Any], unit_id: str, rule: str, explanation: dict[str, Any], now: datetime
-    ) -> list[tuple[str, str, dict[str, Any]]]:
+    ) -> list[Record]:
         incident_id = incident["incident_id"]
-        task_id = f"{incident_id.replace('inc-', 'tsk-', 1)}-1"
+        task_id = task_id_for(incident_id)
         task = {
             "schema": CONTRACT_VERSION,
             "task_id": task_id,
@@ -224,22 +418,9 @@ class Engine:
             "sla": self._sla(incident["category"], now),
             "reason": {"rule": rule, "explanation": explanation},
         }
-        event = {
-            "schema": CONTRACT_VERSION,
-            "event_id": stable_id("evt", task_id, "dispatched"),
-            "type": "dispatched",
-            "task_id": task_id,
-            "incident_id": incident_id,
-            "unit_id": unit_id,
-            "actor": "engine",
-            "at": iso(now),
-        }
+        dispatched = event("dispatched", incident_id, "engine", now, task_id=task_id, unit_id=unit_id)
         metrics.ASSIGNMENTS.labels(unit_id, rule).inc()
-        return [
-            (self.topics.incidents, incident_id, incident),
-            (self.topics.tasks, incident_id, task),
-            (self.topics.feedback, incident_id, event),
-        ]
+        return [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
 
     def _sla(self, category: str | None, now: datetime) -> dict[str, Any]:
         spec = self.pack.category(category) if category else None
@@ -272,87 +453,144 @@ class Engine:
         sensor_ids = sorted({r.sensor_id for _, r in readings})
         states = await self.detectors.load(sensor_ids)
         before = dict(states)
-        opened: list[tuple[Envelope, tuple[Reading, DetectorState]]] = []
+        opened: list[_Sighted] = []
         cleared: list[tuple[Reading, DetectorState]] = []
         for envelope, reading in sorted(readings, key=lambda item: (item[1].sensor_id, item[1].observed_at)):
             state = states[reading.sensor_id]
-            new_state, change = self._detectors[reading.kind].step(
-                state, reading.value, reading.observed_at.timestamp()
-            )
+            observed = reading.observed_at.timestamp()
+            new_state, change = self._detectors[reading.kind].step(state, reading.value, observed)
             if new_state is state:
                 result.stale += 1
                 metrics.STALE_READINGS.labels(reading.kind).inc()
                 continue
             states[reading.sensor_id] = new_state
             if change is AlarmChange.OPENED:
-                opened.append((envelope, (reading, new_state)))
+                opened.append(self._alarm(envelope, reading, new_state))
+                metrics.ALARMS.labels(reading.kind, "opened").inc()
             elif change is AlarmChange.CLEARED:
                 cleared.append((reading, state))
-        pending.extend(self._clear_event(reading, state, now) for reading, state in cleared)
-        pending.extend(self._isolated(self._alarm_outcomes, opened, now, "discover"))
+                metrics.ALARMS.labels(reading.kind, "cleared").inc()
+        pending.extend(await self._discover(opened, now))
+        pending.extend(await self._clear_events(cleared, now))
         await self._emit(pending, result)
         changed = {sid: s for sid, s in states.items() if s != before.get(sid)}
         await self.detectors.save(changed)
         metrics.BATCH_SECONDS.labels("readings").observe(time.perf_counter() - started)
         return result
 
-    def _alarm_outcomes(
-        self, items: list[tuple[Envelope, tuple[Reading, DetectorState]]], now: datetime
-    ) -> list[_Pending]:
-        if not items:
-            return []
-        opened = [alarm for _, alarm in items]
-        categories = [self.pack.spec.sensor_kinds[r.kind].category for r, _ in opened]
-        lats = np.array([r.lat for r, _ in opened])
-        lons = np.array([r.lon for r, _ in opened])
-        assignments = self.dispatcher.assign_batch(categories, lats, lons, [1.0] * len(opened))
+    def _alarm(self, envelope: Envelope, reading: Reading, state: DetectorState) -> _Sighted:
+        kind = self.pack.spec.sensor_kinds[reading.kind]
+        source_id = f"sensor:{reading.sensor_id}:{state.since!r}"
+        category = self.pack.category(kind.category)
+        return _Sighted(
+            envelope=envelope,
+            ledger_key=f"alarm:{source_id}",
+            source_id=source_id,
+            new_incident_id=stable_id("inc", "sensor", reading.sensor_id, repr(state.since)),
+            origin="sensor",
+            category=kind.category,
+            confidence=1.0,
+            method="sensor_threshold",
+            top=[[kind.category, 1.0]],
+            lat=reading.lat,
+            lon=reading.lon,
+            event_time=reading.observed_at,
+            text=category.name if category else kind.category,
+            sensor={"sensor_id": reading.sensor_id, "kind": reading.kind, "value": reading.value, "unit": reading.unit},
+        )
+
+    async def _clear_events(self, cleared: list[tuple[Reading, DetectorState]], now: datetime) -> list[_Pending]:
+        """The alarm's sensor is back to normal: tell the incident the alarm joined or opened."""
         pending = []
-        for (reading, state), category, assignment in zip(opened, categories, assignments, strict=True):
-            incident_id = stable_id("inc", "sensor", reading.sensor_id, repr(state.since))
-            incident = {
-                "schema": CONTRACT_VERSION,
-                "incident_id": incident_id,
-                "origin": "sensor",
-                "status": "open",
-                "category": category,
-                "confidence": 1.0,
-                "classified_by": "sensor_threshold",
-                "top": [[category, 1.0]],
-                "lat": reading.lat,
-                "lon": reading.lon,
-                "address": None,
-                "source_ids": [f"sensor:{reading.sensor_id}"],
-                "sensor": {
-                    "sensor_id": reading.sensor_id,
-                    "kind": reading.kind,
-                    "value": reading.value,
-                    "unit": reading.unit,
-                },
-                "first_seen": iso(reading.observed_at),
-                "last_seen": iso(reading.observed_at),
-                "opened_at": iso(now),
-            }
-            records = self._task_records(incident, assignment.unit_id, assignment.rule, assignment.explanation, now)
-            pending.append(_Pending(f"alarm:{incident_id}", records, "alarm"))
-            metrics.INCIDENTS.labels("sensor", category).inc()
-            metrics.ALARMS.labels(reading.kind, "opened").inc()
+        for reading, open_state in cleared:
+            source_id = f"sensor:{reading.sensor_id}:{open_state.since!r}"
+            incident_id = await with_retry("incident_of", lambda s=source_id: self.incidents.incident_of(s))
+            if incident_id is None:  # the alarm never reached the index (e.g. its dispatch failed)
+                incident_id = stable_id("inc", "sensor", reading.sensor_id, repr(open_state.since))
+            clear = event(
+                "sensor_clear",
+                incident_id,
+                f"sensor:{reading.sensor_id}",
+                now,
+                key=source_id,
+                value=reading.value,
+                observed_at=iso(reading.observed_at),
+            )
+            pending.append(_Pending(f"clear:{source_id}", [(self.topics.feedback, incident_id, clear)], "clear"))
         return pending
 
-    def _clear_event(self, reading: Reading, open_state: DetectorState, now: datetime) -> _Pending:
-        incident_id = stable_id("inc", "sensor", reading.sensor_id, repr(open_state.since))
-        event = {
-            "schema": CONTRACT_VERSION,
-            "event_id": stable_id("evt", incident_id, "sensor_clear"),
-            "type": "sensor_clear",
-            "incident_id": incident_id,
-            "task_id": None,
-            "actor": f"sensor:{reading.sensor_id}",
-            "value": reading.value,
-            "observed_at": iso(reading.observed_at),
-            "at": iso(now),
-        }
-        metrics.ALARMS.labels(reading.kind, "cleared").inc()
-        return _Pending(f"clear:{incident_id}", [(self.topics.feedback, incident_id, event)], "clear")
+    # ---------------------------------------------------------------- feedback
+
+    async def process_feedback(self, envelopes: Sequence[Envelope]) -> BatchResult:
+        """Apply triage decisions from the ops centre; other lifecycle events pass by."""
+        now = self.clock()
+        result = BatchResult(consumed=len(envelopes))
+        pending: list[_Pending] = []
+        decided: list[_Sighted] = []
+        for envelope in envelopes:
+            try:
+                record = parse_object(envelope.value)
+            except Rejected as exc:
+                pending.append(self._dead_letter("feedback", exc.code, exc.reason, envelope, now))
+                continue
+            if record.get("type") != "triage_decision":
+                continue
+            sighted = await self._decision(envelope, record, now, pending)
+            if sighted is not None:
+                decided.append(sighted)
+        pending.extend(await self._discover(decided, now))
+        await self._emit(pending, result)
+        for sighted in decided:
+            await self.triage.done(sighted.new_incident_id)
+        return result
+
+    async def _decision(
+        self, envelope: Envelope, record: dict[str, Any], now: datetime, pending: list[_Pending]
+    ) -> _Sighted | None:
+        incident_id, category, by = record.get("incident_id"), record.get("category"), record.get("decided_by")
+        if not isinstance(incident_id, str) or not isinstance(category, str) or not isinstance(by, str) or not by:
+            reason = "a triage_decision needs string fields incident_id, category and decided_by"
+            pending.append(self._dead_letter("triage", "missing_field", reason, envelope, now))
+            return None
+        if self.pack.category(category) is None:
+            reason = f"category {category!r} is not in city pack {self.pack.name}"
+            pending.append(self._dead_letter("triage", "unknown_category", reason, envelope, now))
+            return None
+        item = await self.triage.get(incident_id)
+        if item is None:
+            reason = f"incident {incident_id} is not waiting in the triage queue"
+            pending.append(self._dead_letter("triage", "not_in_triage", reason, envelope, now))
+            return None
+        metrics.TRIAGE.labels("decided").inc()
+        # the decision is a labelled example for retraining: text and category travel together
+        label = event(
+            "triaged",
+            incident_id,
+            f"person:{by}",
+            now,
+            key=category,
+            category=category,
+            guess=item["guess"],
+            text=item["text"],
+        )
+        pending.append(_Pending(f"triaged:{incident_id}", [(self.topics.feedback, incident_id, label)], "triaged"))
+        return _Sighted(
+            envelope=envelope,
+            ledger_key=f"decision:{incident_id}",
+            source_id=item["source_id"],
+            new_incident_id=incident_id,
+            origin="report",
+            category=category,
+            confidence=1.0,
+            method="person",
+            top=[[category, 1.0]],
+            lat=item["lat"],
+            lon=item["lon"],
+            event_time=datetime.fromisoformat(item["event_time"]),
+            text=item["text"],
+            address=item.get("address"),
+            decided_by=by,
+        )
 
     # ------------------------------------------------------------------ shared
 
@@ -370,26 +608,31 @@ class Engine:
 
     def _isolated(
         self,
-        build: Callable[[list[Any], datetime], list[_Pending]],
+        build: Callable[[list[Any], datetime], list[Any]],
         items: list[tuple[Envelope, Any]],
         now: datetime,
         stage: str,
-    ) -> list[_Pending]:
-        """Run ``build`` on the whole batch; if it fails, item by item, dead-lettering the culprits."""
+    ) -> tuple[list[tuple[Any, Any]], list[_Pending]]:
+        """Map ``build`` over the payloads of a batch; if it fails, item by item, dead-lettering the culprits.
+
+        ``build`` returns one result per payload; the answer pairs each payload
+        with its result, and lists the dead letters of the payloads that failed.
+        """
+        payloads = [payload for _, payload in items]
         try:
-            return build(items, now)
+            return list(zip(payloads, build(payloads, now), strict=True)), []
         except Exception:  # noqa: BLE001 - one bad record must not stop the stream
             log.exception("%s failed on a batch of %d; retrying one by one", stage, len(items))
-        pending = []
-        for item in items:
+        results: list[tuple[Any, Any]] = []
+        failed: list[_Pending] = []
+        for envelope, payload in items:
             try:
-                pending.extend(build([item], now))
+                results.append((payload, build([payload], now)[0]))
             except Exception as exc:  # noqa: BLE001
-                log.exception("%s failed on %s:%s@%s", stage, item[0].topic, item[0].partition, item[0].offset)
-                pending.append(
-                    self._dead_letter(stage, "processing_error", f"{type(exc).__name__}: {exc}", item[0], now)
-                )
-        return pending
+                log.exception("%s failed on %s:%s@%s", stage, envelope.topic, envelope.partition, envelope.offset)
+                reason = f"{type(exc).__name__}: {exc}"
+                failed.append(self._dead_letter(stage, "processing_error", reason, envelope, now))
+        return results, failed
 
     def _dead_letter(self, stage: str, code: str, reason: str, envelope: Envelope, now: datetime) -> _Pending:
         record = dead_letter(stage, code, reason, envelope, now)
@@ -407,11 +650,9 @@ class Engine:
                 metrics.DUPLICATES.labels(item.kind.split(":")[0]).inc()
                 continue
             records = claim.payload["records"] if claim.status == RESEND else item.records
-            item_futures = []
             for topic, key, record in records:
                 value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                item_futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
-            futures.extend(item_futures)
+                futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
             to_confirm.append(claim.key)
             sent.append((item, records))
         if futures:
@@ -427,7 +668,9 @@ class Engine:
                 metrics.DEAD_LETTERS.labels(stage, code).inc()
                 continue
             result.accepted += 1
+            result.merged += item.kind.startswith("merged")
+            result.triaged += item.kind == "triage"
             if any(topic == self.topics.tasks for topic, _, _ in records):
                 result.tasks += 1
-            if item.kind == "report" and item.appended_at is not None:
-                metrics.REPORT_TO_TASK.observe(max(0.0, done - item.appended_at))
+                if item.kind == "report" and item.appended_at is not None:
+                    metrics.REPORT_TO_TASK.observe(max(0.0, done - item.appended_at))

@@ -32,6 +32,16 @@ INCIDENTS = Counter(
     "Incidents opened.",
     ["origin", "category"],
 )
+MERGES = Counter(
+    "cityloop_merges_total",
+    "Reports and alarms that joined an open incident instead of opening one.",
+    ["origin", "category"],
+)
+TRIAGE = Counter(
+    "cityloop_triage_total",
+    "Reports queued for a person because the classifier was unsure, and decisions applied.",
+    ["step"],
+)
 ASSIGNMENTS = Counter(
     "cityloop_assignments_total",
     "Tasks assigned to units.",

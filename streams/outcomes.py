@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.topics import CONTRACT_VERSION
@@ -32,8 +32,16 @@ def stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}-{digest}"
 
 
+def task_id_for(incident_id: str, attempt: int = 1) -> str:
+    return f"{incident_id.replace('inc-', 'tsk-', 1)}-{attempt}"
+
+
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def iso_ts(epoch: float) -> str:
+    return iso(datetime.fromtimestamp(epoch, UTC))
 
 
 def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: datetime) -> dict[str, Any]:
@@ -63,10 +71,27 @@ def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: dat
     }
 
 
-def task_deadlines(sla: dict[str, datetime | None], clock: str | None) -> dict[str, Any]:
-    return {
-        "clock": clock,
-        "acknowledge_by": iso(sla["acknowledge"]) if sla.get("acknowledge") else None,
-        "resolve_by": iso(sla["resolve"]) if sla.get("resolve") else None,
-        "verify_by": iso(sla["verify"]) if sla.get("verify") else None,
+def event(
+    kind: str,
+    incident_id: str,
+    actor: str,
+    now: datetime,
+    *,
+    task_id: str | None = None,
+    unit_id: str | None = None,
+    key: str = "",
+    **fields: Any,
+) -> dict[str, Any]:
+    """A lifecycle event on the feedback stream; ``key`` makes its id unique per occasion."""
+    record = {
+        "schema": CONTRACT_VERSION,
+        "event_id": stable_id("evt", incident_id, kind, task_id or "", key),
+        "type": kind,
+        "incident_id": incident_id,
+        "task_id": task_id,
+        "unit_id": unit_id,
+        "actor": actor,
+        "at": iso(now),
     }
+    record.update(fields)
+    return record

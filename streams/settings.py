@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         20, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency when a partition is idle)."
     )
+    triage_threshold: float = Field(
+        0.25, ge=0, le=1, description="Text classifications less confident than this wait for a person."
+    )
+    merge_radius_m: float = Field(150.0, gt=0, le=5000, description="Default radius for merging repeat reports.")
+    merge_window_s: float = Field(3 * 3600.0, gt=0, description="Default time window for merging repeat reports.")
     max_clock_skew_s: float = Field(
         86_400.0,
         ge=0,

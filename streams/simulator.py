@@ -54,6 +54,7 @@ class SimulatedRecord:
     value: bytes
     report_id: str | None = None
     valid: bool = True
+    category: str | None = None  # the true category of the problem reported
 
 
 @dataclass
@@ -100,7 +101,7 @@ class CitySimulator:
             return SimulatedRecord("reports", None, self._garbage(now), valid=False)
         if roll < self.garbage_share + self.duplicate_share and self._sent_reports:
             value = self.rng.choice(self._sent_reports[-200:])
-            return SimulatedRecord("reports", None, value, report_id=json.loads(value)["report_id"])
+            return SimulatedRecord("reports", None, value, report_id=json.loads(value)["report_id"], category=None)
         if not self._problems or self.rng.random() < 0.35:
             lon, lat = self._point()
             category = self.rng.choice(list(self._texts))
@@ -125,7 +126,7 @@ class CitySimulator:
             record["service_code"] = problem.category
         value = json.dumps(record, ensure_ascii=False).encode()
         self._sent_reports.append(value)
-        return SimulatedRecord("reports", report_id.encode(), value, report_id=report_id)
+        return SimulatedRecord("reports", report_id.encode(), value, report_id=report_id, category=problem.category)
 
     def _phrase(self, category: str) -> str:
         text = self.rng.choice(self._texts[category])

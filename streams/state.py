@@ -152,3 +152,49 @@ class DetectorStore:
 
         if states:
             await with_retry("detector_save", run)
+
+
+class TriageQueue:
+    """Reports the classifier was not sure about, waiting for a person at the ops centre.
+
+    ``ns:triage`` is a sorted set (incident id by time queued); ``ns:triage:<id>``
+    a hash with the report's text, place, time and the model's guesses (JSON).
+    """
+
+    def __init__(self, client: aioredis.Redis, namespace: str, ttl_s: int) -> None:
+        self._redis = client
+        self._ns = namespace
+        self._ttl = ttl_s
+
+    async def add(self, items: Sequence[tuple[str, float, dict[str, Any]]]) -> None:
+        """Queue (incident id, queued at epoch, item); adding the same id again changes nothing."""
+        if not items:
+            return
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            for incident_id, queued_at, item in items:
+                pipe.zadd(f"{self._ns}:triage", {incident_id: queued_at}, nx=True)
+                pipe.set(f"{self._ns}:triage:{incident_id}", json.dumps(item), ex=self._ttl, nx=True)
+            return await pipe.execute()
+
+        await with_retry("triage_add", run)
+
+    async def get(self, incident_id: str) -> dict[str, Any] | None:
+        raw = await with_retry("triage_get", lambda: self._redis.get(f"{self._ns}:triage:{incident_id}"))
+        return None if raw is None else json.loads(raw)
+
+    async def waiting(self, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """The oldest items still waiting for a decision."""
+        ids = await with_retry("triage_list", lambda: self._redis.zrange(f"{self._ns}:triage", 0, limit - 1))
+        result = []
+        for raw_id in ids:
+            incident_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            item = await self.get(incident_id)
+            if item is not None:
+                result.append((incident_id, item))
+        return result
+
+    async def done(self, incident_id: str) -> None:
+        """A decision was applied: the item leaves the queue (its record stays until it expires)."""
+        await with_retry("triage_done", lambda: self._redis.zrem(f"{self._ns}:triage", incident_id))

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 import pytest
 
 from dispatch.demo_city import CATEGORIES, bounds
-from streams.outcomes import stable_id
 from tests.integration.conftest import collect
 
 pytestmark = pytest.mark.integration
@@ -35,8 +34,10 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_assigns_each_report_o
 
     def produce() -> None:
         for i in range(TOTAL):
-            lat = min_lat + (max_lat - min_lat) * ((i * 7919) % 1000) / 1000
-            lon = min_lon + (max_lon - min_lon) * ((i * 104729) % 1000) / 1000
+            # every third report is a neighbour's repeat of the report before it (20 m away): it merges
+            problem = i - 1 if i % 3 == 1 else i
+            lat = min_lat + (max_lat - min_lat) * ((problem * 7919) % 1000) / 1000 + (0.0002 if problem != i else 0)
+            lon = min_lon + (max_lon - min_lon) * ((problem * 104729) % 1000) / 1000
             record = {
                 "report_id": f"k-{i}",
                 "source": "app",
@@ -44,7 +45,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_assigns_each_report_o
                 "lat": lat,
                 "lon": lon,
                 "reported_at": now,
-                "service_code": CATEGORIES[i % len(CATEGORIES)]["code"],
+                "service_code": CATEGORIES[problem % len(CATEGORIES)]["code"],
             }
             producer.send(topics.reports, key=record["report_id"].encode(), value=json.dumps(record).encode())
             if i % 100 == 99:
@@ -61,22 +62,32 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_assigns_each_report_o
 
     second = workers.start()
     sender.join(timeout=60)
-    tasks = collect(
-        bootstrap, topics.tasks, lambda rs: len({json.loads(m.value)["task_id"] for m in rs}) >= TOTAL, timeout=120
-    )
-    tasks = collect(bootstrap, topics.tasks, lambda rs: False, timeout=3)
 
-    per_report: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    def all_reports_seen(records: list) -> bool:
+        return len({s for m in records for s in json.loads(m.value)["source_ids"]}) >= TOTAL
+
+    collect(bootstrap, topics.incidents, all_reports_seen, timeout=120)
+    incidents = collect(bootstrap, topics.incidents, lambda rs: False, timeout=2)
+    tasks = collect(bootstrap, topics.tasks, lambda rs: False, timeout=2)
+    per_incident: dict[str, set[tuple[str, str]]] = defaultdict(set)
     raw_count = 0
     for message in tasks:
         task = json.loads(message.value)
-        per_report[task["incident_id"]].add((task["task_id"], task["unit_id"]))
+        per_incident[task["incident_id"]].add((task["task_id"], task["unit_id"]))
         raw_count += 1
-    missing = [i for i in range(TOTAL) if stable_id("inc", "report", f"k-{i}") not in per_report]
+    home: dict[str, set[str]] = defaultdict(set)  # report -> incidents that list it as a source
+    for message in incidents:
+        record = json.loads(message.value)
+        for source in record["source_ids"]:
+            home[source].add(record["incident_id"])
+    missing = [i for i in range(TOTAL) if not home.get(f"report:k-{i}")]
     assert not missing, f"{len(missing)} reports lost, e.g. {missing[:5]}"
-    doubled = {k: v for k, v in per_report.items() if len(v) != 1}
-    assert not doubled, f"reports assigned more than once: {list(doubled.items())[:3]}"
-    assert len(per_report) == TOTAL
+    split = {r: i for r, i in home.items() if len(i) != 1}
+    assert not split, f"reports counted in two incidents: {list(split.items())[:3]}"
+    incident_ids = {i for ids in home.values() for i in ids}
+    assert incident_ids == set(per_incident), "every incident has a task and every task an incident"
+    doubled = {k: v for k, v in per_incident.items() if len(v) != 1}
+    assert not doubled, f"incidents assigned more than once: {list(doubled.items())[:3]}"
     redelivered = sum(
         float(line.rsplit(" ", 1)[1])
         for line in second.metrics().splitlines()
@@ -84,6 +95,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_assigns_each_report_o
     )
     print(
         f"\ncrash drill: {TOTAL} reports, killed after {killed_at} task records, "
-        f"{raw_count} task records in all, {raw_count - TOTAL} repeats of an existing task id; "
+        f"{len(incident_ids)} incidents ({TOTAL - len(incident_ids)} reports merged), {raw_count} task records, "
+        f"{raw_count - len(per_incident)} repeats of an existing task id; "
         f"the restarted worker recognised {redelivered:.0f} redelivered reports as done"
     )

@@ -56,11 +56,13 @@ def test_demo_runs_the_loop_and_stops_everything_it_started(tmp_path, redis_url)
     assert "summary" in result.stdout and "unexplained losses: 0" in result.stdout
     summary = json.loads(out.read_text())
     assert summary["reports_valid_unique"] > 300
-    assert summary["tasks"] >= summary["reports_valid_unique"]
-    assert summary["incidents"]["report"] == summary["reports_valid_unique"]
+    fates = summary["reports_opened_incident"] + summary["reports_merged"] + summary["reports_triaged"]
+    assert fates == summary["reports_valid_unique"], "every valid report opened, joined or waits on an incident"
+    assert summary["reports_merged"] > 0 and summary["merge_ratio"] > 1.2, "residents' repeat reports merge"
+    assert summary["tasks"] == sum(summary["incidents"].values()), "one task per incident"
     assert summary["reports_garbage"] > 0
     assert sum(summary["dead_letters"].values()) == summary["reports_garbage"]
-    assert summary["reports_without_task"] == 0 and summary["garbage_without_dead_letter"] == 0
+    assert summary["reports_unaccounted"] == 0 and summary["garbage_without_dead_letter"] == 0
     assert summary["latency_p50_ms"] is not None
     assert len(summary["started_pids"]) >= 2
     assert not [pid for pid in summary["started_pids"] if alive(pid)], "the demo left processes behind"

@@ -32,14 +32,25 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def make_valid_reports(rng: random.Random, now: datetime, count: int) -> list[dict]:
+GRID_LAT, GRID_LON = 0.004, 0.006  # ~445 m x ~410 m: no two reports within the 150 m merge radius
+
+
+def grid_points(rng: random.Random, count: int) -> list[tuple[float, float]]:
+    """Distinct problems: points on a grid over the city and a margin around it (those go to the fallback)."""
     min_lon, min_lat, max_lon, max_lat = bounds()
+    margin = 0.02
+    points = [
+        (min_lat - margin + r * GRID_LAT, min_lon - margin + c * GRID_LON)
+        for r in range(int((max_lat - min_lat + 2 * margin) / GRID_LAT) + 1)
+        for c in range(int((max_lon - min_lon + 2 * margin) / GRID_LON) + 1)
+    ]
+    assert len(points) >= count
+    return rng.sample(points, count)
+
+
+def make_valid_reports(rng: random.Random, now: datetime, count: int) -> list[dict]:
     reports = []
-    for i in range(count):
-        # a few points fall outside the city: they must go to the fallback unit
-        margin = 0.02
-        lat = rng.uniform(min_lat - margin, max_lat + margin)
-        lon = rng.uniform(min_lon - margin, max_lon + margin)
+    for i, (lat, lon) in enumerate(grid_points(rng, count)):
         report = {
             "report_id": f"rep-{i}",
             "source": rng.choice(["app", "phone", "web", "open311"]),
@@ -57,12 +68,13 @@ def make_valid_reports(rng: random.Random, now: datetime, count: int) -> list[di
 def make_readings(rng: random.Random, now: datetime) -> tuple[list[dict], dict[str, tuple[float, float, str]]]:
     """30 sensors x 10 readings; sensors 0-9 cross their threshold once (one alarm each)."""
     kinds = {"water_level": (5.0, 45.0), "noise_level": (55.0, 95.0), "pm25": (10.0, 110.0)}
-    min_lon, min_lat, max_lon, max_lat = bounds()
     readings, alarms = [], {}
+    # sensors sit in the middle of grid cells, ~300 m from any report: alarms and reports do not merge here
+    cells = grid_points(rng, 30)
     for s in range(30):
         kind = list(kinds)[s % 3]
         normal, high = kinds[kind]
-        lat, lon = rng.uniform(min_lat, max_lat), rng.uniform(min_lon, max_lon)
+        lat, lon = cells[s][0] + GRID_LAT / 2, cells[s][1] + GRID_LON / 2
         for t in range(10):
             value = high if (s < 10 and 4 <= t <= 6) else normal
             readings.append(
@@ -155,7 +167,8 @@ def test_outside_client_traffic_yields_one_task_per_report_and_one_dead_letter_p
     invalid = make_invalid(now)
     assert len(reports) + len(readings) + len(invalid) == 1000
 
-    worker = workers.start()
+    # every text classification is dispatched here; triage has its own test
+    worker = workers.start(CITYLOOP_TRIAGE_THRESHOLD="0")
     records: list[tuple[str, bytes | None, bytes]] = []
     records += [(topics.reports, r["report_id"].encode(), json.dumps(r).encode()) for r in reports]
     valid_readings = [(topics.readings, r["sensor_id"].encode(), json.dumps(r).encode()) for r in readings]

@@ -10,11 +10,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from classifiers import DetectorState, seed_classifier
+from classifiers.store import RedisIncidentIndex
 from dispatch import load_city_pack
 from dispatch.demo_city import write_demo_city
 from streams.engine import Engine
 from streams.outcomes import Envelope
-from streams.state import NEW, RESEND, SENT, DetectorStore, Ledger
+from streams.state import NEW, RESEND, SENT, DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,8 @@ def test_a_batch_whose_delivery_failed_is_sent_again_with_the_same_outcome(names
             seed_classifier(),
             Ledger(client, namespace, 600),
             DetectorStore(client, namespace),
+            RedisIncidentIndex(client, namespace),
+            TriageQueue(client, namespace, 600),
             sink,
             Topics(namespace),
             clock=lambda: next(clock_values),

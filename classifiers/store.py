@@ -1,0 +1,235 @@
+"""Open incidents in Redis: a GEO index per merge family and an atomic merge-or-open.
+
+Keys, under a namespace ``ns``:
+
+* ``ns:open:<family>``: GEO set of open incidents of the family;
+* ``ns:openlast:<family>``: sorted set, incident -> last sighting (event time);
+* ``ns:wm:<family>``: the family's watermark, the latest event time seen;
+* ``ns:inc:<id>``: hash with lat, lon, cat, fam, first, last, tok, n;
+  ``ns:inc:<id>:src``: the set of every source id merged into it;
+* ``ns:src:<source id>``: ``<incident id>|<1 if it opened the incident>``.
+
+Incidents leave the index when their last sighting falls more than the window
+(plus a grace period, for late reports) behind the family's watermark, or when
+they are closed. Expiry runs on event time, so replaying old data merges the
+way live data would. Every decision is recorded per source id, so a redelivered
+report gets the same answer and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+_MERGE_OR_OPEN = """
+local ns = ARGV[11]
+local function state(id)
+  local h = redis.call('HMGET', ns .. ':inc:' .. id, 'lat', 'lon', 'cat', 'first', 'last', 'n')
+  return h
+end
+local known = redis.call('GET', KEYS[3])
+if known then
+  local id, flag = string.match(known, '^(.*)|(%d)$')
+  local h = state(id)
+  return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6]}
+end
+local ts = tonumber(ARGV[5])
+local radius = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
+local ttl = tonumber(ARGV[10])
+local wm = tonumber(redis.call('GET', KEYS[4]) or '-1e18')
+if ts > wm then
+  redis.call('SET', KEYS[4], ARGV[5], 'EX', ttl)
+  wm = ts
+end
+local cutoff = '(' .. tostring(wm - window - tonumber(ARGV[13]))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff, 'LIMIT', 0, 64)
+for _, id in ipairs(stale) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+local mine, nmine = {}, 0
+for t in string.gmatch(ARGV[8], '%S+') do
+  if not mine[t] then mine[t] = true; nmine = nmine + 1 end
+end
+local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[3], ARGV[4], 'BYRADIUS', ARGV[6], 'm', 'ASC',
+  'COUNT', 16, 'WITHDIST')
+local best, bestscore, bestdist, bestsim = nil, nil, nil, nil
+for _, hit in ipairs(hits) do
+  local id, dist = hit[1], tonumber(hit[2])
+  local h = redis.call('HMGET', ns .. ':inc:' .. id, 'first', 'last', 'tok')
+  if h[2] then
+    local first, last = tonumber(h[1]), tonumber(h[2])
+    if ts <= last + window and ts >= first - window then
+      local inter, nother, seen = 0, 0, {}
+      for t in string.gmatch(h[3] or '', '%S+') do
+        if not seen[t] then
+          seen[t] = true; nother = nother + 1
+          if mine[t] then inter = inter + 1 end
+        end
+      end
+      local union = nmine + nother - inter
+      local sim = 0
+      if union > 0 then sim = inter / union end
+      local score = dist / radius + tonumber(ARGV[12]) * (1 - sim)
+      if bestscore == nil or score < bestscore then
+        best, bestscore, bestdist, bestsim = id, score, dist, sim
+      end
+    end
+  end
+end
+if best then
+  local key = ns .. ':inc:' .. best
+  local h = redis.call('HMGET', key, 'first', 'last')
+  local first, last = math.min(tonumber(h[1]), ts), math.max(tonumber(h[2]), ts)
+  redis.call('HSET', key, 'first', tostring(first), 'last', tostring(last))
+  redis.call('HINCRBY', key, 'n', 1)
+  redis.call('SADD', key .. ':src', ARGV[2])
+  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', key .. ':src', ttl)
+  redis.call('ZADD', KEYS[2], last, best)
+  redis.call('SET', KEYS[3], best .. '|0', 'EX', ttl)
+  local out = state(best)
+  return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6]}
+end
+local id = ARGV[1]
+local key = ns .. ':inc:' .. id
+redis.call('GEOADD', KEYS[1], ARGV[3], ARGV[4], id)
+redis.call('ZADD', KEYS[2], ts, id)
+redis.call('HSET', key, 'lat', ARGV[4], 'lon', ARGV[3], 'cat', ARGV[9], 'fam', ARGV[14], 'first', ARGV[5],
+  'last', ARGV[5], 'tok', ARGV[8], 'n', '1')
+redis.call('SADD', key .. ':src', ARGV[2])
+redis.call('EXPIRE', key, ttl)
+redis.call('EXPIRE', key .. ':src', ttl)
+redis.call('SET', KEYS[3], id .. '|1', 'EX', ttl)
+return {id, '1', '-1', '-1', ARGV[4], ARGV[3], ARGV[9], ARGV[5], ARGV[5], '1'}
+"""
+
+_CLOSE = """
+local fam = redis.call('HGET', KEYS[1], 'fam')
+if not fam then return 0 end
+local removed = redis.call('ZREM', ARGV[1] .. ':open:' .. fam, ARGV[2])
+redis.call('ZREM', ARGV[1] .. ':openlast:' .. fam, ARGV[2])
+redis.call('HSET', KEYS[1], 'closed', '1')
+return removed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A report or alarm looking for its incident."""
+
+    source_id: str  # e.g. "report:<id>" or "sensor:<id>:<opened at>"
+    new_incident_id: str  # the id to use if it opens a new incident
+    category: str
+    family: str
+    lat: float
+    lon: float
+    event_ts: float  # epoch seconds of the report / observation
+    radius_m: float
+    window_s: float
+    tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeDecision:
+    """Where a sighting went, and the incident as it stands after it."""
+
+    incident_id: str
+    opened: bool
+    source_id: str
+    distance_m: float | None
+    similarity: float | None
+    lat: float
+    lon: float
+    category: str
+    first_seen: float
+    last_seen: float
+    sources: int
+
+
+class IncidentIndex(Protocol):
+    async def merge_or_open(self, sightings: Sequence[Sighting]) -> list[MergeDecision]: ...
+
+    async def close(self, incident_id: str) -> bool: ...
+
+    async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]: ...
+
+    async def incident_of(self, source_id: str) -> str | None: ...
+
+
+class RedisIncidentIndex:
+    """The open-incident index on a Redis (>= 6.2 for GEOSEARCH) asyncio client."""
+
+    def __init__(self, client: Any, namespace: str, ttl_s: int = 7 * 86400, grace_s: float = 3600.0) -> None:
+        self._redis = client
+        self._ns = namespace
+        self._ttl = ttl_s
+        self._grace = grace_s
+        self._merge = client.register_script(_MERGE_OR_OPEN)
+        self._close = client.register_script(_CLOSE)
+
+    async def merge_or_open(self, sightings: Sequence[Sighting], text_weight: float = 0.5) -> list[MergeDecision]:
+        """Decide every sighting in order, in one round trip; later ones see earlier ones' incidents."""
+        if not sightings:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        ns = self._ns
+        for s in sightings:
+            family = s.family
+            keys = [f"{ns}:open:{family}", f"{ns}:openlast:{family}", f"{ns}:src:{s.source_id}", f"{ns}:wm:{family}"]
+            args = [
+                s.new_incident_id,
+                s.source_id,
+                repr(s.lon),
+                repr(s.lat),
+                repr(s.event_ts),
+                repr(s.radius_m),
+                repr(s.window_s),
+                " ".join(s.tokens),
+                s.category,
+                self._ttl,
+                ns,
+                repr(text_weight),
+                repr(self._grace),
+                s.family,
+            ]
+            await self._merge(keys=keys, args=args, client=pipe)
+        replies = await pipe.execute()
+        return [_decision(s, reply) for s, reply in zip(sightings, replies, strict=True)]
+
+    async def close(self, incident_id: str) -> bool:
+        """Take an incident out of the open index: nothing merges into it any more."""
+        removed = await self._close(keys=[f"{self._ns}:inc:{incident_id}"], args=[self._ns, incident_id])
+        return bool(removed)
+
+    async def incident_of(self, source_id: str) -> str | None:
+        """The incident a source was merged into or opened, if it was seen."""
+        known = await self._redis.get(f"{self._ns}:src:{source_id}")
+        return None if known is None else _text(known).rsplit("|", 1)[0]
+
+    async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]:
+        members = await self._redis.srandmember(f"{self._ns}:inc:{incident_id}:src", limit)
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
+    incident_id, opened, distance, similarity, lat, lon, category, first, last, count = (_text(v) for v in reply)
+    return MergeDecision(
+        incident_id=incident_id,
+        opened=opened == "1",
+        source_id=sighting.source_id,
+        distance_m=None if distance == "-1" else float(distance),
+        similarity=None if similarity == "-1" else float(similarity),
+        lat=float(lat),
+        lon=float(lon),
+        category=category,
+        first_seen=float(first),
+        last_seen=float(last),
+        sources=int(count),
+    )
