@@ -25,14 +25,13 @@ from typing import Any, Protocol
 _MERGE_OR_OPEN = """
 local ns = ARGV[11]
 local function state(id)
-  local h = redis.call('HMGET', ns .. ':inc:' .. id, 'lat', 'lon', 'cat', 'first', 'last', 'n')
-  return h
+  return redis.call('HMGET', ns .. ':inc:' .. id, 'lat', 'lon', 'cat', 'first', 'last', 'n', 'org', 'conf', 'by')
 end
 local known = redis.call('GET', KEYS[3])
 if known then
   local id, flag = string.match(known, '^(.*)|(%d)$')
   local h = state(id)
-  return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6]}
+  return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]}
 end
 local ts = tonumber(ARGV[5])
 local radius = tonumber(ARGV[6])
@@ -88,22 +87,23 @@ if best then
   redis.call('SADD', key .. ':src', ARGV[2])
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', key .. ':src', ttl)
-  redis.call('ZADD', KEYS[2], last, best)
+  redis.call('ZADD', KEYS[2], tostring(last), best)
   redis.call('SET', KEYS[3], best .. '|0', 'EX', ttl)
   local out = state(best)
-  return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6]}
+  return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6], out[7],
+    out[8], out[9]}
 end
 local id = ARGV[1]
 local key = ns .. ':inc:' .. id
 redis.call('GEOADD', KEYS[1], ARGV[3], ARGV[4], id)
-redis.call('ZADD', KEYS[2], ts, id)
+redis.call('ZADD', KEYS[2], ARGV[5], id)
 redis.call('HSET', key, 'lat', ARGV[4], 'lon', ARGV[3], 'cat', ARGV[9], 'fam', ARGV[14], 'first', ARGV[5],
-  'last', ARGV[5], 'tok', ARGV[8], 'n', '1')
+  'last', ARGV[5], 'tok', ARGV[8], 'n', '1', 'org', ARGV[15], 'conf', ARGV[16], 'by', ARGV[17])
 redis.call('SADD', key .. ':src', ARGV[2])
 redis.call('EXPIRE', key, ttl)
 redis.call('EXPIRE', key .. ':src', ttl)
 redis.call('SET', KEYS[3], id .. '|1', 'EX', ttl)
-return {id, '1', '-1', '-1', ARGV[4], ARGV[3], ARGV[9], ARGV[5], ARGV[5], '1'}
+return {id, '1', '-1', '-1', ARGV[4], ARGV[3], ARGV[9], ARGV[5], ARGV[5], '1', ARGV[15], ARGV[16], ARGV[17]}
 """
 
 _CLOSE = """
@@ -130,6 +130,9 @@ class Sighting:
     radius_m: float
     window_s: float
     tokens: tuple[str, ...]
+    origin: str = "report"  # what kind of source opens the incident: "report" or "sensor"
+    confidence: float = 1.0  # how sure the category is
+    classified_by: str = "service_code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,9 @@ class MergeDecision:
     first_seen: float
     last_seen: float
     sources: int
+    origin: str = "report"  # of the incident: what opened it
+    confidence: float = 1.0  # of the incident's category
+    classified_by: str = "service_code"
 
 
 class IncidentIndex(Protocol):
@@ -155,6 +161,8 @@ class IncidentIndex(Protocol):
     async def close(self, incident_id: str) -> bool: ...
 
     async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]: ...
+
+    async def source_ids_many(self, incident_ids: Sequence[str], limit: int = 1000) -> list[list[str]]: ...
 
     async def incident_of(self, source_id: str) -> str | None: ...
 
@@ -194,6 +202,9 @@ class RedisIncidentIndex:
                 repr(text_weight),
                 repr(self._grace),
                 s.family,
+                s.origin,
+                repr(s.confidence),
+                s.classified_by,
             ]
             await self._merge(keys=keys, args=args, client=pipe)
         replies = await pipe.execute()
@@ -210,8 +221,15 @@ class RedisIncidentIndex:
         return None if known is None else _text(known).rsplit("|", 1)[0]
 
     async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]:
-        members = await self._redis.srandmember(f"{self._ns}:inc:{incident_id}:src", limit)
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        return (await self.source_ids_many([incident_id], limit))[0]
+
+    async def source_ids_many(self, incident_ids: Sequence[str], limit: int = 1000) -> list[list[str]]:
+        """Every source id of each incident (at most ``limit`` each), sorted; one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for incident_id in incident_ids:
+            pipe.srandmember(f"{self._ns}:inc:{incident_id}:src", limit)
+        replies = await pipe.execute()
+        return [sorted(_text(m) for m in members) for members in replies]
 
 
 def _text(value: Any) -> str:
@@ -219,7 +237,9 @@ def _text(value: Any) -> str:
 
 
 def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
-    incident_id, opened, distance, similarity, lat, lon, category, first, last, count = (_text(v) for v in reply)
+    incident_id, opened, distance, similarity, lat, lon, category, first, last, count, origin, conf, by = (
+        _text(v) for v in reply
+    )
     return MergeDecision(
         incident_id=incident_id,
         opened=opened == "1",
@@ -232,4 +252,7 @@ def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
         first_seen=float(first),
         last_seen=float(last),
         sources=int(count),
+        origin=origin,
+        confidence=float(conf),
+        classified_by=by,
     )

@@ -15,7 +15,10 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from classifiers import seed_classifier
 from classifiers.merge import MergePolicy
@@ -58,18 +61,49 @@ def _envelopes(events: list[Any]) -> list[Envelope]:
     return result
 
 
-async def _process(stream_name: str, handle: Any, envelopes: list[Envelope]) -> BatchResult:
-    """Process a batch until it succeeds; events stay unacknowledged meanwhile."""
-    delay = 0.1
+TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
+MAX_ATTEMPTS = 3  # for errors that are not about an unavailable broker or Redis
+
+
+async def _process(stream_name: str, handle: Any, engine: Engine, envelopes: list[Envelope]) -> BatchResult:
+    """Process a batch; events stay unacknowledged until it is done.
+
+    An unavailable broker or Redis is waited out (retry with back-off, forever:
+    nothing is dropped, the stream catches up). Any other failure is retried a
+    few times, then the batch is split record by record and the records that
+    still fail go to the dead-letter topic with the error, so one bad record
+    never stalls a partition.
+    """
+    delay, attempts = 0.1, 0
     while True:
         try:
             return await handle(envelopes)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - infrastructure failure: retry, never drop
-            log.exception("%s batch of %d failed; retrying in %.1fs", stream_name, len(envelopes), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except TRANSIENT:
+            log.exception("%s batch of %d: broker or Redis unavailable; retrying in %.1fs", stream_name,
+                          len(envelopes), delay)  # fmt: skip
+        except Exception:  # noqa: BLE001 - isolate below, never drop
+            attempts += 1
+            log.exception("%s batch of %d failed (attempt %d)", stream_name, len(envelopes), attempts)
+            if attempts >= MAX_ATTEMPTS:
+                return await _one_by_one(stream_name, handle, engine, envelopes)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: list[Envelope]) -> BatchResult:
+    total = BatchResult(consumed=len(envelopes))
+    for envelope in envelopes:
+        try:
+            one = await handle([envelope])
+        except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
+            log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
+                          envelope.partition, envelope.offset)  # fmt: skip
+            one = await engine.reject([envelope], "internal", "processing_error", f"{type(exc).__name__}: {exc}")
+        total.dead_lettered += one.dead_lettered
+        total.tasks += one.tasks
+    return total
 
 
 def create_app(settings: Settings, pack: CityPack) -> faust.App:
@@ -122,17 +156,17 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     @app.agent(reports_topic, name="ingest_reports")
     async def ingest_reports(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("reports", engine.process_reports, _envelopes(events))
+            await _process("reports", engine.process_reports, engine, _envelopes(events))
 
     @app.agent(readings_topic, name="ingest_readings")
     async def ingest_readings(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("readings", engine.process_readings, _envelopes(events))
+            await _process("readings", engine.process_readings, engine, _envelopes(events))
 
     @app.agent(feedback_topic, name="apply_feedback")
     async def apply_feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("feedback", engine.process_feedback, _envelopes(events))
+            await _process("feedback", engine.process_feedback, engine, _envelopes(events))
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -231,10 +231,8 @@ class Engine:
         for (sighting, decision), assignment in assigned:
             pending.append(self._opened(sighting, decision, assignment, now))
         if joined:
-            sources = await with_retry(
-                "incident_sources",
-                lambda: asyncio.gather(*(self.incidents.source_ids(d.incident_id) for _, d in joined)),
-            )
+            ids = [d.incident_id for _, d in joined]
+            sources = await with_retry("incident_sources", lambda: self.incidents.source_ids_many(ids))
             for (sighting, decision), source_ids in zip(joined, sources, strict=True):
                 pending.append(self._joined(sighting, decision, source_ids, now))
         if unsure:
@@ -256,6 +254,9 @@ class Engine:
             radius_m=rule.radius_m,
             window_s=rule.window_s,
             tokens=merge_tokens(s.text),
+            origin=s.origin,
+            confidence=s.confidence,
+            classified_by=s.method,
         )
 
     def _assign(self, items: list[tuple[_Sighted, MergeDecision]], now: datetime) -> list[Any]:
@@ -319,8 +320,11 @@ class Engine:
         return _Pending(s.ledger_key, records, s.origin, s.envelope.timestamp)
 
     def _joined(self, s: _Sighted, d: MergeDecision, source_ids: list[str], now: datetime) -> _Pending:
+        # the incident keeps what opened it: its origin and how sure its category is
+        s_as_incident = replace(s, origin=d.origin, confidence=d.confidence, method=d.classified_by, top=[],
+                                sensor=None, address=None)  # fmt: skip
         incident = self._incident(
-            s,
+            s_as_incident,
             d.incident_id,
             "open",
             now,
@@ -593,6 +597,13 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ shared
+
+    async def reject(self, envelopes: Sequence[Envelope], stage: str, code: str, reason: str) -> BatchResult:
+        """Dead-letter records that could not be processed at all, keeping their exact bytes."""
+        now = self.clock()
+        result = BatchResult(consumed=len(envelopes))
+        await self._emit([self._dead_letter(stage, code, reason, e, now) for e in envelopes], result)
+        return result
 
     def _decoded(
         self, envelopes: Sequence[Envelope], decode: Callable[..., Any], now: datetime, pending: list[_Pending]

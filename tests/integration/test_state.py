@@ -13,7 +13,7 @@ from classifiers import DetectorState, seed_classifier
 from classifiers.store import RedisIncidentIndex
 from dispatch import load_city_pack
 from dispatch.demo_city import write_demo_city
-from streams.engine import Engine
+from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
 from streams.state import NEW, RESEND, SENT, DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
@@ -119,3 +119,36 @@ def test_a_batch_whose_delivery_failed_is_sent_again_with_the_same_outcome(names
     assert len(sink.sent) == 6, "three records, sent twice: once failed, once delivered"
     assert first_tasks == retry_tasks, "the retry carries the stored outcome, dispatch time included"
     assert retried.tasks == 1 and replayed.duplicates == 1 and replayed.emitted == 0
+
+
+def test_a_record_that_keeps_failing_is_dead_lettered_and_the_rest_go_on(namespace, redis_url, tmp_path):
+    """Not a broker or Redis outage: after a few tries the batch is split and only the culprit is dead-lettered."""
+    from streams.app import _process
+
+    pack = load_city_pack(write_demo_city(tmp_path / "city"))
+    envelopes = [Envelope(f'{{"n": {i}}}'.encode(), None, "x.reports", 0, i, None) for i in range(5)]
+    handled: list[int] = []
+
+    async def handle(batch):  # type: ignore[no-untyped-def]
+        if any(e.offset == 3 for e in batch):
+            raise ValueError("cannot digest record 3")
+        handled.extend(e.offset for e in batch)
+        return BatchResult(consumed=len(batch))
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        client = aioredis.Redis.from_url(redis_url)
+        sink = FlakySink()
+        sink.fail_next = False
+        engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 600), DetectorStore(client, namespace),
+                        RedisIncidentIndex(client, namespace), TriageQueue(client, namespace, 600), sink,
+                        Topics(namespace))  # fmt: skip
+        result = await _process("reports", handle, engine, envelopes)
+        await client.aclose()
+        return sink, result
+
+    sink, result = run(scenario())
+    assert handled == [0, 1, 2, 4]
+    assert result.dead_lettered == 1
+    (dead,) = [json.loads(v) for t, _, v in sink.sent if t.endswith(".deadletter")]
+    assert dead["offset"] == 3 and dead["stage"] == "internal" and "cannot digest record 3" in dead["reason"]
+    assert dead["original"] == '{"n": 3}'

@@ -1,0 +1,103 @@
+"""Discovery through a real worker: alarms and reports merge; unsure reports wait for a person."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from streams.outcomes import stable_id
+from tests.integration.conftest import collect
+
+pytestmark = pytest.mark.integration
+
+SENSOR_LAT, SENSOR_LON = 51.99, 5.07
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def latest(records: list) -> dict[str, dict]:
+    """The last record per incident id (the incidents topic is a changelog)."""
+    result: dict[str, dict] = {}
+    for message in records:
+        record = json.loads(message.value)
+        result[record["incident_id"]] = record
+    return result
+
+
+def test_a_flood_alarm_and_residents_reports_become_one_incident_with_one_task(workers, producer, topics, bootstrap):
+    """The water-level alarm opens the incident; three residents 30-90 m away join it; one task in all."""
+    workers.start()
+    now = datetime.now(UTC)
+    for minute, level in enumerate([10, 12, 41, 44, 43]):
+        reading = {"sensor_id": "wl-9", "kind": "water_level", "value": level, "unit": "cm", "lat": SENSOR_LAT,
+                   "lon": SENSOR_LON, "observed_at": iso(now - timedelta(minutes=10 - minute))}  # fmt: skip
+        producer.send(topics.readings, key=b"wl-9", value=json.dumps(reading).encode())
+    producer.flush()
+    collect(bootstrap, topics.tasks, lambda rs: len(rs) >= 1, timeout=60)
+    texts = ["street flooded, water over the kerb", "the road is under water", "big flood at the crossing"]
+    for i, text in enumerate(texts):
+        report = {"report_id": f"flood-{i}", "source": "app", "text": text, "service_code": "flooding",
+                  "lat": SENSOR_LAT + 0.0003 * (i + 1), "lon": SENSOR_LON, "reported_at": iso(now)}  # fmt: skip
+        producer.send(topics.reports, key=report["report_id"].encode(), value=json.dumps(report).encode())
+    producer.flush()
+
+    def three_merged(records: list) -> bool:
+        return sum(json.loads(m.value)["type"] == "merged" for m in records) >= 3
+
+    feedback = collect(bootstrap, topics.feedback, three_merged, timeout=60)
+    incidents = latest(collect(bootstrap, topics.incidents, lambda rs: False, timeout=1))
+    tasks = collect(bootstrap, topics.tasks, lambda rs: False, timeout=1)
+    assert len(incidents) == 1
+    (incident,) = incidents.values()
+    assert incident["origin"] == "sensor" and incident["category"] == "flooding"
+    sensors = [s for s in incident["source_ids"] if s.startswith("sensor:wl-9:")]
+    assert len(sensors) == 1
+    assert set(incident["source_ids"]) == {f"report:flood-{i}" for i in range(3)} | set(sensors)
+    assert len(tasks) == 1 and json.loads(tasks[0].value)["incident_id"] == incident["incident_id"]
+    merged = [json.loads(m.value) for m in feedback if json.loads(m.value)["type"] == "merged"]
+    assert all(0 < e["distance_m"] <= 150 for e in merged)
+
+
+def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(workers, producer, topics, bootstrap):
+    """Below the threshold: an incident in triage and no task; a triage_decision event dispatches it.
+
+    A decision for an unknown incident or category is dead-lettered with the reason.
+    """
+    workers.start(CITYLOOP_TRIAGE_THRESHOLD="0.99")
+    now = iso(datetime.now(UTC))
+    report = {"report_id": "odd-1", "source": "phone", "text": "something strange is going on by the canal",
+              "lat": 51.99, "lon": 5.06, "reported_at": now}  # fmt: skip
+    producer.send(topics.reports, key=b"odd-1", value=json.dumps(report).encode())
+    producer.flush()
+    incident_id = stable_id("inc", "report", "odd-1")
+
+    def queued(records: list) -> bool:
+        return any(json.loads(m.value)["type"] == "triage_needed" for m in records)
+
+    collect(bootstrap, topics.feedback, queued, timeout=60)
+    incidents = latest(collect(bootstrap, topics.incidents, lambda rs: False, timeout=1))
+    assert incidents[incident_id]["status"] == "triage"
+    assert collect(bootstrap, topics.tasks, lambda rs: False, timeout=1) == []
+
+    decisions = [
+        {"type": "triage_decision", "incident_id": incident_id, "category": "illegal_dumping", "decided_by": "ana"},
+        {"type": "triage_decision", "incident_id": "inc-nope", "category": "litter", "decided_by": "ana"},
+        {"type": "triage_decision", "incident_id": incident_id, "category": "dragons", "decided_by": "ana"},
+    ]
+    for decision in decisions:
+        producer.send(topics.feedback, key=incident_id.encode(), value=json.dumps(decision).encode())
+    producer.flush()
+    tasks = collect(bootstrap, topics.tasks, lambda rs: len(rs) >= 1, timeout=60)
+    task = json.loads(tasks[0].value)
+    assert task["incident_id"] == incident_id and task["category"] == "illegal_dumping"
+    assert task["unit_id"] == "cleansing-south"
+    dead = collect(bootstrap, topics.deadletter, lambda rs: len(rs) >= 2, timeout=30)
+    reasons = sorted(json.loads(m.value)["reason_code"] for m in dead)
+    assert reasons == ["not_in_triage", "unknown_category"]
+    feedback = [json.loads(m.value) for m in collect(bootstrap, topics.feedback, lambda rs: False, timeout=1)]
+    labelled = [e for e in feedback if e["type"] == "triaged"]
+    assert len(labelled) == 1 and labelled[0]["text"] == report["text"] and labelled[0]["category"] == "illegal_dumping"
