@@ -46,12 +46,13 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from classifiers.sensors import AlarmChange, DetectorState, ThresholdDetector
 
 DAY_S = 86400.0
 Direction = Literal["both", "above", "below"]
+DetectorMode = Literal["threshold", "adaptive", "both"]
 
 _MAGIC = b"AD"
 _VERSION = 1
@@ -290,6 +291,28 @@ class AdaptiveDetector:
             weight=weight,
         )
         return new_state, change
+
+
+def detector_for(
+    mode: DetectorMode, limits: ThresholdDetector | None = None, **settings: Any
+) -> ThresholdDetector | AdaptiveDetector:
+    """The detector a sensor kind asks for with ``detector: threshold | adaptive | both``.
+
+    ``threshold`` is the static ``limits``; ``adaptive`` the learnt pattern
+    alone (``settings`` are :class:`AdaptiveDetector` fields); ``both`` the
+    learnt pattern with the static limits.
+    """
+    if mode == "threshold":
+        if limits is None:
+            raise ValueError("a threshold detector needs limits")
+        return limits
+    if mode == "adaptive":
+        return AdaptiveDetector(**settings)
+    if mode == "both":
+        if limits is None:
+            raise ValueError("detector 'both' needs limits")
+        return AdaptiveDetector(limits=limits, **settings)
+    raise ValueError(f"detector must be 'threshold', 'adaptive' or 'both', not {mode!r}")
 
 
 def _replace(values: tuple[float, ...], index: int, value: float) -> tuple[float, ...]:
