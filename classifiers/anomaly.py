@@ -48,16 +48,37 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from classifiers.sensors import AlarmChange, DetectorState, ThresholdDetector
 
 DAY_S = 86400.0
 Direction = Literal["both", "above", "below"]
 DetectorMode = Literal["threshold", "adaptive", "both"]
 
-_MAGIC = b"AD"
-_VERSION = 1
-_HEADER = struct.Struct("<2sBBH5dI")  # magic, version, flags, buckets, 5 floats, streak
-_ALARM, _PATTERN, _LIMIT = 1, 2, 4
+STATE_MAGIC = b"AD"
+STATE_VERSION = 1
+STATE_HEADER = struct.Struct("<2sBBH5dI")  # magic, version, flags, buckets, 5 floats, streak
+ALARM_FLAG, PATTERN_FLAG, LIMIT_FLAG = 1, 2, 4
+
+
+def state_record(buckets: int) -> np.dtype:
+    """The layout of :meth:`AdaptiveState.to_bytes` with ``buckets`` slots, as a numpy record."""
+    fields = [
+        ("magic", "S2"),
+        ("version", "u1"),
+        ("flags", "u1"),
+        ("buckets", "<u2"),
+        ("since", "<f8"),
+        ("last_observed", "<f8"),
+        ("score", "<f8"),
+        ("typical_spread", "<f8"),
+        ("typical_weight", "<f8"),
+        ("streak", "<u4"),
+    ]
+    if buckets:
+        fields.append(("profile", "<f8", (3, buckets)))  # level, spread, weight
+    return np.dtype(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +114,11 @@ class AdaptiveState:
         ``streak`` (u32), then B float64 each of ``level``, ``spread``, ``weight``.
         """
         buckets = len(self.level)
-        flags = (_ALARM if self.alarm else 0) | (_PATTERN if self.pattern_alarm else 0)
-        flags |= _LIMIT if self.limit_alarm else 0
-        header = _HEADER.pack(
-            _MAGIC,
-            _VERSION,
+        flags = (ALARM_FLAG if self.alarm else 0) | (PATTERN_FLAG if self.pattern_alarm else 0)
+        flags |= LIMIT_FLAG if self.limit_alarm else 0
+        header = STATE_HEADER.pack(
+            STATE_MAGIC,
+            STATE_VERSION,
             flags,
             buckets,
             self.since,
@@ -112,20 +133,20 @@ class AdaptiveState:
     @classmethod
     def from_bytes(cls, data: bytes) -> AdaptiveState:
         """Read what :meth:`to_bytes` wrote; raises ``ValueError`` on anything else."""
-        if len(data) < _HEADER.size:
+        if len(data) < STATE_HEADER.size:
             raise ValueError(f"adaptive state too short: {len(data)} bytes")
-        magic, version, flags, buckets, since, last, score, spread, weight, streak = _HEADER.unpack_from(data)
-        if magic != _MAGIC or version != _VERSION:
-            raise ValueError(f"not an adaptive state of version {_VERSION}: {magic!r} v{version}")
-        if len(data) != _HEADER.size + 24 * buckets:
-            raise ValueError(f"adaptive state of {buckets} slots must be {_HEADER.size + 24 * buckets} bytes")
-        values = struct.unpack_from(f"<{3 * buckets}d", data, _HEADER.size)
+        magic, version, flags, buckets, since, last, score, spread, weight, streak = STATE_HEADER.unpack_from(data)
+        if magic != STATE_MAGIC or version != STATE_VERSION:
+            raise ValueError(f"not an adaptive state of version {STATE_VERSION}: {magic!r} v{version}")
+        if len(data) != STATE_HEADER.size + 24 * buckets:
+            raise ValueError(f"adaptive state of {buckets} slots must be {STATE_HEADER.size + 24 * buckets} bytes")
+        values = struct.unpack_from(f"<{3 * buckets}d", data, STATE_HEADER.size)
         return cls(
-            alarm=bool(flags & _ALARM),
+            alarm=bool(flags & ALARM_FLAG),
             since=since,
             last_observed=last,
-            pattern_alarm=bool(flags & _PATTERN),
-            limit_alarm=bool(flags & _LIMIT),
+            pattern_alarm=bool(flags & PATTERN_FLAG),
+            limit_alarm=bool(flags & LIMIT_FLAG),
             streak=streak,
             score=score,
             typical_spread=spread,

@@ -21,7 +21,17 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from classifiers.anomaly import DAY_S, AdaptiveDetector, AdaptiveState
+from classifiers.anomaly import (
+    ALARM_FLAG,
+    DAY_S,
+    LIMIT_FLAG,
+    PATTERN_FLAG,
+    STATE_MAGIC,
+    STATE_VERSION,
+    AdaptiveDetector,
+    AdaptiveState,
+    state_record,
+)
 from classifiers.sensors import AlarmChange
 
 OPENED_CODE, CLEARED_CODE = 1, -1
@@ -53,8 +63,21 @@ class AdaptiveBank:
 
     @classmethod
     def fresh(cls, sensors: int, buckets: int) -> AdaptiveBank:
-        """N sensors that have seen nothing."""
-        return cls.from_states([AdaptiveState()] * sensors, buckets)
+        """N sensors that have seen nothing (as ``AdaptiveState()``)."""
+        return cls(
+            alarm=np.zeros(sensors, bool),
+            since=np.zeros(sensors),
+            last_observed=np.full(sensors, -np.inf),
+            pattern_alarm=np.zeros(sensors, bool),
+            limit_alarm=np.zeros(sensors, bool),
+            streak=np.zeros(sensors, np.int64),
+            score=np.zeros(sensors),
+            typical_spread=np.zeros(sensors),
+            typical_weight=np.zeros(sensors),
+            level=np.zeros((sensors, buckets)),
+            spread=np.zeros((sensors, buckets)),
+            weight=np.zeros((sensors, buckets)),
+        )
 
     @classmethod
     def from_states(cls, states: Sequence[AdaptiveState], buckets: int) -> AdaptiveBank:
@@ -129,6 +152,64 @@ class AdaptiveBank:
                 )
             )
         return result
+
+    @classmethod
+    def from_bytes(cls, blobs: Sequence[bytes | None], buckets: int) -> AdaptiveBank:
+        """Decode many :meth:`AdaptiveState.to_bytes` values at once; ``None`` is a sensor never seen.
+
+        Same result as ``from_states([AdaptiveState.from_bytes(b) ...])`` without a Python object
+        per sensor; raises ``ValueError`` on bytes that are not an adaptive state.
+        """
+        bank = cls.fresh(len(blobs), buckets)
+        record = state_record(buckets)
+        whole = [i for i, blob in enumerate(blobs) if blob is not None and len(blob) == record.itemsize]
+        other = [i for i, blob in enumerate(blobs) if blob is not None and len(blob) != record.itemsize]
+        if whole:
+            parsed = np.frombuffer(b"".join(blobs[i] for i in whole), dtype=record)  # type: ignore[misc]
+            if not (
+                (parsed["magic"] == STATE_MAGIC).all()
+                and (parsed["version"] == STATE_VERSION).all()
+                and (parsed["buckets"] == buckets).all()
+            ):
+                raise ValueError(f"not adaptive states of version {STATE_VERSION} with {buckets} slots")
+            rows = np.asarray(whole, dtype=np.intp)
+            flags = parsed["flags"]
+            bank.alarm[rows] = flags & ALARM_FLAG != 0
+            bank.pattern_alarm[rows] = flags & PATTERN_FLAG != 0
+            bank.limit_alarm[rows] = flags & LIMIT_FLAG != 0
+            for name in ("since", "last_observed", "score", "typical_spread", "typical_weight", "streak"):
+                getattr(bank, name)[rows] = parsed[name]
+            bank.level[rows], bank.spread[rows], bank.weight[rows] = parsed["profile"].transpose(1, 0, 2)
+        if other:
+            rows = np.asarray(other, dtype=np.intp)
+            decoded = [AdaptiveState.from_bytes(blobs[i]) for i in other]  # type: ignore[arg-type]
+            bank._put(rows, cls.from_states(decoded, buckets))
+        return bank
+
+    def to_bytes(self) -> list[bytes]:
+        """Each row as :meth:`AdaptiveState.to_bytes` would write it (no slots while nothing is learnt)."""
+        learnt = self.weight.any(axis=1)
+        result: list[bytes] = []
+        for record, rows in ((state_record(self.buckets), learnt), (state_record(0), ~learnt)):
+            packed = np.zeros(int(rows.sum()), dtype=record)
+            packed["magic"], packed["version"] = STATE_MAGIC, STATE_VERSION
+            packed["buckets"] = self.buckets if "profile" in record.names else 0
+            packed["flags"] = (
+                np.where(self.alarm[rows], ALARM_FLAG, 0)
+                | np.where(self.pattern_alarm[rows], PATTERN_FLAG, 0)
+                | np.where(self.limit_alarm[rows], LIMIT_FLAG, 0)
+            )
+            for name in ("since", "last_observed", "score", "typical_spread", "typical_weight", "streak"):
+                packed[name] = getattr(self, name)[rows]
+            if "profile" in record.names:
+                packed["profile"] = np.stack([self.level[rows], self.spread[rows], self.weight[rows]], axis=1)
+            raw, size = packed.tobytes(), record.itemsize
+            result.extend(raw[k * size : (k + 1) * size] for k in range(len(packed)))
+        order = np.r_[np.flatnonzero(learnt), np.flatnonzero(~learnt)]
+        encoded: list[bytes] = [b""] * len(self)
+        for row, blob in zip(order.tolist(), result, strict=True):
+            encoded[row] = blob
+        return encoded
 
     def take(self, rows: NDArray[np.intp]) -> AdaptiveBank:
         """The given rows, as a new bank."""

@@ -330,3 +330,20 @@ def test_step_many_leaves_the_old_bank_alone_and_skips_stale_rows():
     assert step.bank.states()[2] == before[2]
     with pytest.raises(ValueError):
         step_many(detector, bank, [1.0], [START])
+
+
+def test_a_bank_encodes_and_decodes_bytes_like_the_states_do():
+    """AdaptiveBank.to_bytes/from_bytes write and read exactly what AdaptiveState.to_bytes/from_bytes do."""
+    detector = AdaptiveDetector(warmup_days=0.5)
+    rows, values, times = random_readings(6, 400, seed=12)
+    stepped = step_readings(detector, AdaptiveBank.fresh(6, 24), rows, values, times).bank.states()
+    states = [*stepped, AdaptiveState(), AdaptiveState(alarm=True, since=3.0, last_observed=4.0, limit_alarm=True)]
+    blobs = AdaptiveBank.from_states(states, 24).to_bytes()
+    assert blobs == [state.to_bytes() for state in states]
+    assert AdaptiveBank.from_bytes([*blobs, None], 24).states() == [*states, AdaptiveState()]
+    # a state learnt with 12 slots decodes into a 24-slot bank as "relearn", like step does
+    twelve = step_readings(AdaptiveDetector(buckets=12), AdaptiveBank.fresh(1, 12), [0, 0], [1.0, 2.0], [5.0, 9.0])
+    decoded = AdaptiveBank.from_bytes(twelve.bank.to_bytes(), 24).states()[0]
+    assert decoded.last_observed == 9.0 and decoded.level == ()
+    with pytest.raises(ValueError):
+        AdaptiveBank.from_bytes([b"XX" + blobs[0][2:]], 24)
