@@ -35,11 +35,15 @@ from classifiers.anomaly import (
 from classifiers.sensors import AlarmChange
 
 OPENED_CODE, CLEARED_CODE = 1, -1
+SCALAR_BELOW = 24  # measured: a numpy round costs about as much as 24 readings through step
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class AdaptiveBank:
-    """The states of N sensors as columns; ``level``, ``spread`` and ``weight`` are N x buckets."""
+    """The states of N sensors as columns; ``level``, ``spread`` and ``weight`` are N x buckets.
+
+    Compare banks through :meth:`states`; ``==`` on arrays would be ambiguous, so a bank is only equal to itself.
+    """
 
     alarm: NDArray[np.bool_]
     since: NDArray[np.float64]
@@ -342,13 +346,18 @@ def step_readings(
     values: ArrayLike,
     observed: ArrayLike,
     utc_offsets: ArrayLike | None = None,
+    *,
+    scalar_below: int = SCALAR_BELOW,
 ) -> BankStep:
     """Apply a batch of readings; reading i is for bank row ``rows[i]``.
 
     Each row's readings are applied in time order (equal times in input
-    order, so the later one is stale); readings of different rows are
-    stepped together, one round per reading of the busiest row. Changes and
-    ``applied`` come back in input order.
+    order, so the later one is stale). Readings of different rows are stepped
+    together, one round per reading of the busiest row; once a round has
+    fewer than ``scalar_below`` readings (the tail of a few busy rows), the
+    rest goes through ``AdaptiveDetector.step``, which gives the same result
+    without a numpy call per reading. Changes and ``applied`` come back in
+    input order.
     """
     row_of = np.asarray(rows, dtype=np.intp)
     x = np.asarray(values, dtype=np.float64)
@@ -367,6 +376,9 @@ def step_readings(
     rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     for r in range(int(rank.max()) + 1):
         picked = order[rank == r]
+        if len(picked) < scalar_below:  # rounds only shrink: step what is left reading by reading
+            _step_rest(detector, result, order[rank >= r], row_of, x, t, offsets, changes, applied)
+            break
         part_rows = row_of[picked]
         part = step_many(
             detector,
@@ -379,3 +391,28 @@ def step_readings(
         changes[picked] = part.changes
         applied[picked] = part.applied
     return BankStep(result, changes, applied)
+
+
+def _step_rest(
+    detector: AdaptiveDetector,
+    bank: AdaptiveBank,
+    readings: NDArray[np.intp],
+    row_of: NDArray[np.intp],
+    x: NDArray[np.float64],
+    t: NDArray[np.float64],
+    offsets: NDArray[np.float64] | None,
+    changes: NDArray[np.int8],
+    applied: NDArray[np.bool_],
+) -> None:
+    """Step ``readings`` (indices, each row's in time order) one by one into ``bank``, in place."""
+    rows = np.unique(row_of[readings])
+    states = dict(zip(rows.tolist(), bank.take(rows).states(), strict=True))
+    codes = {AlarmChange.OPENED: OPENED_CODE, AlarmChange.CLEARED: CLEARED_CODE, None: 0}
+    for i in readings.tolist():
+        row = int(row_of[i])
+        offset = None if offsets is None else float(offsets[i])
+        state, change = detector.step(states[row], float(x[i]), float(t[i]), offset)
+        applied[i] = state is not states[row]
+        changes[i] = codes[change]
+        states[row] = state
+    bank._put(rows, AdaptiveBank.from_states([states[row] for row in rows.tolist()], bank.buckets))
