@@ -16,8 +16,9 @@ The model, per sensor:
   are a plain running mean, not a pull towards zero.
 * A reading's share of the memory is the time it stands for (since the
   previous reading, at most ``max_gap_s``), so a sensor learns the same in
-  days whether it reports every minute or every hour: ``memory_days`` is how
-  many days of a slot's history carry weight 1 - 1/e.
+  days whether it reports every minute or every hour: the last
+  ``memory_days`` days of a slot's history make up about 1 - 1/e (63%) of
+  its estimate.
 * The residual ``(x - level) / scale`` is capped at ``score_cap`` and smoothed
   (EWMA with ``smoothing``) into the **score**; ``scale`` is the slot's spread,
   but at least ``floor_share`` of the sensor's typical spread over the whole
