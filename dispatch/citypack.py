@@ -98,18 +98,34 @@ class LayerRef(_Model):
 
 
 class SensorKind(_Model):
+    """How readings of one sensor kind become alarms.
+
+    ``threshold``: static limits with hysteresis (open past ``open_at``, clear
+    back past ``close_at``). ``adaptive``: a learnt daily pattern per sensor;
+    ``adaptive`` holds its settings (see classifiers.anomaly.AdaptiveDetector).
+    ``both``: an alarm while either holds.
+    """
+
     category: str
     unit: str | None = None
-    direction: Literal["above", "below"] = "above"
-    open_at: float
-    close_at: float
+    detector: Literal["threshold", "adaptive", "both"] = "threshold"
+    direction: Literal["above", "below", "both"] = "above"
+    open_at: float | None = None
+    close_at: float | None = None
+    adaptive: dict[str, float | int] = {}
 
     @model_validator(mode="after")
     def _hysteresis(self) -> SensorKind:
-        if self.direction == "above" and not self.close_at < self.open_at:
-            raise ValueError("close_at must be below open_at for direction 'above'")
-        if self.direction == "below" and not self.close_at > self.open_at:
-            raise ValueError("close_at must be above open_at for direction 'below'")
+        if self.detector in ("threshold", "both"):
+            if self.open_at is None or self.close_at is None:
+                raise ValueError(f"a {self.detector!r} detector needs open_at and close_at")
+            if self.direction == "both":
+                raise ValueError("static limits need direction 'above' or 'below'")
+        if self.open_at is not None and self.close_at is not None:
+            if self.direction == "above" and not self.close_at < self.open_at:
+                raise ValueError("close_at must be below open_at for direction 'above'")
+            if self.direction == "below" and not self.close_at > self.open_at:
+                raise ValueError("close_at must be above open_at for direction 'below'")
         return self
 
 

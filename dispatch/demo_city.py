@@ -245,7 +245,14 @@ def city_document(districts: list[tuple[str, str, Polygon]]) -> dict[str, Any]:
         "sensor_kinds": {
             "water_level": {"category": "flooding", "unit": "cm", "direction": "above", "open_at": 30, "close_at": 20},
             "noise_level": {"category": "noise", "unit": "dBA", "direction": "above", "open_at": 85, "close_at": 75},
-            "pm25": {"category": "air_quality", "unit": "ug/m3", "direction": "above", "open_at": 75, "close_at": 50},
+            "pm25": {
+                "category": "air_quality",
+                "unit": "ug/m3",
+                "detector": "both",  # the health limit, and anything far from the sensor's usual day
+                "direction": "above",
+                "open_at": 75,
+                "close_at": 50,
+            },
             "water_pressure": {
                 "category": "water_main_break",
                 "unit": "bar",

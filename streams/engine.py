@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from classifiers import AlarmChange, DetectorState, TextClassifier, ThresholdDetector
+from classifiers import AdaptiveState, AlarmChange, DetectorState, TextClassifier, ThresholdDetector, detector_for
 from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from dispatch import CityPack, Dispatcher
@@ -108,6 +108,16 @@ def _calendar(pack: CityPack) -> BusinessCalendar:
     )
 
 
+def _detector(spec: Any) -> Any:
+    """The detector a city pack's sensor kind asks for."""
+    limits = None
+    if spec.open_at is not None and spec.close_at is not None and spec.direction != "both":
+        limits = ThresholdDetector(spec.open_at, spec.close_at, spec.direction)
+    if spec.detector == "threshold":
+        return limits
+    return detector_for(spec.detector, limits, direction=spec.direction, **spec.adaptive)
+
+
 class Engine:
     """Turns batches of reports, readings and triage decisions into outputs for one city pack."""
 
@@ -141,10 +151,7 @@ class Engine:
         self.max_skew = max_skew
         self.clock = clock
         self.calendar = _calendar(pack)
-        self._detectors = {
-            kind: ThresholdDetector(spec.open_at, spec.close_at, spec.direction)
-            for kind, spec in pack.spec.sensor_kinds.items()
-        }
+        self._detectors = {kind: _detector(spec) for kind, spec in pack.spec.sensor_kinds.items()}
 
     # ----------------------------------------------------------------- reports
 
@@ -454,15 +461,23 @@ class Engine:
                 continue
             readings.append((envelope, reading))
             metrics.INGESTED.labels("reading", "sensor").inc()
-        sensor_ids = sorted({r.sensor_id for _, r in readings})
-        states = await self.detectors.load(sensor_ids)
+        kinds = {r.sensor_id: r.kind for _, r in readings}
+        stored = await self.detectors.load(sorted(kinds))
+        states = {sid: self._state(kinds[sid], alarm, model) for sid, (alarm, model) in stored.items()}
         before = dict(states)
         opened: list[_Sighted] = []
-        cleared: list[tuple[Reading, DetectorState]] = []
+        cleared: list[tuple[Reading, Any]] = []
         for envelope, reading in sorted(readings, key=lambda item: (item[1].sensor_id, item[1].observed_at)):
             state = states[reading.sensor_id]
             observed = reading.observed_at.timestamp()
-            new_state, change = self._detectors[reading.kind].step(state, reading.value, observed)
+            detector = self._detectors[reading.kind]
+            if isinstance(detector, ThresholdDetector):
+                new_state, change = detector.step(state, reading.value, observed)
+            else:  # the learnt daily pattern runs on the city's wall clock (DST included)
+                offset = reading.observed_at.astimezone(self.pack.zone).utcoffset()
+                new_state, change = detector.step(
+                    state, reading.value, observed, offset.total_seconds() if offset else 0.0
+                )
             if new_state is state:
                 result.stale += 1
                 metrics.STALE_READINGS.labels(reading.kind).inc()
@@ -482,7 +497,18 @@ class Engine:
         metrics.BATCH_SECONDS.labels("readings").observe(time.perf_counter() - started)
         return result
 
-    def _alarm(self, envelope: Envelope, reading: Reading, state: DetectorState) -> _Sighted:
+    def _state(self, kind: str, alarm: DetectorState, model: bytes | None) -> Any:
+        """The detector state a sensor's kind needs, rebuilt from what Redis kept."""
+        if isinstance(self._detectors[kind], ThresholdDetector):
+            return alarm
+        if model is not None:
+            try:
+                return AdaptiveState.from_bytes(model)
+            except ValueError:
+                log.warning("unreadable adaptive model for a %s sensor; relearning its pattern", kind)
+        return AdaptiveState(alarm=alarm.alarm, since=alarm.since, last_observed=alarm.last_observed)
+
+    def _alarm(self, envelope: Envelope, reading: Reading, state: Any) -> _Sighted:
         kind = self.pack.spec.sensor_kinds[reading.kind]
         source_id = f"sensor:{reading.sensor_id}:{state.since!r}"
         category = self.pack.category(kind.category)
@@ -494,7 +520,9 @@ class Engine:
             origin="sensor",
             category=kind.category,
             confidence=1.0,
-            method="sensor_threshold",
+            method="sensor_threshold"
+            if isinstance(self._detectors[reading.kind], ThresholdDetector)
+            else "sensor_pattern",
             top=[[kind.category, 1.0]],
             lat=reading.lat,
             lon=reading.lon,
@@ -503,7 +531,7 @@ class Engine:
             sensor={"sensor_id": reading.sensor_id, "kind": reading.kind, "value": reading.value, "unit": reading.unit},
         )
 
-    async def _clear_events(self, cleared: list[tuple[Reading, DetectorState]], now: datetime) -> list[_Pending]:
+    async def _clear_events(self, cleared: list[tuple[Reading, Any]], now: datetime) -> list[_Pending]:
         """The alarm's sensor is back to normal: tell the incident the alarm joined or opened."""
         pending = []
         for reading, open_state in cleared:

@@ -111,7 +111,13 @@ class Ledger:
 
 
 class DetectorStore:
-    """Per-sensor detector state in Redis hashes."""
+    """Per-sensor detector state in Redis hashes.
+
+    Every state keeps ``alarm``, ``since`` and ``last`` (the last reading
+    applied); an adaptive detector's learnt pattern goes in ``model`` as its
+    versioned byte format, so a sensor switched between detector kinds keeps
+    its open alarm.
+    """
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
         self._redis = client
@@ -120,34 +126,38 @@ class DetectorStore:
     def _key(self, sensor_id: str) -> str:
         return f"{self._ns}:sensor:{sensor_id}"
 
-    async def load(self, sensor_ids: Sequence[str]) -> dict[str, DetectorState]:
+    async def load(self, sensor_ids: Sequence[str]) -> dict[str, tuple[DetectorState, bytes | None]]:
+        """(alarm state, adaptive model bytes or None) per sensor; a new sensor has a fresh state."""
+
         async def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             for sensor_id in sensor_ids:
-                pipe.hmget(self._key(sensor_id), "alarm", "since", "last")
+                pipe.hmget(self._key(sensor_id), "alarm", "since", "last", "model")
             return await pipe.execute()
 
         replies = await with_retry("detector_load", run) if sensor_ids else []
-        states = {}
-        for sensor_id, (alarm, since, last) in zip(sensor_ids, replies, strict=True):
+        states: dict[str, tuple[DetectorState, bytes | None]] = {}
+        for sensor_id, (alarm, since, last, model) in zip(sensor_ids, replies, strict=True):
             if last is None:
-                states[sensor_id] = DetectorState()
+                states[sensor_id] = (DetectorState(), None)
             else:
-                states[sensor_id] = DetectorState(alarm == b"1", float(since or 0), float(last))
+                states[sensor_id] = (DetectorState(alarm == b"1", float(since or 0), float(last)), model)
         return states
 
-    async def save(self, states: dict[str, DetectorState]) -> None:
+    async def save(self, states: dict[str, Any]) -> None:
+        """Store states: anything with ``alarm``, ``since``, ``last_observed`` (and ``to_bytes`` if learnt)."""
+
         async def run() -> list[Any]:
             pipe = self._redis.pipeline(transaction=False)
             for sensor_id, state in states.items():
-                pipe.hset(
-                    self._key(sensor_id),
-                    mapping={
-                        "alarm": "1" if state.alarm else "0",
-                        "since": repr(state.since),
-                        "last": repr(state.last_observed),
-                    },
-                )
+                fields: dict[str, Any] = {
+                    "alarm": "1" if state.alarm else "0",
+                    "since": repr(state.since),
+                    "last": repr(state.last_observed),
+                }
+                if hasattr(state, "to_bytes"):
+                    fields["model"] = state.to_bytes()
+                pipe.hset(self._key(sensor_id), mapping=fields)
             return await pipe.execute()
 
         if states:

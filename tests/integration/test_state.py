@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aioredis
@@ -46,7 +46,7 @@ def test_ledger_new_then_resend_stored_then_sent(namespace, redis_url):
 
 
 def test_detector_state_round_trips(namespace, redis_url):
-    async def scenario() -> dict[str, DetectorState]:
+    async def scenario() -> dict[str, tuple[DetectorState, bytes | None]]:
         client = aioredis.Redis.from_url(redis_url)
         store = DetectorStore(client, namespace)
         await store.save({"s1": DetectorState(True, 100.5, 120.25)})
@@ -55,8 +55,8 @@ def test_detector_state_round_trips(namespace, redis_url):
         return states
 
     states = run(scenario())
-    assert states["s1"] == DetectorState(True, 100.5, 120.25)
-    assert states["never-seen"] == DetectorState()
+    assert states["s1"] == (DetectorState(True, 100.5, 120.25), None)
+    assert states["never-seen"] == (DetectorState(), None)
 
 
 class FlakySink:
@@ -152,3 +152,66 @@ def test_a_record_that_keeps_failing_is_dead_lettered_and_the_rest_go_on(namespa
     (dead,) = [json.loads(v) for t, _, v in sink.sent if t.endswith(".deadletter")]
     assert dead["offset"] == 3 and dead["stage"] == "internal" and "cannot digest record 3" in dead["reason"]
     assert dead["original"] == '{"n": 3}'
+
+
+def test_an_adaptive_sensor_learns_its_day_across_batches_and_alarms_at_an_odd_hour(namespace, redis_url, tmp_path):
+    """Five days of a daily noise cycle, one batch a day through Redis; then the evening peak at 4 am alarms.
+
+    The learnt pattern survives between batches (it is stored in Redis), the
+    regular evening peak never alarms, and the alarm carries the pattern method.
+    """
+    import yaml
+
+    city = write_demo_city(tmp_path / "city")
+    document = yaml.safe_load((city / "city.yaml").read_text())
+    document["sensor_kinds"]["hum"] = {"category": "noise", "detector": "adaptive", "direction": "above"}
+    (city / "city.yaml").write_text(yaml.safe_dump(document))
+    pack = load_city_pack(city)
+    start = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+
+    def level(hour: int) -> float:
+        return 70.0 if 18 <= hour <= 22 else 45.0  # loud every evening (local time is UTC+1 here)
+
+    def day(d: int) -> list[Envelope]:
+        batch = []
+        for minutes in range(0, 24 * 60, 20):
+            moment = start.timestamp() + d * 86400 + minutes * 60
+            local_hour = int(((moment + 3600) % 86400) // 3600)
+            value = level(local_hour) + ((minutes // 20) % 3) * 0.5
+            stamp = datetime.fromtimestamp(moment, UTC).isoformat()
+            record = {
+                "sensor_id": "hum-1",
+                "kind": "hum",
+                "value": value,
+                "lat": 51.99,
+                "lon": 5.06,
+                "observed_at": stamp,
+            }
+            batch.append(Envelope(json.dumps(record).encode(), b"hum-1", "x.readings", 0, d * 100 + minutes, None))
+        return batch
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        client = aioredis.Redis.from_url(redis_url)
+        sink = FlakySink()
+        sink.fail_next = False
+        engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 600), DetectorStore(client, namespace),
+                        RedisIncidentIndex(client, namespace), TriageQueue(client, namespace, 600), sink,
+                        Topics(namespace), clock=lambda: start + timedelta(days=8))  # fmt: skip
+        for d in range(5):
+            await engine.process_readings(day(d))
+        learnt_alarms = [v for t, _, v in sink.sent if t.endswith(".tasks")]
+        odd = []
+        for i, minutes in enumerate(range(5 * 24 * 60 + 3 * 60, 5 * 24 * 60 + 4 * 60, 10)):  # 03:00-04:00 UTC
+            moment = start.timestamp() + minutes * 60
+            record = {"sensor_id": "hum-1", "kind": "hum", "value": 71.0, "lat": 51.99, "lon": 5.06,
+                      "observed_at": datetime.fromtimestamp(moment, UTC).isoformat()}  # fmt: skip
+            odd.append(Envelope(json.dumps(record).encode(), b"hum-1", "x.readings", 0, 10_000 + i, None))
+        await engine.process_readings(odd)
+        stored = await client.hget(f"{namespace}:sensor:hum-1", "model")
+        await client.aclose()
+        return learnt_alarms, [json.loads(v) for t, _, v in sink.sent if t.endswith(".incidents")], stored
+
+    learnt_alarms, incidents, stored = run(scenario())
+    assert learnt_alarms == [], "the regular evening peak is the sensor's normal day"
+    assert len(incidents) == 1 and incidents[0]["classified_by"] == "sensor_pattern"
+    assert stored and stored.startswith(b"AD")

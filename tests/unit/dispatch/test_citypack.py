@@ -141,3 +141,28 @@ def test_a_layer_that_is_not_json_is_refused(pack_dir):
     with pytest.raises(InvalidCityPack) as caught:
         load_city_pack(pack_dir)
     assert "not valid GeoJSON" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ({"category": "noise", "detector": "threshold", "open_at": 80}, "needs open_at and close_at"),
+        ({"category": "noise", "detector": "both", "direction": "both", "open_at": 80, "close_at": 70},
+         "direction 'above' or 'below'"),
+        ({"category": "noise", "detector": "adaptive", "direction": "sideways"}, "'above', 'below' or 'both'"),
+    ],
+)  # fmt: skip
+def test_sensor_kinds_are_checked(pack_dir, kind, words):
+    """A detector without the limits it needs, or with a direction it cannot use, is refused."""
+    edit_city(pack_dir, lambda d: d["sensor_kinds"].update(new_kind=kind))
+    with pytest.raises(InvalidCityPack) as caught:
+        load_city_pack(pack_dir)
+    assert caught.value.key.startswith("sensor_kinds.new_kind")
+    assert words in caught.value.problem
+
+
+def test_an_adaptive_sensor_kind_needs_no_limits(pack_dir):
+    kind = {"category": "noise", "detector": "adaptive", "direction": "both", "adaptive": {"k_open": 5.0}}
+    edit_city(pack_dir, lambda d: d["sensor_kinds"].update(hum=kind))
+    pack = load_city_pack(pack_dir)
+    assert pack.spec.sensor_kinds["hum"].adaptive == {"k_open": 5.0}
