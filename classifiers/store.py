@@ -72,7 +72,7 @@ for _, hit in ipairs(hits) do
       local sim = 0
       if union > 0 then sim = inter / union end
       local score = dist / radius + tonumber(ARGV[12]) * (1 - sim)
-      if bestscore == nil or score < bestscore then
+      if score <= tonumber(ARGV[18]) and (bestscore == nil or score < bestscore) then
         best, bestscore, bestdist, bestsim = id, score, dist, sim
       end
     end
@@ -156,7 +156,9 @@ class MergeDecision:
 
 
 class IncidentIndex(Protocol):
-    async def merge_or_open(self, sightings: Sequence[Sighting]) -> list[MergeDecision]: ...
+    async def merge_or_open(
+        self, sightings: Sequence[Sighting], text_weight: float = 0.5, max_score: float | None = None
+    ) -> list[MergeDecision]: ...
 
     async def close(self, incident_id: str) -> bool: ...
 
@@ -178,10 +180,21 @@ class RedisIncidentIndex:
         self._merge = client.register_script(_MERGE_OR_OPEN)
         self._close = client.register_script(_CLOSE)
 
-    async def merge_or_open(self, sightings: Sequence[Sighting], text_weight: float = 0.5) -> list[MergeDecision]:
-        """Decide every sighting in order, in one round trip; later ones see earlier ones' incidents."""
+    async def merge_or_open(
+        self, sightings: Sequence[Sighting], text_weight: float = 0.5, max_score: float | None = None
+    ) -> list[MergeDecision]:
+        """Decide every sighting in order, in one round trip; later ones see earlier ones' incidents.
+
+        ``max_score`` makes words a veto as well as a tie-breaker: a candidate
+        joins only if distance / radius + text_weight * (1 - similarity) is at
+        most this. The default (1 + text_weight) vetoes nothing within the
+        radius; on the Red Hook stream a veto cost far more recall than it
+        gained precision (see tests/data/test_redhook_merge.py).
+        """
         if not sightings:
             return []
+        if max_score is None:
+            max_score = 1.0 + text_weight
         pipe = self._redis.pipeline(transaction=False)
         ns = self._ns
         for s in sightings:
@@ -205,6 +218,7 @@ class RedisIncidentIndex:
                 s.origin,
                 repr(s.confidence),
                 s.classified_by,
+                repr(max_score),
             ]
             await self._merge(keys=keys, args=args, client=pipe)
         replies = await pipe.execute()
