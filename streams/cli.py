@@ -458,5 +458,9 @@ def city_check(pack_dir: Path) -> None:
             click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")
 
 
+from streams.triagecli import triage  # noqa: E402 - registered after the group exists
+
+main.add_command(triage)
+
 if __name__ == "__main__":
     main()

@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 
+from streams.cli import main
 from streams.outcomes import stable_id
 from tests.integration.conftest import collect
 
@@ -62,7 +64,9 @@ def test_a_flood_alarm_and_residents_reports_become_one_incident_with_one_task(w
     assert all(0 < e["distance_m"] <= 150 for e in merged)
 
 
-def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(workers, producer, topics, bootstrap):
+def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(
+    workers, producer, topics, bootstrap, redis_url
+):
     """Below the threshold: an incident in triage and no task; a triage_decision event dispatches it.
 
     A decision for an unknown incident or category is dead-lettered with the reason.
@@ -83,8 +87,19 @@ def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(worker
     assert incidents[incident_id]["status"] == "triage"
     assert collect(bootstrap, topics.tasks, lambda rs: False, timeout=1) == []
 
+    env = {
+        "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap,
+        "CITYLOOP_REDIS_URL": redis_url,
+        "CITYLOOP_TOPIC_PREFIX": topics.prefix,
+    }
+    listed = CliRunner().invoke(main, ["triage", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    (waiting,) = [json.loads(line) for line in listed.output.splitlines()]
+    assert waiting["incident_id"] == incident_id and waiting["text"] == report["text"]
+    decide = ["triage", "decide", incident_id, "--category", "illegal_dumping", "--by", "ana"]
+    decided = CliRunner().invoke(main, decide, env=env)
+    assert decided.exit_code == 0, decided.output
     decisions = [
-        {"type": "triage_decision", "incident_id": incident_id, "category": "illegal_dumping", "decided_by": "ana"},
         {"type": "triage_decision", "incident_id": "inc-nope", "category": "litter", "decided_by": "ana"},
         {"type": "triage_decision", "incident_id": incident_id, "category": "dragons", "decided_by": "ana"},
     ]
