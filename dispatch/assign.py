@@ -322,7 +322,7 @@ class Dispatcher:
             "category": coverage.code,
             "rule": decision.rule_id,
             "features": hit,
-            "candidates": explainer.candidates(coverage, decision, located, hit, location_key),
+            "candidates": explainer.candidates(coverage, decision, located),
             "boundary_m": None if edge_m != edge_m else round(edge_m, 1),  # NaN: no area decided
             "confidence": confidence,
         }

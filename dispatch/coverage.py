@@ -31,13 +31,13 @@ class Handler:
     def covers(self, located: dict[str, int]) -> bool:
         return self.layer is not None and bool(self.mask[located[self.layer]])  # type: ignore[index]
 
-    def area_text(self, features_hit: dict[str, str | None]) -> str:
+    def area_text(self) -> str:
         area = self.unit.area
         if area is None:
             return "no area"
         where = "every feature" if area.features == "*" else ",".join(area.features[:6])
         more = "" if area.features == "*" or len(area.features) <= 6 else f",+{len(area.features) - 6}"
-        return f"area {area.layer}:{where}{more} (point in {features_hit.get(area.layer) or 'none'})"
+        return f"area {area.layer}:{where}{more}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,13 @@ class Coverage:
             np.minimum(first, table[features], out=first)
             count += self.count[layer][features]
         return first, count
+
+    def covering(self, located: dict[str, int]) -> tuple[int, ...]:
+        """Ranks of the handlers whose area contains a point, given its feature index per layer."""
+        ranks: tuple[int, ...] = ()
+        for layer, holders in self.by_feature.items():
+            ranks += holders[located[layer]]
+        return tuple(sorted(ranks)) if len(self.by_feature) > 1 else ranks
 
     @property
     def layers(self) -> tuple[str, ...]:

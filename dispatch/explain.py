@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dispatch.coverage import Coverage
+from dispatch.coverage import Coverage, Handler
 from dispatch.rules import CATEGORY_OK, CompiledRule, failed_conditions, window_text
 
 # How an incident was decided.
@@ -46,6 +46,7 @@ class Explainer:
         self.rules_mode = rules_mode
         self._features: dict[Any, dict[str, str | None]] = {}
         self._candidates: dict[Any, list[dict[str, str]]] = {}
+        self._skipped_entries: dict[Any, dict[str, str]] = {}
 
     def features(self, key: Any, build: Any) -> dict[str, str | None]:
         cached = self._features.get(key)
@@ -55,40 +56,49 @@ class Explainer:
             cached = self._features[key] = build()
         return cached
 
-    def candidates(
-        self, coverage: Coverage, decision: Decision, located: dict[str, int], hit: dict[str, str | None], key: Any
-    ) -> list[dict[str, str]]:
-        full_key = (coverage.code, decision.kind, decision.unit_id, decision.rule_id, key)
-        cached = self._candidates.get(full_key)
+    def candidates(self, coverage: Coverage, decision: Decision, located: dict[str, int]) -> list[dict[str, str]]:
+        covering = coverage.covering(located)
+        key = (coverage.code, decision.kind, decision.unit_id, decision.rule_id, covering)
+        cached = self._candidates.get(key)
         if cached is None:
             if len(self._candidates) > _CACHE_LIMIT:
                 self._candidates.clear()
-            cached = self._candidates[full_key] = self._build_candidates(coverage, decision, located, hit)
+            cached = self._candidates[key] = self._build_candidates(coverage, decision, covering)
         return cached
 
+    def _skipped(self, handler: Handler) -> dict[str, str]:
+        """The entry of a handler that does not cover the point; the same for every point, so shared."""
+        key = (handler.unit.id, handler.area_id)
+        entry = self._skipped_entries.get(key)
+        if entry is None:
+            why = (
+                "unit has no service area"
+                if handler.layer is None
+                else f"{handler.area_text()} does not contain the point"
+            )
+            entry = self._skipped_entries[key] = {"unit": handler.unit.id, "outcome": "skipped", "why": why}
+        return entry
+
     def _build_candidates(
-        self, coverage: Coverage, decision: Decision, located: dict[str, int], hit: dict[str, str | None]
+        self, coverage: Coverage, decision: Decision, covering: tuple[int, ...]
     ) -> list[dict[str, str]]:
         code = coverage.code
-        covering = [h for h in coverage.handlers if h.covers(located)]
         result = []
         for handler in coverage.handlers:
             unit = handler.unit
-            covers = handler in covering
             if decision.kind == BY_AREA and handler.rank == decision.handler_rank:
-                outcome, why = "chosen", f"handles {code}; {handler.area_text(hit)} contains the point"
+                outcome, why = "chosen", f"handles {code}; {handler.area_text()} contains the point"
             elif decision.kind in (BY_RULE, BY_TEAM) and unit.id == decision.unit_id:
                 outcome, why = "chosen", f"assigned by rule {decision.rule_id}"
-            elif handler.layer is None:
-                outcome, why = "skipped", "unit has no service area"
-            elif not covers:
-                outcome, why = "skipped", f"{handler.area_text(hit)} does not contain the point"
+            elif handler.rank not in covering:
+                result.append(self._skipped(handler))
+                continue
             elif decision.kind in (BY_RULE, BY_TEAM):
                 rule = decision.rule
                 priority = f" (priority {rule.rule.priority})" if rule is not None else ""
                 outcome, why = "lost", f"covers the point, but rule {decision.rule_id}{priority} decides first"
             elif decision.kind == AMBIGUOUS:
-                others = ", ".join(h.unit.id for h in covering if h is not handler)
+                others = ", ".join(coverage.handlers[r].unit.id for r in covering if r != handler.rank)
                 outcome, why = "lost", f"covers the point, as does {others}, and no rule settles the overlap"
             else:
                 chosen = coverage.handlers[decision.handler_rank].unit.id
