@@ -17,8 +17,9 @@ Loading checks that a pack is well formed; lint checks that it routes well:
 * warnings: a backup that handles none of its unit's categories, repaired polygons,
   a pack so large that distances on its local plane are off by more than 1%.
 
-Areas are compared on the pack's local plane in square metres; pieces smaller than
-``min_area_m2`` are digitising slivers and are ignored.
+Areas are compared on the pack's local plane in metres; pieces smaller than
+``min_area_m2`` or nowhere wider than ``min_width_m`` are digitising slivers and are
+ignored (two layers drawn from different sources rarely share edges exactly).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dispatch.citypack import CityPack, Rule, TimeWindow
 from dispatch.rules import WEEKDAYS
 
 DEFAULT_MIN_AREA_M2 = 100.0
+DEFAULT_MIN_WIDTH_M = 2.0
 _MINUTES = 7 * 24 * 60
 
 AreaKey = tuple[str, tuple[str, ...] | None]  # (layer, features or None for every feature)
@@ -105,9 +107,10 @@ def _week_minutes(window: TimeWindow | None) -> np.ndarray:
 
 
 class _Linter:
-    def __init__(self, pack: CityPack, min_area_m2: float) -> None:
+    def __init__(self, pack: CityPack, min_area_m2: float, min_width_m: float) -> None:
         self.pack = pack
         self.min_area = min_area_m2
+        self.min_width = min_width_m
         self.projection = pack.projection
         self.findings: list[Finding] = []
         self._areas: dict[AreaKey, Any] = {}
@@ -150,7 +153,10 @@ class _Linter:
         return {"area_m2": round(float(geometry.area), 1), "lat": round(lat, 6), "lon": round(lon, 6)}
 
     def significant(self, geometry: Any) -> bool:
-        return geometry is not None and not geometry.is_empty and geometry.area >= self.min_area
+        """Bigger than ``min_area`` and wider than ``min_width`` somewhere: not a digitising sliver."""
+        if geometry is None or geometry.is_empty or geometry.area < self.min_area:
+            return False
+        return not shapely.buffer(geometry, -self.min_width / 2, quad_segs=2).is_empty
 
     # ------------------------------------------------------------- rules
 
@@ -279,17 +285,21 @@ class _Linter:
                 categories=codes,
                 **overlap_where[(first, second)],
             )
+        merged: dict[bytes, tuple[list[str], Any]] = {}
         for codes, gap in gaps.values():
             if self.significant(gap):
-                self.add(
-                    "error",
-                    "gap",
-                    "units",
-                    f"no unit takes {_some(codes)} in part of the city ({gap.area:,.0f} m²); "
-                    f"the fallback unit {self.pack.spec.fallback_unit!r} would get everything there",
-                    categories=codes,
-                    **self.where(gap),
-                )
+                shape_key = shapely.to_wkb(shapely.normalize(shapely.set_precision(gap, 0.01)))
+                merged.setdefault(shape_key, ([], gap))[0].extend(codes)
+        for codes, gap in merged.values():
+            self.add(
+                "error",
+                "gap",
+                "units",
+                f"no unit takes {_some(codes)} in part of the city ({gap.area:,.0f} m²); "
+                f"the fallback unit {self.pack.spec.fallback_unit!r} would get everything there",
+                categories=codes,
+                **self.where(gap),
+            )
 
     def overlapping_areas(self) -> dict[tuple[AreaKey, AreaKey], Any]:
         """Pairs of distinct areas whose interiors overlap by more than a sliver, with the overlap."""
@@ -430,9 +440,11 @@ def _some(codes: list[str], shown: int = 6) -> str:
     return ", ".join(codes[:shown]) + more
 
 
-def lint_city_pack(pack: CityPack, *, min_area_m2: float = DEFAULT_MIN_AREA_M2) -> LintReport:
+def lint_city_pack(
+    pack: CityPack, *, min_area_m2: float = DEFAULT_MIN_AREA_M2, min_width_m: float = DEFAULT_MIN_WIDTH_M
+) -> LintReport:
     """Check a loaded pack for routing defects (see the module docstring)."""
-    findings = _Linter(pack, min_area_m2).run()
+    findings = _Linter(pack, min_area_m2, min_width_m).run()
     order = {"error": 0, "warning": 1}
     findings.sort(key=lambda f: order.get(f.severity, 2))
     return LintReport(pack.name, pack.version, findings)

@@ -166,14 +166,15 @@ def city_check(pack_dir: Path) -> None:
 @click.argument("pack", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--min-area", default=100.0, show_default=True, type=float, help="Ignore overlaps and gaps below (m²).")
-def city_lint(pack: str | None, as_json: bool, min_area: float) -> None:
+@click.option("--min-width", default=2.0, show_default=True, type=float, help="Ignore slivers narrower than (m).")
+def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float) -> None:
     """Find routing defects in PACK: overlaps, gaps, shadowed rules, units without area, categories without SLA.
 
     Exits 1 when there are errors (warnings alone exit 0).
     """
     from dispatch.lint import lint_city_pack
 
-    report = lint_city_pack(load_pack(pack), min_area_m2=min_area)
+    report = lint_city_pack(load_pack(pack), min_area_m2=min_area, min_width_m=min_width)
     click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if as_json else report.text())
     sys.exit(0 if report.ok else 1)
 
