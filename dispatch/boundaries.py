@@ -44,6 +44,8 @@ class Boundaries:
         self._area_keys: dict[tuple[str, tuple[str, ...] | None], int] = {}
         self._areas: list[tuple[str, tuple[str, ...] | None]] = []
         self._area_edges: list[_Edges | None] = []
+        self._cores: dict[float, np.ndarray] = {}
+        self._unions: dict[int, shapely.Geometry] = {}
 
     def area_id(self, layer_id: str, features: list[str] | str) -> int:
         """A handle on the union of ``features`` of ``layer_id`` ("*": all); equal areas share one handle."""
@@ -57,6 +59,30 @@ class Boundaries:
     def _area(self, area_id: int) -> _Edges:
         edges = self._area_edges[area_id]
         if edges is None:
+            edges = _edges(np.array([self._union_m(area_id)], dtype=object))
+            self._area_edges[area_id] = edges
+        return edges
+
+    def area_cores(self, band_m: float) -> np.ndarray:
+        """Every area shrunk by the band, in lon/lat and prepared, indexed by area handle.
+
+        A point inside an area's core is further than ``band_m`` from anything outside
+        the area. Shrunk by 1% and 1 cm more than the band, because a buffer's round
+        corners are polygons inscribed in the true circle: a core must never be too large.
+        """
+        cores = self._cores.get(band_m)
+        if cores is None or len(cores) < len(self._areas):
+            shrunk = [
+                shapely.buffer(self._union_m(area_id), -(band_m * 1.01 + 0.01), quad_segs=8)
+                for area_id in range(len(self._areas))
+            ]
+            cores = self.projection.to_lonlat(np.array(shrunk, dtype=object))
+            shapely.prepare(cores)
+            self._cores[band_m] = cores
+        return cores
+
+    def _union_m(self, area_id: int) -> shapely.Geometry:
+        if area_id not in self._unions:
             layer_id, features = self._areas[area_id]
             layer = self.pack.layers[layer_id]
             if features is None:
@@ -64,10 +90,8 @@ class Boundaries:
             else:
                 wanted = set(features)
                 geometries = layer.geometries[[f in wanted for f in layer.feature_ids]]
-            union = shapely.union_all(self.projection.geometries(geometries))
-            edges = _edges(np.array([union], dtype=object))
-            self._area_edges[area_id] = edges
-        return edges
+            self._unions[area_id] = shapely.union_all(self.projection.geometries(geometries))
+        return self._unions[area_id]
 
     def _layer(self, layer_id: str) -> _Edges:
         if layer_id not in self._layer_edges:
@@ -88,24 +112,18 @@ class Boundaries:
         return result
 
     def features_within(
-        self, layer_id: str, points_m: np.ndarray, band_m: float
+        self, layer_id: str, points_m: np.ndarray, band_m: float, own: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(point index, feature index, metres) for every feature whose edge is within ``band_m`` of a point.
+        """(point index, feature index, metres) for features other than ``own`` (each point's feature, or -1)
+        whose edge is within ``band_m`` of the point. A feature may appear more than once for a point (one
+        entry per nearby piece of its edge); keep the smallest distance.
 
-        For a point outside a feature, the distance to its edge is the distance to
-        the feature; for a point inside, it is how far in the point lies.
+        For a point outside a feature, the distance to its edge is the distance to the feature.
         """
         edges = self._layer(layer_id)
-        pairs = edges.tree.query(points_m, predicate="dwithin", distance=band_m)
-        if pairs.shape[1] == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, np.zeros(0)
-        point_idx, piece_idx = pairs
-        distances = shapely.distance(points_m[point_idx], edges.pieces[piece_idx])
+        point_idx, piece_idx = edges.tree.query(points_m, predicate="dwithin", distance=band_m)
         feature_idx = edges.owner[piece_idx]
-        # keep the closest piece per (point, feature)
-        order = np.lexsort((distances, feature_idx, point_idx))
-        point_idx, feature_idx, distances = point_idx[order], feature_idx[order], distances[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (point_idx[1:] != point_idx[:-1]) | (feature_idx[1:] != feature_idx[:-1])
-        return point_idx[first], feature_idx[first], distances[first]
+        other = feature_idx != own[point_idx]
+        point_idx, piece_idx, feature_idx = point_idx[other], piece_idx[other], feature_idx[other]
+        distances = shapely.distance(points_m[point_idx], edges.pieces[piece_idx])
+        return point_idx, feature_idx, distances

@@ -251,7 +251,15 @@ class CityPack:
 
     def teams_of(self, department: str) -> list[Unit]:
         """Field teams of a department, in declared order."""
-        return [u for u in self.spec.units if u.kind == "field_team" and u.department == department]
+        return self._teams.get(department, [])
+
+    @cached_property
+    def _teams(self) -> dict[str, list[Unit]]:
+        teams: dict[str, list[Unit]] = {}
+        for unit in self.spec.units:
+            if unit.kind == "field_team" and unit.department is not None:
+                teams.setdefault(unit.department, []).append(unit)
+        return teams
 
     def handles(self, unit: Unit, code: str) -> bool:
         """Whether ``unit`` takes category ``code``, directly or through the category's group."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,9 @@ class Coverage:
     first: dict[str, np.ndarray]  # layer -> lowest handler rank covering each feature (NONE), plus outside
     count: dict[str, np.ndarray]  # layer -> number of handlers covering each feature, plus outside
     by_feature: dict[str, list[tuple[int, ...]]]  # layer -> handler ranks whose area holds each feature
+    unit_ids: np.ndarray  # object array: unit id per handler rank
+    sole: dict[str, np.ndarray]  # layer -> the only handler holding each feature; -1: none, -2: several
+    area_ids: np.ndarray  # int: Boundaries handle of each handler's area (-1: none), plus a final -1
 
     def resolve(self, located: dict[str, np.ndarray], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first covering handler rank or NONE, number covering) for the given rows."""
@@ -66,6 +70,16 @@ class Coverage:
         for layer, holders in self.by_feature.items():
             ranks += holders[located[layer]]
         return tuple(sorted(ranks)) if len(self.by_feature) > 1 else ranks
+
+    def covering_keys(self, located: dict[str, np.ndarray], rows: np.ndarray) -> list[Any]:
+        """A hashable stand-in for :meth:`covering` per row: the sole holder's rank when the category's
+        handlers share one layer and hold each feature alone (the usual case), else the tuple itself."""
+        if len(self.sole) == 1:
+            layer, sole = next(iter(self.sole.items()))
+            if not (sole == -2).any():
+                return sole[located[layer][rows]].tolist()
+        lists = {layer: located[layer][rows].tolist() for layer in self.by_feature}
+        return [self.covering({layer: lists[layer][i] for layer in lists}) for i in range(len(rows))]
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -105,4 +119,7 @@ def build_coverage(pack: CityPack, code: str, area_id: Callable[[str, list[str] 
                 for feature in np.flatnonzero(handler.mask):
                     holders[feature].append(handler.rank)
         by_feature[layer] = [tuple(h) for h in holders]
-    return Coverage(code, tuple(handlers), first, count, by_feature)
+    unit_ids = np.array([h.unit.id for h in handlers], dtype=object)
+    sole = {layer: np.where(count[layer] == 1, first[layer], np.where(count[layer] == 0, -1, -2)) for layer in count}
+    area_ids = np.array([-1 if h.area_id is None else h.area_id for h in handlers] + [-1], dtype=np.int64)
+    return Coverage(code, tuple(handlers), first, count, by_feature, unit_ids, sole, area_ids)

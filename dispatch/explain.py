@@ -48,23 +48,27 @@ class Explainer:
         self._candidates: dict[Any, list[dict[str, str]]] = {}
         self._skipped_entries: dict[Any, dict[str, str]] = {}
 
-    def features(self, key: Any, build: Any) -> dict[str, str | None]:
-        cached = self._features.get(key)
-        if cached is None:
-            if len(self._features) > _CACHE_LIMIT:
-                self._features.clear()
-            cached = self._features[key] = build()
-        return cached
+    def cached_features(self, key: Any) -> dict[str, str | None] | None:
+        return self._features.get(key)
 
-    def candidates(self, coverage: Coverage, decision: Decision, located: dict[str, int]) -> list[dict[str, str]]:
-        covering = coverage.covering(located)
-        key = (coverage.code, decision.kind, decision.unit_id, decision.rule_id, covering)
-        cached = self._candidates.get(key)
-        if cached is None:
-            if len(self._candidates) > _CACHE_LIMIT:
-                self._candidates.clear()
-            cached = self._candidates[key] = self._build_candidates(coverage, decision, covering)
-        return cached
+    def features(self, key: Any, hit: dict[str, str | None]) -> dict[str, str | None]:
+        if len(self._features) > _CACHE_LIMIT:
+            self._features.clear()
+        self._features[key] = hit
+        return hit
+
+    def cached_candidates(self, key: Any) -> list[dict[str, str]] | None:
+        return self._candidates.get(key)
+
+    def candidates(
+        self, key: Any, coverage: Coverage, decision: Decision, located: dict[str, int]
+    ) -> list[dict[str, str]]:
+        """The candidate list for a decision; ``key`` stands for (category, decision, covering handlers)."""
+        if len(self._candidates) > _CACHE_LIMIT:
+            self._candidates.clear()
+        built = self._build_candidates(coverage, decision, coverage.covering(located))
+        self._candidates[key] = built
+        return built
 
     def _skipped(self, handler: Handler) -> dict[str, str]:
         """The entry of a handler that does not cover the point; the same for every point, so shared."""

@@ -76,6 +76,12 @@ class LocalProjection:
         scale = np.array([self.kx, self.ky])
         return shapely.transform(geometries, lambda coords: (coords - offset) * scale)
 
+    def to_lonlat(self, geometries: np.ndarray) -> np.ndarray:
+        """Back from metres to lon/lat, for an array of geometries."""
+        offset = np.array([self.lon0, self.lat0])
+        scale = np.array([self.kx, self.ky])
+        return shapely.transform(geometries, lambda coords: coords / scale + offset)
+
     def lonlat(self, x: float, y: float) -> tuple[float, float]:
         """Back from metres to (lon, lat)."""
         return self.lon0 + x / self.kx, self.lat0 + y / self.ky
