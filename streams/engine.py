@@ -140,6 +140,8 @@ class Engine:
                 lats[known],
                 lons[known],
                 [confidences[i] for i in known],
+                sources=[reports[i].source for i in known],
+                now=now,
             )
             assignments = dict(zip(known, assigned, strict=True))
         pending = []
@@ -305,7 +307,9 @@ class Engine:
         categories = [self.pack.spec.sensor_kinds[r.kind].category for r, _ in opened]
         lats = np.array([r.lat for r, _ in opened])
         lons = np.array([r.lon for r, _ in opened])
-        assignments = self.dispatcher.assign_batch(categories, lats, lons, [1.0] * len(opened))
+        assignments = self.dispatcher.assign_batch(
+            categories, lats, lons, [1.0] * len(opened), sources=["sensor"] * len(opened), now=now
+        )
         pending = []
         for (reading, state), category, assignment in zip(opened, categories, assignments, strict=True):
             incident_id = stable_id("inc", "sensor", reading.sensor_id, repr(state.since))
