@@ -51,6 +51,7 @@ def test_overflow_explains_and_tells_the_full_unit(dispatcher):
 
 
 def test_all_full_is_said_plainly(dispatcher):
+    """When the whole backup chain is full the responsible unit keeps it, over capacity, and nobody else is told."""
     assignment = dispatcher.assign("pothole", *WEST, loads={"roads-w": 2, "roads-e": 1})
     assert "with every backup; kept by roads-w, over capacity" in assignment.explanation["overflow"]
     assert assignment.co_notify == ()
@@ -70,6 +71,7 @@ def test_loads_given_are_not_modified(dispatcher):
 
 
 def test_unlimited_units_never_overflow(dispatcher):
+    """A unit without a capacity takes any number of tasks."""
     assert dispatcher.assign("graffiti", *WEST, loads={"clean": 10_000}).unit_id == "clean"
 
 
@@ -86,6 +88,7 @@ def test_recategorising_reroutes_and_names_both_units(dispatcher):
 
 
 def test_recategorising_within_the_same_unit_tells_it_once(dispatcher):
+    """A new category that leads back to the same unit notifies that unit once and says it stays responsible."""
     result = reroute(
         dispatcher, old_category="graffiti", old_unit="clean", new_category="graffiti", lat=WEST[0], lon=WEST[1]
     )

@@ -42,6 +42,7 @@ def test_demo_city_generation_is_deterministic(tmp_path, demo_pack):
 
 
 def test_missing_city_yaml_names_the_file(tmp_path):
+    """A directory without city.yaml is refused naming the missing file."""
     with pytest.raises(InvalidCityPack) as caught:
         load_city_pack(tmp_path)
     assert "city.yaml" in str(caught.value)
@@ -118,6 +119,7 @@ def test_a_self_intersecting_polygon_is_repaired_and_reported(pack_dir):
     ],
 )
 def test_unusable_geometries_are_refused(pack_dir, geometry, words):
+    """Points, unreadable rings and null geometries are refused, naming the feature's geometry key."""
     layer = json.loads((pack_dir / "layers" / "basins.geojson").read_text())
     layer["features"][0]["geometry"] = geometry
     write_layer(pack_dir, layer)
@@ -128,6 +130,7 @@ def test_unusable_geometries_are_refused(pack_dir, geometry, words):
 
 
 def test_a_feature_without_its_id_is_refused(pack_dir):
+    """Every feature needs its id property; the key names the feature and the property."""
     layer = json.loads((pack_dir / "layers" / "basins.geojson").read_text())
     del layer["features"][1]["properties"]["basin_id"]
     write_layer(pack_dir, layer)
@@ -137,6 +140,7 @@ def test_a_feature_without_its_id_is_refused(pack_dir):
 
 
 def test_a_layer_that_is_not_json_is_refused(pack_dir):
+    """A layer file that is not JSON is refused as invalid GeoJSON."""
     (pack_dir / "layers" / "basins.geojson").write_text("{oops")
     with pytest.raises(InvalidCityPack) as caught:
         load_city_pack(pack_dir)
@@ -190,6 +194,7 @@ def test_broken_rules_are_refused_with_key_and_problem(pack_dir, rule, key, word
 
 
 def test_duplicate_rule_ids_and_unknown_boundary_layer_are_refused(pack_dir):
+    """Rule ids are unique and the boundary must be one of the pack's layers."""
     edit_city(pack_dir, lambda d: d.update(rules=[RULE, RULE]))
     with pytest.raises(InvalidCityPack, match="duplicate rule id 'r1'"):
         load_city_pack(pack_dir)

@@ -28,6 +28,7 @@ def test_the_demo_city_lints_clean(demo_pack):
 
 
 def test_a_clean_twin_town(tmp_path):
+    """Two roads crews splitting the city and one cleansing team everywhere: no findings at all."""
     report = lint(tmp_path, units=clean_units())
     assert report.ok and report.findings == []
 
@@ -152,6 +153,7 @@ def test_a_narrower_earlier_rule_does_not_shadow(tmp_path, later):
 
 
 def test_partly_shadowed_rule_is_a_warning(tmp_path):
+    """A rule shadowed for some of its categories only is a warning naming those categories."""
     rules = [
         {"id": "potholes", "priority": 5, "match": {"categories": ["pothole"]}, "assign": "roads-e"},
         {"id": "everything", "priority": 1, "match": {}, "assign": "clean"},
@@ -176,6 +178,7 @@ def test_unit_without_area(tmp_path):
 
 
 def test_category_without_sla(tmp_path):
+    """A category without SLA is an error at its place in city.yaml."""
     categories = [category("pothole"), category("graffiti", "clean", sla=None)]
     report = lint(tmp_path, units=clean_units(), categories=categories)
     (finding,) = report.errors
@@ -187,6 +190,7 @@ def test_category_without_sla(tmp_path):
 
 
 def test_backup_that_handles_nothing_of_its_unit_is_a_warning(tmp_path):
+    """A backup that could not do the unit's work is flagged, without failing the lint."""
     units = [
         unit("roads-w", ("districts", ["W"]), groups=["roads"], backup="clean"),
         unit("roads-e", ("districts", ["E"]), groups=["roads"]),

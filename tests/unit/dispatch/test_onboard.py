@@ -42,6 +42,7 @@ def test_the_id_property_is_unique_non_empty_and_looks_like_an_id(properties, ex
 
 
 def test_no_usable_id_property_is_an_error():
+    """When no property is unique on every feature, init asks for one instead of guessing."""
     with pytest.raises(DispatchError, match="no property is unique"):
         choose_id_property([{"a": 1}, {"a": 1}])
 
@@ -55,11 +56,13 @@ def test_no_usable_id_property_is_an_error():
     ],
 )
 def test_layer_option_parsing(text, name, path, prop):
+    """--layer NAME=FILE[:ID_PROPERTY], with the id property optional and paths kept whole."""
     source = LayerSource.parse(text)
     assert (source.name, str(source.path), source.id_property) == (name, path, prop)
 
 
 def test_slugs_are_valid_codes():
+    """Names from the data become codes city.yaml accepts."""
     assert slug("Noise - Residential") == "noise-residential"
     assert slug("HEAT/HOT WATER") == "heat-hot-water"
     assert slug("!!!") == "x"
@@ -161,6 +164,7 @@ def test_init_refuses_a_layer_in_another_crs_naming_the_source(tmp_path):
 
 
 def test_init_refuses_topojson_with_advice(tmp_path):
+    """TopoJSON is refused with advice to convert it, rather than misread."""
     path = tmp_path / "fire.topo.json"
     path.write_text(json.dumps({"type": "Topology", "objects": {}, "arcs": []}))
     with pytest.raises(InvalidCityPack, match="TopoJSON"):
@@ -185,5 +189,6 @@ def test_cli_init_reports_choices_mapping_and_lint(tmp_path, districts_file):
 
 
 def test_cli_init_needs_a_mapping_source(tmp_path, districts_file):
+    """Without --mapping or --from-311 the command stops with a usage error."""
     result = CliRunner().invoke(main, ["city", "init", str(tmp_path / "p"), "--layer", f"d={districts_file}"])
     assert result.exit_code != 0 and "either a mapping CSV or historical requests" in result.output
