@@ -46,8 +46,8 @@ class Batch:
         self.n = len(category_idx)
         self.category_idx = category_idx
         self.lats, self.lons = lats, lons
-        self.confidences = confidences
-        self.sources = sources
+        self.confidences = None if confidences is None else list(confidences)  # copies: explanations come later
+        self.sources = None if sources is None else list(sources)
         self.local = local
         self.local_text = None if local is None else local.isoformat(timespec="minutes")
         points = shapely.points(lons, lats)

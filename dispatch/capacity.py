@@ -19,10 +19,6 @@ from dispatch.geometry import ground_distance_m
 Position = tuple[float, float]  # (lat, lon)
 
 
-def has_room(unit: Unit, loads: Mapping[str, int]) -> bool:
-    return unit.capacity is None or loads.get(unit.id, 0) < unit.capacity
-
-
 @dataclass(frozen=True)
 class Overflow:
     """Where an incident goes once capacity is taken into account."""
@@ -97,11 +93,6 @@ class Capacity:
 
     def capacity_of(self, unit_id: str) -> int | None:
         return self._capacity.get(unit_id)
-
-
-def overflow(pack: CityPack, unit_id: str, loads: Mapping[str, int]) -> Overflow:
-    """Follow ``unit_id``'s backup chain to the first unit with spare capacity."""
-    return Capacity(pack, loads).overflow(unit_id)
 
 
 @dataclass(frozen=True)

@@ -110,13 +110,6 @@ class LearnedMapping:
     rows_skipped: int
     majority_agency: str  # the single most frequent agency: the baseline any mapping must beat
 
-    def agency_for(self, category: str) -> str | None:
-        return self._index.get(normalise_value(category))
-
-    @property
-    def _index(self) -> dict[str, str]:
-        return {normalise_value(r.category): r.agency for r in self.routes}
-
 
 def learn_routes(
     rows: Rows, category_col: str, agency_col: str, descriptor_col: str | None = None, min_rows: int = 1
