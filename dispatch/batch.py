@@ -119,9 +119,8 @@ class Batch:
         found: dict[int, dict[str, float]] = {}
         if band <= 0:
             return found
-        cores = self.d.boundaries.area_cores(band)
         for layer in self.d.band_layers:
-            subset = self._near_an_edge(layer, cores)
+            subset = self._near_an_edge(layer, band)
             if len(subset) == 0:
                 continue
             located = self.located[layer]
@@ -150,7 +149,7 @@ class Batch:
                     )
         return found
 
-    def _near_an_edge(self, layer: str, cores: np.ndarray) -> np.ndarray:
+    def _near_an_edge(self, layer: str, band: float) -> np.ndarray:
         """Rows that may have a neighbour on ``layer``: not deep inside the area of the one unit
         that holds their feature for their category (deep: further than the band from its edge,
         so every feature within the band belongs to that same unit)."""
@@ -166,9 +165,19 @@ class Batch:
             relevant[rows] = True
             holder = sole[located[rows]]
             area[rows] = np.where(holder >= 0, coverage.area_ids[holder], -1)
-        known = np.flatnonzero(area >= 0)
+        boundaries = self.d.boundaries
+        whole = np.zeros(self.n, dtype=bool)
+        for area_id in np.unique(area[area >= 0]).tolist():
+            if boundaries.whole_layer(area_id):
+                whole[area == area_id] = True
         deep = np.zeros(self.n, dtype=bool)
+        known = np.flatnonzero((area >= 0) & ~whole)
+        cores = boundaries.area_cores(band, area[known])
         deep[known] = shapely.contains(cores[area[known]], self.points[known])
+        everywhere = np.flatnonzero(whole)  # the holder covers the whole layer: the point's own feature will do
+        deep[everywhere] = shapely.contains(
+            boundaries.feature_cores(layer, band)[located[everywhere]], self.points[everywhere]
+        )
         return np.flatnonzero(relevant & ~deep)
 
     def _neighbours_one_by_one(

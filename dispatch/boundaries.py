@@ -7,6 +7,7 @@ few short distance computations, not a walk along a coastline of 10,000 vertices
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ import shapely
 
 from dispatch.citypack import CityPack
 from dispatch.geometry import boundary_pieces
+
+_QUAD_SEGS = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Boundaries:
         self._area_edges: list[_Edges | None] = []
         self._cores: dict[float, np.ndarray] = {}
         self._unions: dict[int, shapely.Geometry] = {}
+        self._feature_cores: dict[tuple[str, float], np.ndarray] = {}
 
     def area_id(self, layer_id: str, features: list[str] | str) -> int:
         """A handle on the union of ``features`` of ``layer_id`` ("*": all); equal areas share one handle."""
@@ -63,23 +67,49 @@ class Boundaries:
             self._area_edges[area_id] = edges
         return edges
 
-    def area_cores(self, band_m: float) -> np.ndarray:
-        """Every area shrunk by the band, in lon/lat and prepared, indexed by area handle.
+    def area_cores(self, band_m: float, needed: np.ndarray) -> np.ndarray:
+        """Areas shrunk by the band, in lon/lat and prepared, indexed by area handle (None where not built).
 
         A point inside an area's core is further than ``band_m`` from anything outside
-        the area. Shrunk by 1% and 1 cm more than the band, because a buffer's round
-        corners are polygons inscribed in the true circle: a core must never be too large.
+        the area. Only the ``needed`` handles are built (once). The buffer's round
+        corners are polygons inscribed in the true circle, so the shrinking distance is
+        raised by the chord's shortfall (1/cos(pi/32) at 8 segments a quarter circle)
+        plus 1 cm: a core must never be too large.
         """
         cores = self._cores.get(band_m)
         if cores is None or len(cores) < len(self._areas):
-            shrunk = [
-                shapely.buffer(self._union_m(area_id), -(band_m * 1.01 + 0.01), quad_segs=8)
-                for area_id in range(len(self._areas))
-            ]
-            cores = self.projection.to_lonlat(np.array(shrunk, dtype=object))
-            shapely.prepare(cores)
-            self._cores[band_m] = cores
+            grown = np.full(len(self._areas), None, dtype=object)
+            if cores is not None:
+                grown[: len(cores)] = cores
+            cores = self._cores[band_m] = grown
+        missing = [int(i) for i in np.unique(needed) if i >= 0 and cores[i] is None]
+        if missing:
+            distance = band_m / math.cos(math.pi / (4 * _QUAD_SEGS)) + 0.01
+            shrunk = [shapely.buffer(self._union_m(i), -distance, quad_segs=_QUAD_SEGS) for i in missing]
+            built = self.projection.to_lonlat(np.array(shrunk, dtype=object))
+            shapely.prepare(built)
+            cores[missing] = built
         return cores
+
+    def whole_layer(self, area_id: int) -> bool:
+        """Whether an area is every feature of its layer ("*")."""
+        return self._areas[area_id][1] is None
+
+    def feature_cores(self, layer_id: str, band_m: float) -> np.ndarray:
+        """Each feature of a layer shrunk by the band (as :meth:`area_cores`), indexed by feature.
+
+        For areas that are a whole layer: a point deep inside its own feature is deep
+        inside the layer, and shrinking each feature is far cheaper than shrinking
+        the union of a coastline city.
+        """
+        key = (layer_id, band_m)
+        if key not in self._feature_cores:
+            distance = band_m / math.cos(math.pi / (4 * _QUAD_SEGS)) + 0.01
+            metric = self.projection.geometries(self.pack.layers[layer_id].geometries)
+            cores = self.projection.to_lonlat(shapely.buffer(metric, -distance, quad_segs=_QUAD_SEGS))
+            shapely.prepare(cores)
+            self._feature_cores[key] = cores
+        return self._feature_cores[key]
 
     def _union_m(self, area_id: int) -> shapely.Geometry:
         if area_id not in self._unions:
@@ -90,7 +120,9 @@ class Boundaries:
             else:
                 wanted = set(features)
                 geometries = layer.geometries[[f in wanted for f in layer.feature_ids]]
-            self._unions[area_id] = shapely.union_all(self.projection.geometries(geometries))
+            metric = self.projection.geometries(geometries)
+            # one feature is its own union (and a unary union of a long coastline is not free)
+            self._unions[area_id] = metric[0] if len(metric) == 1 else shapely.union_all(metric)
         return self._unions[area_id]
 
     def _layer(self, layer_id: str) -> _Edges:

@@ -128,7 +128,8 @@ class _Linter:
             if key[1] is not None:
                 wanted = set(key[1])
                 geometries = geometries[[f in wanted for f in layer.feature_ids]]
-            self._areas[key] = shapely.union_all(self.projection.geometries(geometries))
+            metric = self.projection.geometries(geometries)
+            self._areas[key] = metric[0] if len(metric) == 1 else shapely.union_all(metric)
         return self._areas[key]
 
     @staticmethod
