@@ -25,6 +25,7 @@ ignored (two layers drawn from different sources rarely share edges exactly).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -116,7 +117,6 @@ class _Linter:
         self._areas: dict[AreaKey, Any] = {}
         self._unions: dict[frozenset[AreaKey], Any] = {}
         self.codes = [c.code for c in pack.spec.categories]
-        self.city = self._city()
 
     # ------------------------------------------------------------- geometry
 
@@ -141,7 +141,9 @@ class _Linter:
             self._unions[keys] = shapely.union_all([self._areas[k] for k in keys]) if keys else shapely.Polygon()
         return self._unions[keys]
 
-    def _city(self) -> Any:
+    @cached_property
+    def city(self) -> Any:
+        """The boundary layer's union, or every layer's: where some unit should take every category."""
         spec = self.pack.spec
         layers = [spec.boundary] if spec.boundary else list(self.pack.layers)
         return shapely.union_all([self.area(layer, "*") for layer in layers])
@@ -270,10 +272,14 @@ class _Linter:
                 if self.unconditional(rule) and self.handles_rule(rule, code)
             )
             if (covered, rules) not in gaps:
-                coverage = self.union(covered)
-                if settled is not None:
-                    coverage = shapely.union(coverage, settled)
-                gaps[(covered, rules)] = ([], shapely.difference(self.city, coverage))
+                if self.covers_boundary_layer(covered):
+                    gap = shapely.Polygon()  # every feature of the city's own layer is someone's: no geometry needed
+                else:
+                    coverage = self.union(covered)
+                    if settled is not None:
+                        coverage = shapely.union(coverage, settled)
+                    gap = shapely.difference(self.city, coverage)
+                gaps[(covered, rules)] = ([], gap)
             gaps[(covered, rules)][0].append(code)
         for (first, second), codes in overlaps.items():
             self.add(
@@ -301,6 +307,19 @@ class _Linter:
                 categories=codes,
                 **self.where(gap),
             )
+
+    def covers_boundary_layer(self, covered: frozenset[AreaKey]) -> bool:
+        """Whether areas on the declared boundary layer together list all of its features."""
+        boundary = self.pack.spec.boundary
+        if boundary is None:
+            return False
+        listed: set[str] = set()
+        for layer, features in covered:
+            if layer == boundary:
+                if features is None:
+                    return True
+                listed.update(features)
+        return listed >= set(self.pack.layers[boundary].feature_ids)
 
     def overlapping_areas(self) -> dict[tuple[AreaKey, AreaKey], Any]:
         """Pairs of distinct areas whose interiors overlap by more than a sliver, with the overlap."""
