@@ -63,7 +63,7 @@ class Dispatcher:
         self.area_rule = SERVICE_AREA if self.rules_mode else FIRST_COVERING_UNIT
         self.fallback_rule = FALLBACK_RULE
         self.band_layers = sorted({layer for cov in self.coverage for layer in cov.layers})
-        self.explainer = Explainer(pack.name, pack.version, spec.fallback_unit, self.rules_mode)
+        self.explainer = Explainer(spec.fallback_unit)
         self._layer_ids = list(pack.layers)
         self._layer_sizes = [len(pack.layers[layer].feature_ids) + 1 for layer in self._layer_ids]
 

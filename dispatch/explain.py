@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from dispatch.coverage import Coverage, Handler
-from dispatch.rules import CATEGORY_OK, CompiledRule, failed_conditions, window_text
+from dispatch.rules import ALL_OK, CATEGORY_OK, CompiledRule, failed_conditions, window_text
 
 # How an incident was decided.
 BY_RULE, BY_TEAM, BY_AREA, AMBIGUOUS, FALLBACK = "rule", "team", "area", "ambiguous", "fallback"
@@ -30,7 +30,7 @@ class Decision:
     """What the dispatcher decided for one incident before capacity and notifications."""
 
     kind: str
-    unit_id: str  # before any overflow to a backup
+    unit_id: str  # before any overflow to a backup (for a nearest-team rule: the team chosen)
     rule_id: str
     handler_rank: int  # the covering handler (BY_AREA), or the first of several (AMBIGUOUS), else -1
     rule: CompiledRule | None = None
@@ -39,11 +39,8 @@ class Decision:
 class Explainer:
     """Builds explanation dicts, caching the parts that repeat."""
 
-    def __init__(self, pack_name: str, pack_version: str, fallback_unit: str, rules_mode: bool) -> None:
-        self.pack_name = pack_name
-        self.pack_version = pack_version
+    def __init__(self, fallback_unit: str) -> None:
         self.fallback_unit = fallback_unit
-        self.rules_mode = rules_mode
         self._features: dict[Any, dict[str, str | None]] = {}
         self._candidates: dict[Any, list[dict[str, str]]] = {}
         self._skipped_entries: dict[Any, dict[str, str]] = {}
@@ -124,7 +121,7 @@ class Explainer:
             if not state & CATEGORY_OK:
                 continue
             entry: dict[str, Any] = {"rule": rule.id, "priority": rule.rule.priority}
-            matched = state == 15
+            matched = state == ALL_OK
             if rule.position == decided_by:
                 entry["outcome"], entry["why"] = "decided", _action_text(rule)
             elif matched and not rule.rule.decides:
