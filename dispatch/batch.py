@@ -389,7 +389,7 @@ class Batch:
             "rule": rule_id,
             "features": hit,
             "candidates": candidates,
-            "boundary_m": self._edge_m[row],
+            "boundary_m": self._edge_m[row],  # type: ignore[index]
             "confidence": None if self.confidences is None else self.confidences[row],
         }
         if self.sources is not None and self.sources[row] is not None:
@@ -397,11 +397,11 @@ class Batch:
         if self.local_text is not None:
             explanation["local_time"] = self.local_text
         if d.rules_mode:
-            key = (category, self._state_keys[row], decided_by)
-            trace = self._trace_cache.get(key)
+            trace_key = (category, self._state_keys[row], decided_by)
+            trace = self._trace_cache.get(trace_key)
             if trace is None:
                 states = self._state_keys[row]
-                trace = self._trace_cache[key] = explainer.rule_trace(d.rules, states, decided_by, self.local)
+                trace = self._trace_cache[trace_key] = explainer.rule_trace(d.rules, states, decided_by, self.local)
             explanation["rules"] = trace
         if kind in (FALLBACK, AMBIGUOUS):
             explanation["why"] = explainer.fallback_why(coverage.code, decision, coverage, located)

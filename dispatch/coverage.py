@@ -87,7 +87,7 @@ class Coverage:
 
 
 def build_coverage(pack: CityPack, code: str, area_id: Callable[[str, list[str] | str], int]) -> Coverage:
-    handlers = []
+    handlers: list[Handler] = []
     for unit in pack.spec.units:
         if not pack.handles(unit, code):
             continue

@@ -87,7 +87,9 @@ class LocalProjection:
         return self.lon0 + x / self.kx, self.lat0 + y / self.ky
 
 
-def ground_distance_m(lat: np.ndarray, lon: np.ndarray, other_lat: np.ndarray, other_lon: np.ndarray) -> np.ndarray:
+def ground_distance_m(
+    lat: float | np.ndarray, lon: float | np.ndarray, other_lat: np.ndarray, other_lon: np.ndarray
+) -> np.ndarray:
     """Metres between points, equirectangular around the first point (broadcasts).
 
     Good to well under 0.5% for points a few tens of kilometres apart, which is

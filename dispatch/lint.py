@@ -342,8 +342,8 @@ class _Linter:
         minutes = {rule.id: _week_minutes(rule.match.hours) for rule in ordered}
         for position, rule in enumerate(ordered):
             earlier = ordered[:position]
-            shadowed = []
-            by = set()
+            shadowed: list[str] = []
+            by: set[str] = set()
             for code in self.codes:
                 if not self.handles_rule(rule, code):
                     continue

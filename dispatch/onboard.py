@@ -199,9 +199,9 @@ def init_city_pack(
                 raise DispatchError(f"--district-layer {history.district_layer!r} is not one of the layers {names}")
             source = layers[names.index(history.district_layer)]
             choice = choices[names.index(history.district_layer)]
-            layer = load_layer(source.path, source.name, choice.id_property, choice.name_property)
-            districts = match_districts(rows, history.district_col, layer)
-            district_layer, district_ids = layer.id, list(layer.feature_ids)
+            loaded = load_layer(source.path, source.name, choice.id_property, choice.name_property)
+            districts = match_districts(rows, history.district_col, loaded)
+            district_layer, district_ids = loaded.id, list(loaded.feature_ids)
     else:
         routes = [(c, u, n, 0, 1.0, ()) for c, u, n in iter_mapping_csv(mapping_csv)]  # type: ignore[arg-type]
     document = _document(

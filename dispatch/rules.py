@@ -28,7 +28,7 @@ def in_window(window: TimeWindow, local: datetime) -> bool:
     clock = local.time().replace(tzinfo=None)
     today = WEEKDAYS[local.weekday()]
     yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
-    days = set(window.days) or set(WEEKDAYS)
+    days: set[str] = set(window.days) or set(WEEKDAYS)
     if window.start < window.end:
         return window.start <= clock < window.end and today in days
     # wraps past midnight: the evening part belongs to today, the small hours to the day before
@@ -88,9 +88,10 @@ def compile_rules(
         if match.categories or match.groups:
             wanted = set(match.categories)
             groups = set(match.groups)
-            categories = np.array(
-                [code in wanted or pack.category(code).group in groups for code in codes],  # type: ignore[union-attr]
-                dtype=bool,
+            categories = np.fromiter(
+                (code in wanted or pack.category(code).group in groups for code in codes),  # type: ignore[union-attr]
+                dtype=np.bool_,
+                count=len(codes),
             )
         else:
             categories = np.ones(len(codes), dtype=bool)
