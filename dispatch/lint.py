@@ -15,7 +15,8 @@ Loading checks that a pack is well formed; lint checks that it routes well:
   has no service area and is no rule's target, so it can never get work;
 * **category-without-sla** (error);
 * warnings: a backup that handles none of its unit's categories, repaired polygons,
-  a pack so large that distances on its local plane are off by more than 1%.
+  features of one layer that overlap, a pack so large that distances on its local
+  plane are off by more than 1%.
 
 Areas are compared on the pack's local plane in metres; pieces smaller than
 ``min_area_m2`` or nowhere wider than ``min_width_m`` are digitising slivers and are
@@ -396,6 +397,31 @@ class _Linter:
                         rules=[other.id, rule.id],
                     )
 
+    def check_overlapping_features(self, layer: Any) -> None:
+        """Features of one layer should not overlap: a point in both is located in the first only."""
+        metric = self.projection.geometries(layer.geometries)
+        left, right = shapely.STRtree(metric).query(metric, predicate="intersects")
+        keep = left < right
+        left, right = left[keep], right[keep]
+        if len(left) == 0:
+            return
+        interior = ~shapely.touches(metric[left], metric[right])
+        pairs = []
+        for i, j in zip(left[interior].tolist(), right[interior].tolist(), strict=True):
+            if self.significant(shapely.intersection(metric[i], metric[j])):
+                pairs.append((layer.feature_ids[i], layer.feature_ids[j]))
+        if pairs:
+            shown = ", ".join(f"{a}/{b}" for a, b in pairs[:6])
+            self.add(
+                "warning",
+                "overlapping-features",
+                f"layers.{layer.id}",
+                f"{len(pairs)} pair(s) of features overlap ({shown}); a point in both is located in the first, "
+                "so units of the second never hear of it: split the layer or fix the polygons",
+                layer=layer.id,
+                pairs=[list(p) for p in pairs],
+            )
+
     def ambiguous(self, first: Rule, second: Rule, minutes: dict[str, np.ndarray]) -> bool:
         if (first.assign, first.nearest_team_of) == (second.assign, second.nearest_team_of):
             return False
@@ -426,6 +452,7 @@ class _Linter:
 
     def check_layers(self) -> None:
         for layer in self.pack.layers.values():
+            self.check_overlapping_features(layer)
             if layer.repaired:
                 self.add(
                     "warning",

@@ -213,3 +213,12 @@ def test_cli_lint_exit_codes_and_json(tmp_path, demo_dir):
     assert document["findings"][0]["code"] == "category-without-sla"
     clean = runner.invoke(main, ["city", "lint", str(demo_dir)])
     assert clean.exit_code == 0 and "0 error(s), 0 warning(s)" in clean.output
+
+
+def test_overlapping_features_of_one_layer_are_a_warning(tmp_path):
+    """Two features of one layer that overlap: a point in both is located in the first only, so lint says so."""
+    layers = {"districts": [*TWIN_DISTRICTS, ("X", box(4.995, 52.0, 5.005, 52.01))]}
+    units = [*clean_units(), unit("x-team", ("districts", ["X"]), groups=["clean"])]
+    report = lint(tmp_path, units=units, layers=layers)
+    warning = next(f for f in report.warnings if f.code == "overlapping-features")
+    assert warning.details["pairs"] == [["W", "X"], ["E", "X"]]
