@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import shapely
 
 from dispatch import Dispatcher
 from dispatch.geometry import LocalProjection, metres_per_degree
@@ -93,3 +94,42 @@ def test_local_projection_error_bound_is_small_for_a_city():
     x, _ = plane.xy(np.array([-73.70]), np.array([40.92]))
     lon, _ = plane.lonlat(float(x[0]), 0.0)
     assert lon == pytest.approx(-73.70)
+
+
+def test_band_matches_a_brute_force_check_on_the_demo_city(demo_pack):
+    """Near the jittered district and winding basin borders, co-notified units are exactly the units handling the
+    category whose whole area (in metres) is within the band of the point without containing it."""
+    dispatcher = Dispatcher(demo_pack)
+    plane = demo_pack.projection
+    band = demo_pack.spec.boundary_band_m
+    areas = {}
+    for u in demo_pack.spec.units:
+        if u.area is not None:
+            layer = demo_pack.layers[u.area.layer]
+            chosen = [g for f, g in zip(layer.feature_ids, layer.geometries, strict=True)
+                      if u.area.features == "*" or f in u.area.features]  # fmt: skip
+            areas[u.id] = shapely.union_all(plane.geometries(np.array(chosen, dtype=object)))
+    edges = shapely.union_all([shapely.boundary(a) for a in areas.values()])
+    rng = np.random.default_rng(11)
+    min_lon, min_lat, max_lon, max_lat = demo_pack.bounds
+    lats = rng.uniform(min_lat - 0.001, max_lat + 0.001, 20_000)
+    lons = rng.uniform(min_lon - 0.001, max_lon + 0.001, 20_000)
+    near = shapely.distance(plane.points(lons, lats), edges) < 2 * band
+    lats, lons = lats[near][:600], lons[near][:600]
+    codes = [c.code for c in demo_pack.spec.categories]
+    categories = [codes[i % len(codes)] for i in range(len(lats))]
+    batch = dispatcher.assign_batch(categories, lats, lons)
+    checked = 0
+    for code, lat, lon, assignment in zip(categories, lats, lons, batch, strict=True):
+        point = plane.points(np.array([lon]), np.array([lat]))[0]
+        expected = {
+            unit_id
+            for unit_id, area in areas.items()
+            if demo_pack.handles(demo_pack.unit(unit_id), code)
+            and unit_id != assignment.unit_id
+            and not area.covers(point)
+            and area.distance(point) <= band
+        }
+        assert set(assignment.co_notify) == expected, (code, lat, lon)
+        checked += bool(expected)
+    assert len(lats) == 600 and checked > 100
