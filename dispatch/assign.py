@@ -1,38 +1,51 @@
 """Assignment: which unit is responsible for an incident at a point, and why.
 
-Today's rule set is the declared order of units: among the units that handle the
-incident's category (directly or through its group) and whose service area
-contains the point, the first declared wins; when none covers the point the
-pack's fallback unit (the ops centre) takes it. Every assignment carries an
-explanation a person can check.
+The order of decision, for each incident:
+
+1. **Rules**, when the pack declares them, highest priority first (ties: declared
+   order). The first rule whose conditions all hold decides: it assigns a unit,
+   or the nearest field team of a department that has spare capacity (the
+   department itself when no team has a known position and room). Rules that only
+   ``co_notify`` never decide; they add units to tell.
+2. **Service areas**: the unit that handles the category (directly or through its
+   group) and whose area contains the point. In a pack without rules the first
+   such unit in declared order wins (rule ``first-covering-unit``, CityLoop's
+   original behaviour). In a pack with rules precedence is explicit, so when
+   several units cover a point and no rule settled it, the incident goes to the
+   fallback unit for a person to decide, rather than to whichever was declared
+   first (``cityloop city lint`` reports such overlaps).
+3. **Fallback**: the pack's ops centre.
+
+Then capacity: with ``loads`` given, a unit at capacity overflows along its
+backup chain. Units whose area for the category lies within the pack's
+boundary band of the point (but does not contain it) are co-notified. The
+function is pure: loads, positions and ``now`` are parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import shapely
 
-from dispatch.citypack import CityPack, Unit
-from dispatch.errors import NoResponsibleUnit
+from dispatch.assignment import Assignment
+from dispatch.batch import Batch
+from dispatch.boundaries import Boundaries
+from dispatch.capacity import Position
+from dispatch.citypack import CityPack
+from dispatch.coverage import build_coverage
+from dispatch.errors import DispatchError, NoResponsibleUnit
+from dispatch.explain import Explainer
+from dispatch.rules import compile_rules
 
+FIRST_COVERING_UNIT = "first-covering-unit"
+SERVICE_AREA = "service-area"
+FALLBACK_RULE = "fallback"
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
-    """The unit chosen for one incident, with the reasons."""
-
-    unit_id: str
-    rule: str
-    explanation: dict[str, Any] = field(hash=False, compare=False)
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    unit: Unit
-    layer_id: str | None
-    mask: np.ndarray | None  # bool per feature of layer_id; None = every feature
+__all__ = ["Assignment", "Dispatcher", "FALLBACK_RULE", "FIRST_COVERING_UNIT", "SERVICE_AREA"]
 
 
 class Dispatcher:
@@ -40,135 +53,110 @@ class Dispatcher:
 
     def __init__(self, pack: CityPack) -> None:
         self.pack = pack
-        self._candidates = {c.code: self._candidates_for(c.code, c.group) for c in pack.spec.categories}
-
-    def _candidates_for(self, code: str, group: str) -> list[_Candidate]:
-        result = []
-        for unit in self.pack.spec.units:
-            if code not in unit.categories and group not in unit.groups:
-                continue
-            if unit.area is None:
-                result.append(_Candidate(unit, None, np.zeros(0, dtype=bool)))
-                continue
-            layer = self.pack.layers[unit.area.layer]
-            if unit.area.features == "*":
-                result.append(_Candidate(unit, layer.id, None))
-            else:
-                wanted = set(unit.area.features)
-                mask = np.array([f in wanted for f in layer.feature_ids], dtype=bool)
-                result.append(_Candidate(unit, layer.id, mask))
-        return result
+        spec = pack.spec
+        self.boundaries = Boundaries(pack)
+        self.codes = [c.code for c in spec.categories]
+        self.category_index = {code: i for i, code in enumerate(self.codes)}
+        self.coverage = [build_coverage(pack, code, self.boundaries.area_id) for code in self.codes]
+        self.rules = compile_rules(pack, self.category_index, self.boundaries.area_id)
+        self.rules_mode = bool(spec.rules)
+        self.area_rule = SERVICE_AREA if self.rules_mode else FIRST_COVERING_UNIT
+        self.fallback_rule = FALLBACK_RULE
+        self.band_layers = sorted({layer for cov in self.coverage for layer in cov.layers})
+        self.explainer = Explainer(spec.fallback_unit)
+        self._layer_ids = list(pack.layers)
+        self._layer_sizes = [len(pack.layers[layer].feature_ids) + 1 for layer in self._layer_ids]
 
     def locate(self, lats: np.ndarray, lons: np.ndarray) -> dict[str, np.ndarray]:
         """Feature index per point for every layer (-1 where a point is outside the layer)."""
         points = shapely.points(np.asarray(lons, dtype=float), np.asarray(lats, dtype=float))
         return {layer_id: layer.locate(points) for layer_id, layer in self.pack.layers.items()}
 
+    def assign(
+        self,
+        category: str,
+        lat: float,
+        lon: float,
+        confidence: float | None = None,
+        *,
+        source: str | None = None,
+        now: datetime | None = None,
+        loads: Mapping[str, int] | None = None,
+        positions: Mapping[str, Position] | None = None,
+    ) -> Assignment:
+        """Assign one incident (see :meth:`assign_batch`)."""
+        return self.assign_batch(
+            [category],
+            np.array([lat]),
+            np.array([lon]),
+            None if confidence is None else [confidence],
+            sources=[source],
+            now=now,
+            loads=loads,
+            positions=positions,
+        )[0]
+
     def assign_batch(
         self,
-        categories: list[str],
+        categories: Sequence[str],
         lats: np.ndarray,
         lons: np.ndarray,
-        confidences: list[float] | None = None,
+        confidences: Sequence[float | None] | None = None,
+        *,
+        sources: Sequence[str | None] | None = None,
+        now: datetime | None = None,
+        loads: Mapping[str, int] | None = None,
+        positions: Mapping[str, Position] | None = None,
     ) -> list[Assignment]:
-        """Assign each (category, point); ``categories`` must be codes of this pack."""
-        count = len(categories)
-        located = self.locate(lats, lons)
-        chosen: list[int] = [-1] * count  # index into the category's candidate list
-        by_category: dict[str, list[int]] = {}
-        for i, code in enumerate(categories):
-            by_category.setdefault(code, []).append(i)
-        for code, rows in by_category.items():
-            candidates = self._candidates.get(code)
-            if candidates is None:
-                raise NoResponsibleUnit(f"category {code!r} is not in city pack {self.pack.name!r}")
-            rows_arr = np.asarray(rows)
-            open_rows = np.ones(len(rows), dtype=bool)
-            for c_index, candidate in enumerate(candidates):
-                covers = self._covers(candidate, located, rows_arr)
-                take = covers & open_rows
-                for r in rows_arr[take]:
-                    chosen[r] = c_index
-                open_rows &= ~take
-                if not open_rows.any():
-                    break
-        return [
-            self._explain(
-                categories[i],
-                chosen[i],
-                {layer: int(idx[i]) for layer, idx in located.items()},
-                None if confidences is None else confidences[i],
-            )
-            for i in range(count)
-        ]
+        """Assign each (category, point); ``categories`` must be codes of this pack.
 
-    def assign(self, category: str, lat: float, lon: float, confidence: float | None = None) -> Assignment:
-        """Assign one incident (see :meth:`assign_batch`)."""
-        conf = None if confidence is None else [confidence]
-        return self.assign_batch([category], np.array([lat]), np.array([lon]), conf)[0]
+        ``confidences`` are the classifier's, recorded in the explanations.
+        ``sources`` are the channels, for rules that match on source; ``now``
+        (timezone-aware) is the time for rules that match on time of day; ``loads``
+        (open tasks per unit) turns on overflow to backups, and the batch's own
+        assignments count towards it; ``positions`` ((lat, lon) per field team)
+        serve the nearest-team rule action.
+        """
+        if len(categories) == 0:
+            return []
+        category_idx = self._category_indices(categories)
+        batch = Batch(
+            self,
+            category_idx,
+            np.asarray(lats, dtype=float),
+            np.asarray(lons, dtype=float),
+            confidences,
+            sources,
+            self._local(now),
+        )
+        return batch.decide(loads, positions)
 
-    @staticmethod
-    def _covers(candidate: _Candidate, located: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-        if candidate.layer_id is None:
-            return np.zeros(len(rows), dtype=bool)
-        features = located[candidate.layer_id][rows]
-        inside = features >= 0
-        if candidate.mask is None:
-            return inside
-        result = np.zeros(len(rows), dtype=bool)
-        result[inside] = candidate.mask[features[inside]]
-        return result
+    # ---------------------------------------------------------------- helpers for batches
 
-    def _explain(self, code: str, chosen: int, features: dict[str, int], confidence: float | None) -> Assignment:
-        hit = {
-            layer_id: (self.pack.layers[layer_id].feature_ids[idx] if idx >= 0 else None)
-            for layer_id, idx in features.items()
+    def features_hit(self, located: dict[str, int]) -> dict[str, str | None]:
+        layers = self.pack.layers
+        return {
+            layer_id: (layers[layer_id].feature_ids[idx] if idx >= 0 else None) for layer_id, idx in located.items()
         }
-        considered = []
-        for c_index, candidate in enumerate(self._candidates[code]):
-            unit = candidate.unit
-            if c_index == chosen:
-                outcome, why = "chosen", f"handles {code}; {self._area_text(candidate, hit)} contains the point"
-            elif candidate.layer_id is None:
-                outcome, why = "skipped", "unit has no service area"
-            elif chosen >= 0 and c_index > chosen and self._point_in(candidate, features):
-                outcome, why = (
-                    "lost",
-                    f"also covers the point but is declared after {self._candidates[code][chosen].unit.id}",
-                )
-            else:
-                outcome, why = "skipped", f"{self._area_text(candidate, hit)} does not contain the point"
-            considered.append({"unit": unit.id, "outcome": outcome, "why": why})
-        explanation: dict[str, Any] = {
-            "pack": self.pack.name,
-            "pack_version": self.pack.version,
-            "category": code,
-            "features": hit,
-            "candidates": considered,
-            "confidence": confidence,
-        }
-        if chosen >= 0:
-            unit_id = self._candidates[code][chosen].unit.id
-            explanation["rule"] = "first-covering-unit"
-            return Assignment(unit_id, "first-covering-unit", explanation)
-        fallback = self.pack.spec.fallback_unit
-        explanation["rule"] = "fallback"
-        explanation["why"] = f"no unit that handles {code} covers this point; sent to {fallback}"
-        return Assignment(fallback, "fallback", explanation)
 
-    @staticmethod
-    def _point_in(candidate: _Candidate, features: dict[str, int]) -> bool:
-        if candidate.layer_id is None:
-            return False
-        idx = features[candidate.layer_id]
-        if idx < 0:
-            return False
-        return True if candidate.mask is None else bool(candidate.mask[idx])
+    def location_keys(self, located: dict[str, np.ndarray]) -> list[Any]:
+        """One hashable key per point for "which feature in every layer" (mixed radix when it fits)."""
+        if float(np.prod(np.array(self._layer_sizes, dtype=float))) < 2**62:
+            key = np.zeros(len(next(iter(located.values()))), dtype=np.int64)
+            for layer, size in zip(self._layer_ids, self._layer_sizes, strict=True):
+                key = key * size + (located[layer] % size)
+            return key.tolist()
+        return list(zip(*(located[layer].tolist() for layer in self._layer_ids), strict=True))
 
-    @staticmethod
-    def _area_text(candidate: _Candidate, hit: dict[str, str | None]) -> str:
-        area = candidate.unit.area
-        if area is None:
-            return "no area"
-        where = "every feature" if area.features == "*" else ",".join(area.features[:6])
-        return f"area {area.layer}:{where} (point in {hit.get(area.layer) or 'none'})"
+    def _category_indices(self, categories: Sequence[str]) -> np.ndarray:
+        try:
+            return np.fromiter((self.category_index[c] for c in categories), dtype=np.int64, count=len(categories))
+        except KeyError as exc:
+            raise NoResponsibleUnit(f"category {exc.args[0]!r} is not in city pack {self.pack.name!r}") from None
+
+    def _local(self, now: datetime | None) -> datetime | None:
+        if now is None:
+            return None
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise DispatchError("now must be timezone-aware (rules match on the city's local time)")
+        return now.astimezone(self.pack.zone)

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import shapely
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from dispatch.errors import InvalidCityPack
+from dispatch.geometry import LocalProjection
 from dispatch.layers import Layer, load_layer
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*$")
@@ -65,11 +68,15 @@ class SlaTargets(_Model):
 
 
 class Category(_Model):
+    """A service category; ``code``, ``name``, ``group``, ``description``, ``keywords`` and ``type`` are
+    the Open311 GeoReport v2 service fields (``service_code``, ``service_name``, ...)."""
+
     code: str = Field(pattern=_CODE)
     name: str
     group: str = Field(pattern=_CODE)
     description: str = ""
     keywords: list[str] = []
+    type: Literal["realtime", "batch", "blackbox"] = "realtime"
     sla: SlaTargets | None = None
 
 
@@ -129,16 +136,66 @@ class SensorKind(_Model):
         return self
 
 
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class TimeWindow(_Model):
+    """Local time of day in the city's time zone; ``start`` after ``end`` wraps past midnight."""
+
+    start: time
+    end: time
+    days: list[Day] = []  # empty: every day; for a wrapping window, the day the window starts
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TimeWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window is empty or the whole day; omit 'hours' instead")
+        return self
+
+
+class RuleMatch(_Model):
+    """What a rule applies to; an empty list or a missing key matches everything."""
+
+    categories: list[str] = []
+    groups: list[str] = []
+    area: Area | None = None
+    sources: list[str] = []
+    hours: TimeWindow | None = None
+
+
+class Rule(_Model):
+    """A routing rule. Higher ``priority`` is tried first (ties: declared order).
+
+    Exactly one action decides the unit: ``assign`` a unit, or ``nearest_team_of`` a
+    department (its nearest field team with spare capacity). A rule with neither only
+    adds ``co_notify`` units to whatever decides, and never stops the search.
+    """
+
+    id: str = Field(pattern=_CODE)
+    priority: int = 0
+    description: str = ""
+    match: RuleMatch = RuleMatch()
+    assign: str | None = None
+    nearest_team_of: str | None = None
+    co_notify: list[str] = []
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Rule:
+        if self.assign is not None and self.nearest_team_of is not None:
+            raise ValueError("give either 'assign' or 'nearest_team_of', not both")
+        if self.assign is None and self.nearest_team_of is None and not self.co_notify:
+            raise ValueError("a rule needs an action: 'assign', 'nearest_team_of' or 'co_notify'")
+        return self
+
+    @property
+    def decides(self) -> bool:
+        return self.assign is not None or self.nearest_team_of is not None
+
+
 class WorkingHours(_Model):
     start: time = time(8, 0)
     end: time = time(18, 0)
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = [
-        "mon",
-        "tue",
-        "wed",
-        "thu",
-        "fri",
-    ]
+    days: list[Day] = ["mon", "tue", "wed", "thu", "fri"]
 
 
 class Calendar(_Model):
@@ -156,7 +213,9 @@ class CityFile(_Model):
     categories: list[Category]
     units: list[Unit]
     layers: list[LayerRef]
+    rules: list[Rule] = []
     fallback_unit: str
+    boundary: str | None = None  # layer whose union is the city; default: the union of every layer
     boundary_band_m: float = Field(default=25.0, ge=0, le=5000)
     sensor_kinds: dict[str, SensorKind] = {}
 
@@ -178,11 +237,50 @@ class CityPack:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.spec.timezone)
 
+    @cached_property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(min_lon, min_lat, max_lon, max_lat) over every layer."""
+        boxes = np.array([shapely.total_bounds(layer.geometries) for layer in self.layers.values()])
+        return (
+            float(boxes[:, 0].min()),
+            float(boxes[:, 1].min()),
+            float(boxes[:, 2].max()),
+            float(boxes[:, 3].max()),
+        )
+
+    @cached_property
+    def projection(self) -> LocalProjection:
+        """The plane in metres the dispatcher measures distances on (see :mod:`dispatch.geometry`)."""
+        return LocalProjection.around(*self.bounds)
+
     def category(self, code: str) -> Category | None:
         return self._categories.get(code)
 
     def unit(self, unit_id: str) -> Unit | None:
         return self._units.get(unit_id)
+
+    @cached_property
+    def ordered_rules(self) -> tuple[tuple[int, Rule], ...]:
+        """(declared index, rule), in the order they are tried: priority high to low, then as declared."""
+        indexed = list(enumerate(self.spec.rules))
+        return tuple(sorted(indexed, key=lambda item: (-item[1].priority, item[0])))
+
+    def teams_of(self, department: str) -> list[Unit]:
+        """Field teams of a department, in declared order."""
+        return self._teams.get(department, [])
+
+    @cached_property
+    def _teams(self) -> dict[str, list[Unit]]:
+        teams: dict[str, list[Unit]] = {}
+        for unit in self.spec.units:
+            if unit.kind == "field_team" and unit.department is not None:
+                teams.setdefault(unit.department, []).append(unit)
+        return teams
+
+    def handles(self, unit: Unit, code: str) -> bool:
+        """Whether ``unit`` takes category ``code``, directly or through the category's group."""
+        category = self.category(code)
+        return category is not None and (code in unit.categories or category.group in unit.groups)
 
     @cached_property
     def _categories(self) -> dict[str, Category]:
@@ -222,16 +320,10 @@ def load_city_pack(path: str | Path) -> CityPack:
         layers[ref.id] = load_layer(layer_path, ref.id, ref.id_property, ref.name_property)
         digest.update(layer_path.read_bytes())
     for index, unit in enumerate(spec.units):
-        if unit.area is None or unit.area.features == "*":
-            continue
-        known = set(layers[unit.area.layer].feature_ids)
-        missing = [f for f in unit.area.features if f not in known]
-        if missing:
-            raise InvalidCityPack(
-                str(city_file),
-                f"units.{index}.area.features",
-                f"unit {unit.id!r} names features {missing} not in layer {unit.area.layer!r}",
-            )
+        _check_features(unit.area, layers, str(city_file), f"units.{index}.area.features", f"unit {unit.id!r}")
+    for index, rule in enumerate(spec.rules):
+        where = f"rules.{index}.match.area.features"
+        _check_features(rule.match.area, layers, str(city_file), where, f"rule {rule.id!r}")
     version = f"{spec.version}+{digest.hexdigest()[:10]}"
     return CityPack(path=root, spec=spec, layers=layers, version=version)
 
@@ -264,9 +356,50 @@ def _check_references(spec: CityFile, file: str) -> None:
             raise InvalidCityPack(file, f"{where}.department", f"unknown unit {unit.department!r}")
         if unit.area is not None and unit.area.layer not in layer_ids:
             raise InvalidCityPack(file, f"{where}.area.layer", f"unknown layer {unit.area.layer!r}")
+    if spec.boundary is not None and spec.boundary not in layer_ids:
+        raise InvalidCityPack(file, "boundary", f"unknown layer {spec.boundary!r}")
+    _check_rules(spec, file, set(codes), groups, set(unit_ids), set(layer_ids))
     for kind, sensor in spec.sensor_kinds.items():
         if sensor.category not in codes:
             raise InvalidCityPack(file, f"sensor_kinds.{kind}.category", f"unknown category {sensor.category!r}")
+
+
+def _check_rules(
+    spec: CityFile, file: str, codes: set[str], groups: set[str], unit_ids: set[str], layer_ids: set[str]
+) -> None:
+    _no_duplicates([rule.id for rule in spec.rules], file, "rules", "rule id")
+    kinds = {unit.id: unit.kind for unit in spec.units}
+    departments_with_teams = {unit.department for unit in spec.units if unit.kind == "field_team"}
+    for index, rule in enumerate(spec.rules):
+        where = f"rules.{index}"
+        for code in rule.match.categories:
+            if code not in codes:
+                raise InvalidCityPack(file, f"{where}.match.categories", f"unknown category {code!r}")
+        for group in rule.match.groups:
+            if group not in groups:
+                raise InvalidCityPack(file, f"{where}.match.groups", f"unknown category group {group!r}")
+        if rule.match.area is not None and rule.match.area.layer not in layer_ids:
+            raise InvalidCityPack(file, f"{where}.match.area.layer", f"unknown layer {rule.match.area.layer!r}")
+        if rule.assign is not None and rule.assign not in unit_ids:
+            raise InvalidCityPack(file, f"{where}.assign", f"unknown unit {rule.assign!r}")
+        if rule.nearest_team_of is not None:
+            department = rule.nearest_team_of
+            if kinds.get(department) != "department":
+                raise InvalidCityPack(file, f"{where}.nearest_team_of", f"{department!r} is not a department unit")
+            if department not in departments_with_teams:
+                raise InvalidCityPack(file, f"{where}.nearest_team_of", f"department {department!r} has no field team")
+        for unit_id in rule.co_notify:
+            if unit_id not in unit_ids:
+                raise InvalidCityPack(file, f"{where}.co_notify", f"unknown unit {unit_id!r}")
+
+
+def _check_features(area: Area | None, layers: dict[str, Layer], file: str, key: str, owner: str) -> None:
+    if area is None or area.features == "*":
+        return
+    known = set(layers[area.layer].feature_ids)
+    missing = [f for f in area.features if f not in known]
+    if missing:
+        raise InvalidCityPack(file, key, f"{owner} names features {missing} not in layer {area.layer!r}")
 
 
 def _no_duplicates(values: list[str], file: str, key: str, what: str) -> None:

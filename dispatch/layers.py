@@ -43,10 +43,13 @@ class Layer:
         result = np.full(len(points), -1, dtype=np.int64)
         if len(points) == 0:
             return result
-        hits = self.tree.query(points, predicate="intersects")
-        if hits.shape[1] == 0:
+        # Bounding boxes from the tree, then the exact test with the polygon (prepared at load) first:
+        # GEOS then walks its edge index instead of every vertex of a 10,000-vertex coastline.
+        point_idx, feature_idx = self.tree.query(points)
+        inside = shapely.intersects(self.geometries[feature_idx], points[point_idx])
+        point_idx, feature_idx = point_idx[inside], feature_idx[inside]
+        if len(point_idx) == 0:
             return result
-        point_idx, feature_idx = hits
         # reverse so that, on assignment, the lowest feature index is written last
         order = np.lexsort((-feature_idx, point_idx))
         result[point_idx[order]] = feature_idx[order]
@@ -104,6 +107,7 @@ def load_layer(path: Path, layer_id: str, id_property: str, name_property: str |
     if duplicates:
         raise InvalidCityPack(file, f"properties.{id_property}", f"duplicate ids {duplicates[:5]}")
     array = np.array(geometries, dtype=object)
+    shapely.prepare(array)
     return Layer(
         id=layer_id,
         feature_ids=tuple(ids),

@@ -392,70 +392,10 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
         consumer.close()
 
 
-@main.command()
-@click.option("--city", help="City pack directory, or 'demo' [env CITYLOOP_CITY].")
-@click.option("--lat", required=True, type=float)
-@click.option("--lon", required=True, type=float)
-@click.option("--category", required=True, help="Category code of the incident.")
-@click.option("--confidence", type=float, help="Classifier confidence to record in the explanation.")
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
-def route(city: str | None, lat: float, lon: float, category: str, confidence: float | None, as_json: bool) -> None:
-    """Show which unit an incident at LAT/LON would go to, and why."""
-    from dispatch import Dispatcher
+from streams.cli_city import city, route  # noqa: E402  (registered on the group defined above)
 
-    pack = _load_pack(_settings(city=city))
-    if pack.category(category) is None:
-        known = ", ".join(c.code for c in pack.spec.categories)
-        raise click.UsageError(f"unknown category {category!r}; {pack.name} has: {known}")
-    assignment = Dispatcher(pack).assign(category, lat, lon, confidence)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {"unit": assignment.unit_id, "rule": assignment.rule, "explanation": assignment.explanation}, indent=2
-            )
-        )
-        return
-    click.echo(f"{category} at ({lat}, {lon}) -> {assignment.unit_id}  [rule {assignment.rule}, pack {pack.version}]")
-    click.echo("features: " + ", ".join(f"{k}={v or '-'}" for k, v in assignment.explanation["features"].items()))
-    for candidate in assignment.explanation["candidates"]:
-        click.echo(f"  {candidate['outcome']:>7}  {candidate['unit']}: {candidate['why']}")
-    if "why" in assignment.explanation:
-        click.echo(assignment.explanation["why"])
-
-
-@main.group()
-def city() -> None:
-    """City packs: write the demo city, check a pack."""
-
-
-@city.command("demo")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory to write the pack into.")
-def city_demo(out: Path) -> None:
-    """Write the generated demo city pack (Lindenhaven) to OUT, to read or adapt."""
-    from dispatch import load_city_pack
-    from dispatch.demo_city import write_demo_city
-
-    pack = load_city_pack(write_demo_city(out))
-    click.echo(f"wrote {pack.name} ({len(pack.spec.categories)} categories, {len(pack.spec.units)} units) to {out}")
-
-
-@city.command("check")
-@click.argument("pack_dir", type=click.Path(path_type=Path))
-def city_check(pack_dir: Path) -> None:
-    """Load a pack and report the first problem that stops it from loading."""
-    from dispatch import InvalidCityPack, load_city_pack
-
-    try:
-        pack = load_city_pack(pack_dir)
-    except InvalidCityPack as exc:
-        raise click.ClickException(str(exc)) from None
-    sizes = ", ".join(f"{k}: {len(v.feature_ids)} features" for k, v in pack.layers.items())
-    click.echo(
-        f"{pack.name} {pack.version}: {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; {sizes}"
-    )
-    for layer in pack.layers.values():
-        if layer.repaired:
-            click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")
+main.add_command(route)
+main.add_command(city)
 
 
 from streams.triagecli import triage  # noqa: E402 - registered after the group exists

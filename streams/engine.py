@@ -95,6 +95,7 @@ class _Sighted:
     sensor: dict[str, Any] | None = None
     triage: bool = False
     decided_by: str | None = None
+    channel: str = "sensor"  # the report's source (app, phone, ...) for rules that match on it
 
 
 def _calendar(pack: CityPack) -> BusinessCalendar:
@@ -200,6 +201,7 @@ class Engine:
                     event_time=report.reported_at,
                     text=report.text,
                     address=report.address,
+                    channel=report.source,
                 )
             )
             if not known:
@@ -270,7 +272,9 @@ class Engine:
         categories = [d.category for _, d in items]
         lats = np.array([d.lat for _, d in items])
         lons = np.array([d.lon for _, d in items])
-        return self.dispatcher.assign_batch(categories, lats, lons, [s.confidence for s, _ in items])
+        confidences = [s.confidence for s, _ in items]
+        sources = [s.channel for s, _ in items]
+        return self.dispatcher.assign_batch(categories, lats, lons, confidences, sources=sources, now=now)
 
     def _incident(
         self,
@@ -400,6 +404,7 @@ class Engine:
     def _triage_item(self, s: _Sighted) -> dict[str, Any]:
         return {
             "source_id": s.source_id,
+            "channel": s.channel,
             "text": s.text,
             "lat": s.lat,
             "lon": s.lon,
@@ -622,6 +627,7 @@ class Engine:
             text=item["text"],
             address=item.get("address"),
             decided_by=by,
+            channel=item.get("channel", "staff"),
         )
 
     # ------------------------------------------------------------------ shared

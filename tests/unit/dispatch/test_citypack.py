@@ -42,6 +42,7 @@ def test_demo_city_generation_is_deterministic(tmp_path, demo_pack):
 
 
 def test_missing_city_yaml_names_the_file(tmp_path):
+    """A directory without city.yaml is refused naming the missing file."""
     with pytest.raises(InvalidCityPack) as caught:
         load_city_pack(tmp_path)
     assert "city.yaml" in str(caught.value)
@@ -118,6 +119,7 @@ def test_a_self_intersecting_polygon_is_repaired_and_reported(pack_dir):
     ],
 )
 def test_unusable_geometries_are_refused(pack_dir, geometry, words):
+    """Points, unreadable rings and null geometries are refused, naming the feature's geometry key."""
     layer = json.loads((pack_dir / "layers" / "basins.geojson").read_text())
     layer["features"][0]["geometry"] = geometry
     write_layer(pack_dir, layer)
@@ -128,6 +130,7 @@ def test_unusable_geometries_are_refused(pack_dir, geometry, words):
 
 
 def test_a_feature_without_its_id_is_refused(pack_dir):
+    """Every feature needs its id property; the key names the feature and the property."""
     layer = json.loads((pack_dir / "layers" / "basins.geojson").read_text())
     del layer["features"][1]["properties"]["basin_id"]
     write_layer(pack_dir, layer)
@@ -137,6 +140,7 @@ def test_a_feature_without_its_id_is_refused(pack_dir):
 
 
 def test_a_layer_that_is_not_json_is_refused(pack_dir):
+    """A layer file that is not JSON is refused as invalid GeoJSON."""
     (pack_dir / "layers" / "basins.geojson").write_text("{oops")
     with pytest.raises(InvalidCityPack) as caught:
         load_city_pack(pack_dir)
@@ -166,3 +170,59 @@ def test_an_adaptive_sensor_kind_needs_no_limits(pack_dir):
     edit_city(pack_dir, lambda d: d["sensor_kinds"].update(hum=kind))
     pack = load_city_pack(pack_dir)
     assert pack.spec.sensor_kinds["hum"].adaptive == {"k_open": 5.0}
+
+
+def test_a_polygon_that_cannot_be_repaired_is_refused(pack_dir):
+    """A ring with no area (all points on a line) has no polygonal repair: refused, naming the feature."""
+    layer = json.loads((pack_dir / "layers" / "basins.geojson").read_text())
+    flat = [[5.0, 51.5], [5.5, 52.0], [6.0, 52.5], [5.0, 51.5]]
+    layer["features"][1]["geometry"] = {"type": "Polygon", "coordinates": [flat]}
+    write_layer(pack_dir, layer)
+    with pytest.raises(InvalidCityPack) as caught:
+        load_city_pack(pack_dir)
+    assert caught.value.file.endswith("basins.geojson")
+    assert caught.value.key == "features.1.geometry"
+    assert "cannot be repaired" in caught.value.problem
+
+
+RULE = {"id": "r1", "match": {"categories": ["pothole"]}, "assign": "roads-west"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "key", "words"),
+    [
+        ({**RULE, "assign": "ghost"}, "rules.0.assign", "unknown unit 'ghost'"),
+        ({**RULE, "match": {"categories": ["potholes"]}}, "rules.0.match.categories", "unknown category"),
+        ({**RULE, "match": {"groups": ["road"]}}, "rules.0.match.groups", "unknown category group"),
+        ({**RULE, "match": {"area": {"layer": "wards"}}}, "rules.0.match.area.layer", "unknown layer"),
+        (
+            {**RULE, "match": {"area": {"layer": "basins", "features": ["north"]}}},
+            "rules.0.match.area.features",
+            "north",
+        ),
+        ({"id": "r1", "match": {}}, "rules.0", "needs an action"),
+        ({**RULE, "nearest_team_of": "public-works"}, "rules.0", "not both"),
+        ({"id": "r1", "nearest_team_of": "roads-west"}, "rules.0.nearest_team_of", "not a department"),
+        ({"id": "r1", "nearest_team_of": "ops-centre"}, "rules.0.nearest_team_of", "not a department"),
+        ({**RULE, "co_notify": ["nobody"]}, "rules.0.co_notify", "unknown unit 'nobody'"),
+        ({**RULE, "match": {"hours": {"start": "08:00", "end": "08:00"}}}, "rules.0.match.hours", "equal"),
+        ({**RULE, "match": {"hours": {"start": "25:00", "end": "08:00"}}}, "rules.0.match.hours.start", "time"),
+    ],
+)
+def test_broken_rules_are_refused_with_key_and_problem(pack_dir, rule, key, words):
+    """Rules are checked on load like the rest of city.yaml."""
+    edit_city(pack_dir, lambda d: d.update(rules=[rule]))
+    with pytest.raises(InvalidCityPack) as caught:
+        load_city_pack(pack_dir)
+    assert caught.value.key.startswith(key)
+    assert words in caught.value.problem
+
+
+def test_duplicate_rule_ids_and_unknown_boundary_layer_are_refused(pack_dir):
+    """Rule ids are unique and the boundary must be one of the pack's layers."""
+    edit_city(pack_dir, lambda d: d.update(rules=[RULE, RULE]))
+    with pytest.raises(InvalidCityPack, match="duplicate rule id 'r1'"):
+        load_city_pack(pack_dir)
+    edit_city(pack_dir, lambda d: d.update(rules=[], boundary="outline"))
+    with pytest.raises(InvalidCityPack, match="boundary: unknown layer 'outline'"):
+        load_city_pack(pack_dir)

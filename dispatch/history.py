@@ -1,0 +1,220 @@
+"""Learning who handles what from a city's historical service requests (e.g. NYC 311 exports).
+
+Exports of the same system spell their headers differently from year to year
+("Complaint Type", "complaint_type"); columns are matched on a normalised name
+(lower case, runs of other characters as one underscore), so either spelling of
+``--category-col`` finds either header.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from dispatch.errors import DispatchError
+from dispatch.layers import Layer
+
+MIN_VOTES = 3  # geolocated requests needed before a district value is tied to a feature
+_LAT_NAMES = ("latitude", "lat", "y")
+_LON_NAMES = ("longitude", "lon", "lng", "long", "x")
+
+
+def normalise_header(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_")
+
+
+def normalise_value(value: str) -> str:
+    """How category and agency values are compared: case and spacing do not matter."""
+    return " ".join(value.split()).casefold()
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows of one or more CSV exports, keyed by normalised header."""
+
+    rows: list[dict[str, str]]
+    files: tuple[str, ...]
+
+    def column(self, name: str) -> list[str]:
+        key = normalise_header(name)
+        return [row.get(key, "") or "" for row in self.rows]
+
+    def has(self, name: str) -> bool:
+        key = normalise_header(name)
+        return any(key in row for row in self.rows)
+
+    def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) per row, NaN where missing or unreadable."""
+        lat_key = next((k for k in _LAT_NAMES if self.has(k)), None)
+        lon_key = next((k for k in _LON_NAMES if self.has(k)), None)
+        if lat_key is None or lon_key is None:
+            nan = np.full(len(self.rows), np.nan)
+            return nan, nan.copy()
+        return _floats(self.column(lat_key)), _floats(self.column(lon_key))
+
+
+def _floats(values: list[str]) -> np.ndarray:
+    result = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        try:
+            result[i] = float(value)
+        except ValueError:
+            continue
+    result[~np.isfinite(result)] = np.nan
+    return result
+
+
+def read_rows(paths: Iterable[str | Path], required: Iterable[str] = ()) -> Rows:
+    """Read CSV files (UTF-8, header row); every ``required`` column must exist in each file."""
+    rows: list[dict[str, str]] = []
+    files = []
+    for path in paths:
+        file = Path(path)
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            try:
+                header = [normalise_header(h) for h in next(reader)]
+            except StopIteration:
+                raise DispatchError(f"{file}: empty file, expected a header row") from None
+            for name in required:
+                if normalise_header(name) not in header:
+                    raise DispatchError(f"{file}: no column {name!r} (columns: {', '.join(header[:20])})")
+            for record in reader:
+                rows.append(dict(zip(header, record, strict=False)))
+        files.append(str(file))
+    return Rows(rows, tuple(files))
+
+
+@dataclass(frozen=True)
+class LearnedRoute:
+    """A category and the agency that handled most of its requests."""
+
+    category: str  # the most frequent spelling
+    agency: str
+    support: int  # requests of this category seen
+    share: float  # of those, handled by ``agency``
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass
+class LearnedMapping:
+    routes: list[LearnedRoute]
+    rows_used: int
+    rows_skipped: int
+    majority_agency: str  # the single most frequent agency: the baseline any mapping must beat
+
+
+def learn_routes(
+    rows: Rows, category_col: str, agency_col: str, descriptor_col: str | None = None, min_rows: int = 1
+) -> LearnedMapping:
+    """category -> majority agency (ties: alphabetical), with how clear-cut each choice is."""
+    counts: dict[str, Counter[str]] = {}
+    spellings: dict[str, Counter[str]] = {}
+    descriptors: dict[str, Counter[str]] = {}
+    agencies: Counter[str] = Counter()
+    categories = rows.column(category_col)
+    agency_values = rows.column(agency_col)
+    details = rows.column(descriptor_col) if descriptor_col else [""] * len(categories)
+    skipped = 0
+    for category, agency, detail in zip(categories, agency_values, details, strict=True):
+        category, agency = category.strip(), agency.strip()
+        if not category or not agency:
+            skipped += 1
+            continue
+        key = normalise_value(category)
+        counts.setdefault(key, Counter())[agency] += 1
+        spellings.setdefault(key, Counter())[category] += 1
+        if detail.strip():
+            descriptors.setdefault(key, Counter())[detail.strip()] += 1
+        agencies[agency] += 1
+    if not agencies:
+        raise DispatchError(f"no rows with both {category_col!r} and {agency_col!r} in {', '.join(rows.files)}")
+    routes = []
+    for key, by_agency in sorted(counts.items()):
+        total = sum(by_agency.values())
+        if total < min_rows:
+            continue
+        agency, hits = min(by_agency.items(), key=lambda item: (-item[1], item[0]))
+        name = min(spellings[key].items(), key=lambda item: (-item[1], item[0]))[0]
+        words = tuple(w for w, _ in descriptors.get(key, Counter()).most_common(5))
+        routes.append(LearnedRoute(name, agency, total, hits / total, words))
+    majority = min(agencies.items(), key=lambda item: (-item[1], item[0]))[0]
+    return LearnedMapping(routes, len(categories) - skipped, skipped, majority)
+
+
+@dataclass
+class DistrictMatch:
+    """How the values of a district column relate to the features of a layer."""
+
+    to_feature: dict[str, str]  # column value -> feature id
+    votes: int  # rows with coordinates inside the layer and a district value
+    agreeing: int  # of those, rows whose point lies in the feature their value maps to
+    unmatched: dict[str, int] = field(default_factory=dict)  # values with no feature, and their row counts
+
+    @property
+    def agreement(self) -> float:
+        return self.agreeing / self.votes if self.votes else 0.0
+
+
+def match_districts(rows: Rows, district_col: str, layer: Layer) -> DistrictMatch:
+    """Learn which feature each district value means ('04 BRONX' -> 204) from where its requests lie.
+
+    A value that is itself a feature id maps to it; otherwise the feature holding
+    most of the value's geolocated requests wins, if it holds more than half and at
+    least ``MIN_VOTES``. Two values never share a feature: the one seen more keeps it.
+    """
+    values = [v.strip() for v in rows.column(district_col)]
+    lats, lons = rows.coordinates()
+    located = layer.locate(shapely.points(np.nan_to_num(lons, nan=1e9), np.nan_to_num(lats, nan=1e9)))
+    votes: dict[str, Counter[str]] = {}
+    seen: Counter[str] = Counter()
+    ids = set(layer.feature_ids)
+    for value, feature in zip(values, located.tolist(), strict=True):
+        if not value:
+            continue
+        seen[value] += 1
+        if feature >= 0:
+            votes.setdefault(value, Counter())[layer.feature_ids[feature]] += 1
+    mapping: dict[str, str] = {}
+    unmatched: dict[str, int] = {}
+    for value, total in seen.items():
+        if value in ids:
+            mapping[value] = value
+            continue
+        ballot = votes.get(value)
+        if ballot:
+            feature, hits = ballot.most_common(1)[0]
+            if hits >= MIN_VOTES and hits * 2 > sum(ballot.values()):
+                mapping[value] = feature
+                continue
+        unmatched[value] = total
+    # one value per feature: where two values claim a feature, the one with more requests keeps it
+    by_feature: dict[str, str] = {}
+    for value, feature in sorted(mapping.items(), key=lambda item: -seen[item[0]]):
+        if feature in by_feature and value != feature:
+            unmatched[value] = seen[value]
+        else:
+            by_feature.setdefault(feature, value)
+    mapping = {value: feature for value, feature in mapping.items() if value not in unmatched}
+    counted = agreeing = 0
+    for value, feature in zip(values, located.tolist(), strict=True):
+        if value in mapping and feature >= 0:
+            counted += 1
+            agreeing += mapping[value] == layer.feature_ids[feature]
+    return DistrictMatch(mapping, counted, agreeing, unmatched)
+
+
+def iter_mapping_csv(path: str | Path) -> Iterator[tuple[str, str, str]]:
+    """(category, unit, unit name) from a CSV with columns ``category``, ``unit`` and optionally ``unit_name``."""
+    rows = read_rows([path], required=("category", "unit"))
+    names = rows.column("unit_name") if rows.has("unit_name") else [""] * len(rows.rows)
+    for category, unit, name in zip(rows.column("category"), rows.column("unit"), names, strict=True):
+        if category.strip() and unit.strip():
+            yield category.strip(), unit.strip(), name.strip() or unit.strip()

@@ -1,0 +1,306 @@
+"""``cityloop route`` and ``cityloop city ...``: city packs from the command line.
+
+These commands read files only (no broker, no Redis), so they are the quickest
+way to check a pack: which unit gets an incident and why, what lint finds, and
+how to build a first pack from a city's open data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streams.settings import load_settings
+
+
+def load_pack(pack: str | None) -> Any:
+    """A pack directory, or 'demo' (generated into the data dir); default: the settings' city."""
+    from dispatch import InvalidCityPack, load_city_pack
+    from dispatch.demo_city import write_demo_city
+
+    settings = load_settings(city=pack)
+    path = settings.city
+    if path == "demo":
+        path = str(write_demo_city(settings.data_dir / "cities" / "demo"))
+    try:
+        return load_city_pack(path)
+    except InvalidCityPack as exc:
+        raise click.ClickException(f"invalid city pack: {exc}") from None
+
+
+def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
+    result = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise click.UsageError(f"{option} {value!r}: expected UNIT=VALUE")
+        result.append((key, rest))
+    return result
+
+
+@click.command()
+@click.argument("pack", required=False)
+@click.option("--city", "city_flag", hidden=True, help="Same as PACK (older spelling).")
+@click.option("--lat", required=True, type=float)
+@click.option("--lon", required=True, type=float)
+@click.option("--category", required=True, help="Category code of the incident.")
+@click.option("--confidence", type=float, help="Classifier confidence to record in the explanation.")
+@click.option("--source", help="Channel the report came in on (for rules that match on source).")
+@click.option("--at", "at", help="ISO 8601 time with offset for time-of-day rules [default: now].")
+@click.option("--load", "loads", multiple=True, help="UNIT=N open tasks, to see capacity overflow; repeatable.")
+@click.option("--position", "positions", multiple=True, help="UNIT=LAT,LON of a field team; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def route(
+    pack: str | None,
+    city_flag: str | None,
+    lat: float,
+    lon: float,
+    category: str,
+    confidence: float | None,
+    source: str | None,
+    at: str | None,
+    loads: tuple[str, ...],
+    positions: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show which unit of PACK an incident at LAT/LON would go to, and why.
+
+    PACK is a city pack directory or 'demo' [default: CITYLOOP_CITY, else demo].
+    """
+    from dispatch import Dispatcher
+
+    city = load_pack(pack or city_flag)
+    if city.category(category) is None:
+        known = ", ".join(c.code for c in city.spec.categories)
+        raise click.UsageError(f"unknown category {category!r}; {city.name} has: {known}")
+    try:
+        now = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        raise click.UsageError(f"--at {at!r} is not an ISO 8601 time") from None
+    if now.tzinfo is None:
+        raise click.UsageError("--at needs a UTC offset, e.g. 2026-11-26T22:30:00+01:00")
+    load_map = {unit: int(n) for unit, n in _pairs(loads, "--load")} if loads else None
+    position_map = {}
+    for unit, where in _pairs(positions, "--position"):
+        try:
+            plat, plon = (float(v) for v in where.split(","))
+        except ValueError:
+            raise click.UsageError(f"--position {unit}={where}: expected LAT,LON") from None
+        position_map[unit] = (plat, plon)
+    assignment = Dispatcher(city).assign(
+        category, lat, lon, confidence, source=source, now=now, loads=load_map, positions=position_map or None
+    )
+    if as_json:
+        document = {
+            "unit": assignment.unit_id,
+            "rule": assignment.rule,
+            "co_notify": list(assignment.co_notify),
+            "explanation": assignment.explanation,
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        return
+    explanation = assignment.explanation
+    click.echo(f"{category} at ({lat}, {lon}) -> {assignment.unit_id}  [rule {assignment.rule}, pack {city.version}]")
+    click.echo("features: " + ", ".join(f"{k}={v or '-'}" for k, v in explanation["features"].items()))
+    if explanation.get("boundary_m") is not None:
+        click.echo(f"distance to the edge of the deciding area: {explanation['boundary_m']} m")
+    for step in explanation.get("rules", []):
+        click.echo(f"  rule {step['rule']} (priority {step['priority']}): {step['outcome']}: {step['why']}")
+    for candidate in explanation["candidates"]:
+        if candidate["outcome"] != "skipped" or len(explanation["candidates"]) <= 12:
+            click.echo(f"  {candidate['outcome']:>7}  {candidate['unit']}: {candidate['why']}")
+    skipped = sum(c["outcome"] == "skipped" for c in explanation["candidates"])
+    if len(explanation["candidates"]) > 12 and skipped:
+        click.echo(f"  {skipped} more units handle {category} elsewhere (--json lists them)")
+    for key in ("why", "overflow"):
+        if key in explanation:
+            click.echo(explanation[key])
+    if "team" in explanation:
+        click.echo(f"nearest team: {json.dumps(explanation['team'])}")
+    for notified in explanation.get("co_notify", []):
+        click.echo(f"co-notify {notified['unit']}: {notified['why']}")
+    click.echo(f"confidence: {explanation['confidence']}")
+
+
+@click.group()
+def city() -> None:
+    """City packs: write the demo city, check, lint, or build one from open data."""
+
+
+@city.command("demo")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory to write the pack into.")
+def city_demo(out: Path) -> None:
+    """Write the generated demo city pack (Lindenhaven) to OUT, to read or adapt."""
+    from dispatch import load_city_pack
+    from dispatch.demo_city import write_demo_city
+
+    pack = load_city_pack(write_demo_city(out))
+    click.echo(f"wrote {pack.name} ({len(pack.spec.categories)} categories, {len(pack.spec.units)} units) to {out}")
+
+
+@city.command("check")
+@click.argument("pack_dir", type=click.Path(path_type=Path))
+def city_check(pack_dir: Path) -> None:
+    """Load a pack and report the first problem that stops it from loading."""
+    from dispatch import InvalidCityPack, load_city_pack
+
+    try:
+        pack = load_city_pack(pack_dir)
+    except InvalidCityPack as exc:
+        raise click.ClickException(str(exc)) from None
+    sizes = ", ".join(f"{k}: {len(v.feature_ids)} features" for k, v in pack.layers.items())
+    click.echo(
+        f"{pack.name} {pack.version}: {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; {sizes}"
+    )
+    for layer in pack.layers.values():
+        if layer.repaired:
+            click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")
+
+
+@city.command("lint")
+@click.argument("pack", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--min-area", default=100.0, show_default=True, type=float, help="Ignore overlaps and gaps below (m²).")
+@click.option("--min-width", default=2.0, show_default=True, type=float, help="Ignore slivers narrower than (m).")
+def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float) -> None:
+    """Find routing defects in PACK: overlaps, gaps, shadowed rules, units without area, categories without SLA.
+
+    Exits 1 when there are errors (warnings alone exit 0).
+    """
+    from dispatch.lint import lint_city_pack
+
+    report = lint_city_pack(load_pack(pack), min_area_m2=min_area, min_width_m=min_width)
+    click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) if as_json else report.text())
+    sys.exit(0 if report.ok else 1)
+
+
+@city.command("init")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--layer", "layers", multiple=True, required=True, help="NAME=FILE.geojson[:ID_PROPERTY]; repeatable.")
+@click.option("--name", help="City name [default: OUT's directory name].")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA time zone, e.g. America/New_York.")
+@click.option("--boundary", help="Layer whose union is the city (for gap checks) [default: every layer].")
+@click.option("--mapping", type=click.Path(path_type=Path, exists=True), help="CSV with columns category,unit.")
+@click.option(
+    "--from-311",
+    "history",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Historical requests CSV; repeatable.",
+)
+@click.option("--category-col", help="Column of the category in --from-311 files (any header spelling).")
+@click.option("--agency-col", help="Column of the handling agency in --from-311 files.")
+@click.option("--descriptor-col", help="Column whose common values become the categories' keywords.")
+@click.option("--district-col", help="Column of the district (e.g. community board): one field team per district.")
+@click.option("--district-layer", help="Layer the district column refers to.")
+@click.option("--min-rows", default=1, show_default=True, type=int, help="Skip categories seen fewer times.")
+@click.option("--sla-acknowledge", default="1d", show_default=True, help="Default acknowledge target.")
+@click.option("--sla-resolve", default="10d", show_default=True, help="Default resolve target.")
+@click.option("--sla-clock", default="working", show_default=True, type=click.Choice(["working", "calendar"]))
+@click.option("--force", is_flag=True, help="Write into OUT even if it is not empty.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+def city_init(out: Path, **options: Any) -> None:
+    """Build a city pack in OUT from GeoJSON layers and a category mapping (given, or learned from 311 data).
+
+    \b
+    Either --mapping FILE.csv (columns category,unit[,unit_name]), or
+    --from-311 FILE.csv --category-col C --agency-col A [--district-col D --district-layer L]:
+    each category goes to the agency that handled most of its requests. Then lints the pack.
+    """
+    from dispatch import DispatchError
+    from dispatch.onboard import HistorySource, LayerSource, Sla, init_city_pack
+
+    history = None
+    if options["history"]:
+        if not options["category_col"] or not options["agency_col"]:
+            raise click.UsageError("--from-311 needs --category-col and --agency-col")
+        history = HistorySource(
+            tuple(options["history"]),
+            options["category_col"],
+            options["agency_col"],
+            options["descriptor_col"],
+            options["district_col"],
+            options["district_layer"],
+            options["min_rows"],
+        )
+    try:
+        onboarding = init_city_pack(
+            out,
+            [LayerSource.parse(text) for text in options["layers"]],
+            name=options["name"] or out.resolve().name,
+            timezone=options["timezone"],
+            boundary=options["boundary"],
+            mapping_csv=options["mapping"],
+            history=history,
+            sla=Sla(options["sla_acknowledge"], options["sla_resolve"], options["sla_clock"]),
+            overwrite=options["force"],
+        )
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if options["as_json"]:
+        click.echo(json.dumps(_init_summary(onboarding), indent=2, ensure_ascii=False))
+        return
+    _print_init(onboarding)
+
+
+def _init_summary(onboarding: Any) -> dict[str, Any]:
+    pack = onboarding.pack
+    result: dict[str, Any] = {
+        "pack": str(pack.path),
+        "name": pack.name,
+        "version": pack.version,
+        "layers": [vars(choice) for choice in onboarding.layers],
+        "categories": len(pack.spec.categories),
+        "units": len(pack.spec.units),
+        "routes": [{"category": c, "unit": u, "support": n, "share": round(s, 3)} for c, u, n, s in onboarding.routes],
+        "notes": onboarding.notes,
+        "lint": onboarding.lint.as_dict(),
+    }
+    if onboarding.mapping is not None:
+        result["baseline_agency"] = onboarding.mapping.majority_agency
+        result["rows_used"] = onboarding.mapping.rows_used
+    if onboarding.districts is not None:
+        result["districts"] = {
+            "mapped": onboarding.districts.to_feature,
+            "agreement": round(onboarding.districts.agreement, 4),
+            "unmatched": onboarding.districts.unmatched,
+        }
+    return result
+
+
+def _print_init(onboarding: Any) -> None:
+    pack = onboarding.pack
+    click.echo(f"wrote {pack.name} to {pack.path} (pack {pack.version})")
+    for choice in onboarding.layers:
+        name = f", names from {choice.name_property}" if choice.name_property else ""
+        click.echo(
+            f"  layer {choice.layer}: {choice.features} features, id {choice.id_property} ({choice.reason}){name}"
+        )
+    if onboarding.mapping is not None:
+        mapping = onboarding.mapping
+        unclear = [r for r in mapping.routes if r.share < 0.8]
+        click.echo(
+            f"  learned {len(mapping.routes)} categories from {mapping.rows_used} requests "
+            f"({mapping.rows_skipped} without category or agency); most frequent agency: {mapping.majority_agency}"
+        )
+        for route in unclear[:10]:
+            click.echo(f"    unclear: {route.category!r} -> {route.agency} ({route.share:.0%} of {route.support})")
+    else:
+        click.echo(f"  {len(onboarding.routes)} categories from the mapping")
+    if onboarding.districts is not None:
+        districts = onboarding.districts
+        click.echo(
+            f"  district values -> features: {len(districts.to_feature)} mapped, agreement with the polygons "
+            f"{districts.agreement:.1%} of {districts.votes} geolocated requests; unmatched: "
+            + (", ".join(f"{v!r} ({n})" for v, n in list(districts.unmatched.items())[:8]) or "none")
+        )
+    for note in onboarding.notes:
+        click.echo(f"  {note}")
+    click.echo(f"  {len(pack.spec.categories)} categories, {len(pack.spec.units)} units; default SLAs: edit city.yaml")
+    click.echo("lint:")
+    click.echo(onboarding.lint.text())

@@ -1,0 +1,216 @@
+"""Rules decide by explicit priority, on category, area, source and local time of day."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+from shapely.geometry import box
+
+from dispatch import Dispatcher, DispatchError
+from dispatch.citypack import TimeWindow
+from dispatch.rules import in_window
+from tests.unit.dispatch.packs import TWIN_DISTRICTS, make_pack, twin_roads, unit
+
+AMS = ZoneInfo("Europe/Amsterdam")
+WEST = (52.005, 4.995)  # (lat, lon) in district W
+EAST = (52.005, 5.005)
+
+
+def rules_pack(tmp_path, rules, units=None, **top):
+    units = units if units is not None else [*twin_roads(), unit("night-crew", kind="field_team")]
+    return make_pack(tmp_path, units=units, rules=rules, **top)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days", "local", "expected"),
+    [
+        ("08:00", "18:00", [], datetime(2026, 11, 25, 8, 0), True),  # start is inside
+        ("08:00", "18:00", [], datetime(2026, 11, 25, 18, 0), False),  # end is outside
+        ("22:00", "06:00", [], datetime(2026, 11, 25, 23, 30), True),  # wraps: evening part
+        ("22:00", "06:00", [], datetime(2026, 11, 26, 5, 59), True),  # wraps: small hours
+        ("22:00", "06:00", [], datetime(2026, 11, 26, 6, 0), False),
+        ("22:00", "06:00", ["fri"], datetime(2026, 11, 28, 2, 0), True),  # Saturday 02:00 belongs to Friday night
+        ("22:00", "06:00", ["fri"], datetime(2026, 11, 27, 2, 0), False),  # Friday 02:00 belongs to Thursday
+        ("09:00", "17:00", ["sat", "sun"], datetime(2026, 11, 28, 12, 0), True),
+        ("09:00", "17:00", ["sat", "sun"], datetime(2026, 11, 27, 12, 0), False),
+    ],
+)
+def test_time_windows_table(start, end, days, local, expected):
+    """Start inclusive, end exclusive; a window past midnight belongs to the day it starts."""
+    window = TimeWindow(start=time.fromisoformat(start), end=time.fromisoformat(end), days=days)
+    assert in_window(window, local.replace(tzinfo=AMS)) is expected
+
+
+def test_higher_priority_wins_over_declared_order(tmp_path):
+    """Of two matching rules, the one with the higher priority decides, wherever it is declared."""
+    pack = rules_pack(
+        tmp_path,
+        [
+            {"id": "low", "priority": 1, "match": {"categories": ["pothole"]}, "assign": "roads-e"},
+            {"id": "high", "priority": 5, "match": {"categories": ["pothole"]}, "assign": "night-crew"},
+        ],
+    )
+    assignment = Dispatcher(pack).assign("pothole", *WEST)
+    assert (assignment.unit_id, assignment.rule) == ("night-crew", "high")
+    trace = assignment.explanation["rules"]
+    assert [(step["rule"], step["outcome"]) for step in trace] == [("high", "decided")]
+
+
+def test_rule_on_an_area_overrides_the_district_owner_only_there(tmp_path):
+    """A red-route style rule: a road strip owned by another body, inside a district."""
+    strip = box(4.994, 52.0, 4.996, 52.01)
+    red_route = {
+        "id": "red-route",
+        "priority": 10,
+        "match": {"groups": ["roads"], "area": {"layer": "routes"}},
+        "assign": "night-crew",
+    }
+    pack = rules_pack(tmp_path, [red_route], layers={"districts": TWIN_DISTRICTS, "routes": [("R1", strip)]})
+    dispatcher = Dispatcher(pack)
+    on_route = dispatcher.assign("pothole", 52.005, 4.995)
+    off_route = dispatcher.assign("pothole", 52.005, 4.992)
+    assert (on_route.unit_id, on_route.rule) == ("night-crew", "red-route")
+    assert (off_route.unit_id, off_route.rule) == ("roads-w", "service-area")
+    lost = {c["unit"]: c for c in on_route.explanation["candidates"]}["roads-w"]
+    assert lost["outcome"] == "lost" and "red-route" in lost["why"]
+    # the distance reported is to the edge of the rule's strip (~68 m wide: the point is in its middle)
+    assert on_route.explanation["boundary_m"] == pytest.approx(68.6, abs=1.0)
+    skipped = off_route.explanation["rules"][0]
+    assert skipped["outcome"] == "no match" and "outside its area" in skipped["why"]
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (datetime(2026, 11, 25, 21, 30, tzinfo=UTC), "night-crew"),  # 22:30 in Amsterdam
+        (datetime(2026, 11, 25, 12, 0, tzinfo=UTC), "roads-w"),  # 13:00
+        (datetime(2026, 7, 1, 20, 30, tzinfo=UTC), "night-crew"),  # 22:30 summer time (UTC+2)
+        (datetime(2026, 7, 1, 19, 30, tzinfo=UTC), "roads-w"),  # 21:30 summer time
+        (None, "roads-w"),  # no time given: a time-of-day rule cannot match
+    ],
+)
+def test_time_of_day_rule_uses_local_time_passed_in(tmp_path, now, expected):
+    """The window is read in the city's zone (DST included) at the ``now`` the caller passes."""
+    pack = rules_pack(
+        tmp_path,
+        [{"id": "nights", "match": {"hours": {"start": "22:00", "end": "06:00"}}, "assign": "night-crew"}],
+    )
+    assert Dispatcher(pack).assign("pothole", *WEST, now=now).unit_id == expected
+
+
+def test_naive_now_is_refused(tmp_path):
+    """Local time needs a zone; a naive datetime would silently be read as the machine's."""
+    pack = rules_pack(tmp_path, [{"id": "r", "match": {"hours": {"start": "22:00", "end": "06:00"}}, "assign": "ops"}])
+    with pytest.raises(DispatchError, match="timezone-aware"):
+        Dispatcher(pack).assign("pothole", *WEST, now=datetime(2026, 1, 1, 12, 0))
+
+
+def test_source_rule_matches_case_insensitively_and_only_that_source(tmp_path):
+    """A rule on source 'sensor' catches sensor incidents; app reports go by area."""
+    pack = rules_pack(tmp_path, [{"id": "sensors", "match": {"sources": ["Sensor"]}, "assign": "night-crew"}])
+    dispatcher = Dispatcher(pack)
+    batch = dispatcher.assign_batch(
+        ["pothole", "pothole", "pothole"], [WEST[0]] * 3, [WEST[1]] * 3, sources=["sensor", "app", None]
+    )
+    assert [a.unit_id for a in batch] == ["night-crew", "roads-w", "roads-w"]
+    assert "source not one of ['sensor']" in batch[1].explanation["rules"][0]["why"]
+
+
+def test_co_notify_rules_add_units_without_deciding(tmp_path):
+    """A rule with only co_notify tells a unit and lets the next rule or the areas decide."""
+    pack = rules_pack(
+        tmp_path,
+        [
+            {"id": "tell-night", "priority": 9, "match": {"categories": ["pothole"]}, "co_notify": ["night-crew"]},
+            {
+                "id": "east-to-west",
+                "priority": 1,
+                "match": {"area": {"layer": "districts", "features": ["E"]}},
+                "assign": "roads-w",
+                "co_notify": ["roads-e"],
+            },  # fmt: skip
+        ],
+    )
+    dispatcher = Dispatcher(pack)
+    west = dispatcher.assign("pothole", *WEST)
+    east = dispatcher.assign("pothole", *EAST)
+    assert (west.unit_id, west.co_notify) == ("roads-w", ("night-crew",))
+    assert east.unit_id == "roads-w" and set(east.co_notify) == {"roads-e", "night-crew"}
+    whys = {entry["unit"]: entry["why"] for entry in east.explanation["co_notify"]}
+    assert "east-to-west" in whys["roads-e"] and "tell-night" in whys["night-crew"]
+
+
+def test_with_rules_an_unsettled_overlap_goes_to_the_fallback(tmp_path):
+    """With explicit precedence, two units covering a point is not resolved by declaration order."""
+    units = [
+        unit("roads-all", ("districts", "*"), groups=["roads"]),
+        unit("roads-w", ("districts", ["W"]), groups=["roads"]),
+        unit("night-crew", kind="field_team"),
+    ]
+    pack = rules_pack(tmp_path, [{"id": "r", "match": {"categories": ["graffiti"]}, "assign": "night-crew"}], units)
+    assignment = Dispatcher(pack).assign("pothole", *WEST)
+    assert (assignment.unit_id, assignment.rule) == ("ops", "fallback")
+    assert "roads-all, roads-w all cover this point" in assignment.explanation["why"]
+    outcomes = {c["unit"]: c["outcome"] for c in assignment.explanation["candidates"]}
+    assert outcomes == {"roads-all": "lost", "roads-w": "lost"}
+    only_one = Dispatcher(pack).assign("pothole", *EAST)
+    assert (only_one.unit_id, only_one.rule) == ("roads-all", "service-area")
+
+
+def test_nearest_team_with_spare_capacity(tmp_path):
+    """The department's nearest placed team with room takes it; none placed: the department itself."""
+    units = [
+        unit("works", kind="department"),
+        unit("crew-a", kind="field_team", department="works", capacity=2),
+        unit("crew-b", kind="field_team", department="works", capacity=2),
+    ]
+    pack = rules_pack(tmp_path, [{"id": "nearest", "match": {}, "nearest_team_of": "works"}], units)
+    dispatcher = Dispatcher(pack)
+    positions = {"crew-a": (52.005, 4.996), "crew-b": (52.005, 5.004)}  # a is ~70 m from WEST, b ~620 m
+    near = dispatcher.assign("pothole", *WEST, positions=positions, loads={})
+    assert near.unit_id == "crew-a"
+    assert near.explanation["team"]["distance_m"] == pytest.approx(68.6, abs=1.0)
+    full = dispatcher.assign("pothole", *WEST, positions=positions, loads={"crew-a": 2})
+    assert full.unit_id == "crew-b"
+    considered = {c["unit"]: c["why"] for c in full.explanation["team"]["considered"]}
+    assert considered["crew-a"] == "at capacity (2/2)"
+    nobody = dispatcher.assign("pothole", *WEST, positions={}, loads={})
+    assert nobody.unit_id == "works" and "no field team of works" in nobody.explanation["why"]
+    # within one batch, teams fill up as incidents are assigned
+    batch = dispatcher.assign_batch(["pothole"] * 5, [WEST[0]] * 5, [WEST[1]] * 5, positions=positions, loads={})
+    assert [a.unit_id for a in batch] == ["crew-a", "crew-a", "crew-b", "crew-b", "works"]
+
+
+def test_explanation_is_json_and_names_the_pack_version_rule_and_confidence(tmp_path):
+    """Everything an operator needs is in a JSON-serialisable explanation."""
+    pack = rules_pack(tmp_path, [{"id": "r", "match": {"categories": ["graffiti"]}, "assign": "night-crew"}])
+    assignment = Dispatcher(pack).assign("pothole", *WEST, 0.73, source="app", now=datetime(2026, 1, 1, tzinfo=UTC))
+    explanation = json.loads(json.dumps(assignment.explanation))
+    assert explanation["pack_version"] == pack.version
+    assert explanation["rule"] == "service-area" and explanation["confidence"] == 0.73
+    assert explanation["features"] == {"districts": "W"}
+    assert explanation["local_time"] == "2026-01-01T01:00+01:00"
+    assert explanation["boundary_m"] == pytest.approx(342.9, abs=2.0)  # 0.005 degrees of longitude at 52 N
+    assert explanation["rules"] == []  # the only rule is for graffiti
+
+
+def test_rules_tried_out_of_order_are_shown_in_the_trace(tmp_path):
+    """The trace lists the category's rules in the order tried, up to the one that decided."""
+    pack = rules_pack(
+        tmp_path,
+        [
+            {"id": "b", "priority": 2, "match": {"sources": ["phone"]}, "assign": "night-crew"},
+            {"id": "a", "priority": 3, "match": {"area": {"layer": "districts", "features": ["E"]}}, "assign": "ops"},
+            {"id": "c", "priority": 1, "match": {"categories": ["pothole"]}, "assign": "roads-e"},
+        ],
+    )
+    assignment = Dispatcher(pack).assign("pothole", *WEST, source="app")
+    assert [(s["rule"], s["outcome"]) for s in assignment.explanation["rules"]] == [
+        ("a", "no match"),
+        ("b", "no match"),
+        ("c", "decided"),
+    ]
+    assert assignment.unit_id == "roads-e"

@@ -1,0 +1,71 @@
+"""`cityloop route PACK`: the decision and its explanation, from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from streams.cli import main
+from tests.unit.dispatch.packs import unit, write_pack
+
+WEST = ["--lat", "52.005", "--lon", "4.995"]
+
+
+@pytest.fixture
+def pack_dir(tmp_path):
+    units = [
+        unit("roads-w", ("districts", ["W"]), groups=["roads"], capacity=1, backup="roads-e"),
+        unit("roads-e", ("districts", ["E"]), groups=["roads"], capacity=1),
+        unit("works", kind="department"),
+        unit("crew-a", kind="field_team", department="works"),
+    ]
+    rules = [
+        {
+            "id": "nights",
+            "match": {"categories": ["graffiti"], "hours": {"start": "22:00", "end": "06:00"}},
+            "nearest_team_of": "works",
+        },  # fmt: skip
+    ]
+    return write_pack(tmp_path / "pack", units=units, rules=rules)
+
+
+def route(*args: str):
+    return CliRunner().invoke(main, ["route", *args])
+
+
+def test_route_takes_the_pack_as_a_positional_argument_and_prints_json(pack_dir):
+    """--json gives the unit, the rule, the co-notified units and the whole explanation."""
+    result = route(str(pack_dir), *WEST, "--category", "pothole", "--confidence", "0.8", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert (document["unit"], document["rule"], document["co_notify"]) == ("roads-w", "service-area", [])
+    assert document["explanation"]["confidence"] == 0.8
+    assert document["explanation"]["features"] == {"districts": "W"}
+
+
+def test_route_shows_time_of_day_rules_capacity_and_positions(pack_dir):
+    """--at, --load and --position reach the dispatcher: the night rule picks the placed crew; a full crew overflows."""
+    night = route(
+        str(pack_dir), *WEST, "--category", "graffiti", "--at", "2026-11-26T23:30:00+01:00",
+        "--position", "crew-a=52.005,4.996",
+    )  # fmt: skip
+    assert night.exit_code == 0, night.output
+    assert "-> crew-a  [rule nights" in night.output
+    assert "rule nights (priority 0): decided" in night.output
+    full = route(str(pack_dir), *WEST, "--category", "pothole", "--load", "roads-w=1")
+    assert "-> roads-e" in full.output and "overflowed to backup roads-e" in full.output
+
+
+def test_route_keeps_the_older_city_flag_and_refuses_unknown_categories(pack_dir):
+    """`--city DIR` still works; an unknown category lists the ones the pack has."""
+    assert "-> roads-w" in route("--city", str(pack_dir), *WEST, "--category", "pothole").output
+    unknown = route(str(pack_dir), *WEST, "--category", "potholes")
+    assert unknown.exit_code != 0 and "pothole, graffiti" in unknown.output
+
+
+def test_route_needs_an_offset_on_at(pack_dir):
+    """A local time without an offset is ambiguous; the command says so."""
+    result = route(str(pack_dir), *WEST, "--category", "pothole", "--at", "2026-11-26T23:30:00")
+    assert result.exit_code != 0 and "UTC offset" in result.output
