@@ -326,7 +326,9 @@ class Engine:
         )
         incident["opened_at"] = iso(now)
         records = [(self.topics.incidents, d.incident_id, incident)]
-        records += self._task_records(incident, assignment.unit_id, assignment.rule, assignment.explanation, now)
+        records += self._task_records(
+            incident, assignment.unit_id, assignment.rule, assignment.explanation, now, assignment.co_notify
+        )
         metrics.INCIDENTS.labels(s.origin, d.category).inc()
         return _Pending(s.ledger_key, records, s.origin, s.envelope.timestamp)
 
@@ -416,7 +418,13 @@ class Engine:
         }
 
     def _task_records(
-        self, incident: dict[str, Any], unit_id: str, rule: str, explanation: dict[str, Any], now: datetime
+        self,
+        incident: dict[str, Any],
+        unit_id: str,
+        rule: str,
+        explanation: dict[str, Any],
+        now: datetime,
+        co_notify: tuple[str, ...] = (),
     ) -> list[Record]:
         incident_id = incident["incident_id"]
         task_id = task_id_for(incident_id)
@@ -433,10 +441,17 @@ class Engine:
             "dispatched_at": iso(now),
             "sla": self._sla(incident["category"], now),
             "reason": {"rule": rule, "explanation": explanation},
+            "co_notify": list(co_notify),
         }
         dispatched = event("dispatched", incident_id, "engine", now, task_id=task_id, unit_id=unit_id)
         metrics.ASSIGNMENTS.labels(unit_id, rule).inc()
-        return [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
+        records = [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
+        # units near a boundary, or named by a rule, hear about it without owning it
+        for other in co_notify:
+            notice = event("co_notified", incident_id, "engine", now, task_id=task_id, unit_id=other, key=other,
+                           owner=unit_id, category=incident["category"])  # fmt: skip
+            records.append((self.topics.feedback, incident_id, notice))
+        return records
 
     def _sla(self, category: str | None, now: datetime) -> dict[str, Any]:
         spec = self.pack.category(category) if category else None

@@ -64,6 +64,25 @@ def test_a_flood_alarm_and_residents_reports_become_one_incident_with_one_task(w
     assert all(0 < e["distance_m"] <= 150 for e in merged)
 
 
+def test_a_report_in_the_boundary_band_is_assigned_and_the_neighbour_is_told(workers, producer, topics, bootstrap):
+    """A pothole within 25 m of the line between two roads crews: one owns the task, the other is co-notified."""
+    workers.start()
+    report = {"report_id": "edge-1", "source": "app", "text": "pothole", "service_code": "pothole",
+              "lat": 52.01888944723618, "lon": 5.11, "reported_at": iso(datetime.now(UTC))}  # fmt: skip
+    producer.send(topics.reports, key=b"edge-1", value=json.dumps(report).encode())
+    producer.flush()
+    (message,) = collect(bootstrap, topics.tasks, lambda rs: len(rs) >= 1, timeout=60)
+    task = json.loads(message.value)
+    assert task["unit_id"] == "roads-east" and task["co_notify"] == ["roads-west"]
+
+    def told(records: list) -> bool:
+        return any(json.loads(m.value)["type"] == "co_notified" for m in records)
+
+    notices = [json.loads(m.value) for m in collect(bootstrap, topics.feedback, told, timeout=30)]
+    (notice,) = [n for n in notices if n["type"] == "co_notified"]
+    assert notice["unit_id"] == "roads-west" and notice["owner"] == "roads-east"
+
+
 def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(
     workers, producer, topics, bootstrap, redis_url
 ):
