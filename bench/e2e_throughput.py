@@ -111,13 +111,14 @@ def raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
     return count / elapsed
 
 
-def metric_sum(port: int, name: str) -> float:
+def metric_sum(port: int, name: str, having: str = "") -> float:
+    """Sum of a metric's samples whose line contains ``having`` (e.g. a label)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name + "{") or line.startswith(name + " ")
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and having in line
     )
 
 
@@ -163,7 +164,7 @@ def main() -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    counter = "cityloop_assignments_total" if args.kind == "reports" else "cityloop_ingested_total"
+    counter = "cityloop_processed_total"
     samples: list[tuple[float, float]] = []
     try:
         while True:
@@ -171,11 +172,12 @@ def main() -> None:
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited: see {workdir / 'worker.log'}")
             try:
-                done = metric_sum(port, counter)
+                done = metric_sum(port, counter, f'stream="{args.kind}"')
             except OSError:
                 continue
             samples.append((time.perf_counter(), done))
-            print(f"\r{done:>8.0f}/{args.count} processed", end="", file=sys.stderr, flush=True)
+            if len(samples) % 10 == 0:  # a progress line a second
+                print(f"{done:>8.0f}/{args.count} processed", file=sys.stderr, flush=True)
             if done >= args.count:
                 break
             if time.perf_counter() - started > 600:

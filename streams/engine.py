@@ -40,6 +40,9 @@ from streams.topics import CONTRACT_VERSION, Topics
 log = logging.getLogger(__name__)
 
 Record = tuple[str, str, dict[str, Any]]  # (topic, key, record)
+# An incident record lists at most this many of its sources (all of them in Redis, each join in a `merged` event):
+# re-listing hundreds of sources on every join would make the stream grow with the square of the reports.
+MAX_LISTED_SOURCES = 50
 
 
 class Sink(Protocol):
@@ -174,7 +177,7 @@ class Engine:
         classified, failed = self._isolated(self._classify, [(e, (e, r)) for e, r in valid], now, "discover")
         pending.extend(failed)
         pending.extend(await self._discover([sighting for _, sighting in classified], now))
-        await self._emit(pending, result)
+        await self._emit(pending, result, "reports")
         metrics.BATCH_SECONDS.labels("reports").observe(time.perf_counter() - started)
         return result
 
@@ -241,7 +244,9 @@ class Engine:
             pending.append(self._opened(sighting, decision, assignment, now))
         if joined:
             ids = [d.incident_id for _, d in joined]
-            sources = await with_retry("incident_sources", lambda: self.incidents.source_ids_many(ids))
+            sources = await with_retry(
+                "incident_sources", lambda: self.incidents.source_ids_many(ids, MAX_LISTED_SOURCES)
+            )
             for (sighting, decision), source_ids in zip(joined, sources, strict=True):
                 pending.append(self._joined(sighting, decision, source_ids, now))
         if unsure:
@@ -289,6 +294,7 @@ class Engine:
         lat: float,
         lon: float,
         source_ids: list[str],
+        source_count: int = 1,
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
             "schema": CONTRACT_VERSION,
@@ -303,6 +309,7 @@ class Engine:
             "lon": lon,
             "address": s.address,
             "source_ids": source_ids,
+            "source_count": source_count,
             "first_seen": iso_ts(first),
             "last_seen": iso_ts(last),
             "updated_at": iso(now),
@@ -346,7 +353,8 @@ class Engine:
             last=d.last_seen,
             lat=d.lat,
             lon=d.lon,
-            source_ids=source_ids,
+            source_ids=source_ids if s.source_id in source_ids else sorted([*source_ids[:-1], s.source_id]),
+            source_count=d.sources,
         )
         merged = event(
             "merged",
@@ -511,7 +519,7 @@ class Engine:
                 metrics.ALARMS.labels(reading.kind, "cleared").inc()
         pending.extend(await self._discover(opened, now))
         pending.extend(await self._clear_events(cleared, now))
-        await self._emit(pending, result)
+        await self._emit(pending, result, "readings")
         changed = {sid: s for sid, s in states.items() if s != before.get(sid)}
         await self.detectors.save(changed)
         metrics.BATCH_SECONDS.labels("readings").observe(time.perf_counter() - started)
@@ -591,7 +599,7 @@ class Engine:
             if sighted is not None:
                 decided.append(sighted)
         pending.extend(await self._discover(decided, now))
-        await self._emit(pending, result)
+        await self._emit(pending, result, "feedback")
         for sighted in decided:
             await self.triage.done(sighted.new_incident_id)
         return result
@@ -651,7 +659,7 @@ class Engine:
         """Dead-letter records that could not be processed at all, keeping their exact bytes."""
         now = self.clock()
         result = BatchResult(consumed=len(envelopes))
-        await self._emit([self._dead_letter(stage, code, reason, e, now) for e in envelopes], result)
+        await self._emit([self._dead_letter(stage, code, reason, e, now) for e in envelopes], result, stage)
         return result
 
     def _decoded(
@@ -699,7 +707,7 @@ class Engine:
         key = record["deadletter_id"]
         return _Pending(f"dlq:{key}", [(self.topics.deadletter, key, record)], f"deadletter:{stage}:{code}")
 
-    async def _emit(self, pending: list[_Pending], result: BatchResult) -> None:
+    async def _emit(self, pending: list[_Pending], result: BatchResult, stream: str) -> None:
         claims = await self.ledger.claim([(p.key, {"records": p.records}) for p in pending])
         futures = []
         to_confirm = []
@@ -726,11 +734,23 @@ class Engine:
                 result.dead_lettered += 1
                 result.reasons[code] = result.reasons.get(code, 0) + 1
                 metrics.DEAD_LETTERS.labels(stage, code).inc()
+                metrics.PROCESSED.labels(stream, "deadletter").inc()
                 continue
             result.accepted += 1
             result.merged += item.kind.startswith("merged")
             result.triaged += item.kind == "triage"
-            if any(topic == self.topics.tasks for topic, _, _ in records):
+            opened = any(topic == self.topics.tasks for topic, _, _ in records)
+            outcome = (
+                "opened"
+                if opened
+                else "merged"
+                if item.kind.startswith("merged")
+                else "triage"
+                if item.kind == "triage"
+                else "other"
+            )
+            metrics.PROCESSED.labels(stream, outcome).inc()
+            if opened:
                 result.tasks += 1
                 if item.kind == "report" and item.appended_at is not None:
                     metrics.REPORT_TO_TASK.observe(max(0.0, done - item.appended_at))

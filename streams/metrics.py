@@ -27,6 +27,12 @@ DUPLICATES = Counter(
     "Redelivered or repeated records recognised and not processed again.",
     ["kind"],
 )
+PROCESSED = Counter(
+    "cityloop_processed_total",
+    "Input records whose outcome the broker acknowledged, by stream and outcome "
+    "(opened an incident, merged into one, queued for triage, dead-lettered, other).",
+    ["stream", "outcome"],
+)
 INCIDENTS = Counter(
     "cityloop_incidents_opened_total",
     "Incidents opened.",
