@@ -18,93 +18,105 @@ report gets the same answer and changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-_MERGE_OR_OPEN = """
-local ns = ARGV[11]
-local function state(id)
+_MERGE_BATCH = """
+-- One call decides a whole batch, in order: ARGV[1] is a JSON array of argument arrays (see merge_or_open).
+local function state(ns, id)
   return redis.call('HMGET', ns .. ':inc:' .. id, 'lat', 'lon', 'cat', 'first', 'last', 'n', 'org', 'conf', 'by')
 end
-local known = redis.call('GET', KEYS[3])
-if known then
-  local id, flag = string.match(known, '^(.*)|(%d)$')
-  local h = state(id)
-  return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]}
-end
-local ts = tonumber(ARGV[5])
-local radius = tonumber(ARGV[6])
-local window = tonumber(ARGV[7])
-local ttl = tonumber(ARGV[10])
-local wm = tonumber(redis.call('GET', KEYS[4]) or '-1e18')
-if ts > wm then
-  redis.call('SET', KEYS[4], ARGV[5], 'EX', ttl)
-  wm = ts
-end
-local cutoff = '(' .. tostring(wm - window - tonumber(ARGV[13]))
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff, 'LIMIT', 0, 64)
-for _, id in ipairs(stale) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
-end
-local mine, nmine = {}, 0
-for t in string.gmatch(ARGV[8], '%S+') do
-  if not mine[t] then mine[t] = true; nmine = nmine + 1 end
-end
-local hits = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[3], ARGV[4], 'BYRADIUS', ARGV[6], 'm', 'ASC',
-  'COUNT', 16, 'WITHDIST')
-local best, bestscore, bestdist, bestsim = nil, nil, nil, nil
-for _, hit in ipairs(hits) do
-  local id, dist = hit[1], tonumber(hit[2])
-  local h = redis.call('HMGET', ns .. ':inc:' .. id, 'first', 'last', 'tok')
-  if h[2] then
-    local first, last = tonumber(h[1]), tonumber(h[2])
-    if ts <= last + window and ts >= first - window then
-      local inter, nother, seen = 0, 0, {}
-      for t in string.gmatch(h[3] or '', '%S+') do
-        if not seen[t] then
-          seen[t] = true; nother = nother + 1
-          if mine[t] then inter = inter + 1 end
+local function decide(A)
+  local ns = A[11]
+  local K1, K2 = ns .. ':open:' .. A[14], ns .. ':openlast:' .. A[14]
+  local K3, K4 = ns .. ':src:' .. A[2], ns .. ':wm:' .. A[14]
+  local known = redis.call('GET', K3)
+  if known then
+    local id, flag = string.match(known, '^(.*)|(%d)$')
+    local h = state(ns, id)
+    return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]}
+  end
+  local ts = tonumber(A[5])
+  local radius = tonumber(A[6])
+  local window = tonumber(A[7])
+  local ttl = tonumber(A[10])
+  local wm = tonumber(redis.call('GET', K4) or '-1e18')
+  if ts > wm then
+    redis.call('SET', K4, A[5], 'EX', ttl)
+    wm = ts
+  end
+  local cutoff = '(' .. tostring(wm - window - tonumber(A[13]))
+  local stale = redis.call('ZRANGEBYSCORE', K2, '-inf', cutoff, 'LIMIT', 0, 64)
+  for _, id in ipairs(stale) do
+    redis.call('ZREM', K1, id)
+    redis.call('ZREM', K2, id)
+  end
+  local mine, nmine = {}, 0
+  for t in string.gmatch(A[8], '%S+') do
+    if not mine[t] then mine[t] = true; nmine = nmine + 1 end
+  end
+  local hits = redis.call('GEOSEARCH', K1, 'FROMLONLAT', A[3], A[4], 'BYRADIUS', A[6], 'm', 'ASC',
+    'COUNT', 16, 'WITHDIST')
+  local best, bestscore, bestdist, bestsim = nil, nil, nil, nil
+  for _, hit in ipairs(hits) do
+    local id, dist = hit[1], tonumber(hit[2])
+    local h = redis.call('HMGET', ns .. ':inc:' .. id, 'first', 'last', 'tok')
+    if h[2] then
+      local first, last = tonumber(h[1]), tonumber(h[2])
+      if ts <= last + window and ts >= first - window then
+        local inter, nother, seen = 0, 0, {}
+        for t in string.gmatch(h[3] or '', '%S+') do
+          if not seen[t] then
+            seen[t] = true; nother = nother + 1
+            if mine[t] then inter = inter + 1 end
+          end
         end
-      end
-      local union = nmine + nother - inter
-      local sim = 0
-      if union > 0 then sim = inter / union end
-      local score = dist / radius + tonumber(ARGV[12]) * (1 - sim)
-      if score <= tonumber(ARGV[18]) and (bestscore == nil or score < bestscore) then
-        best, bestscore, bestdist, bestsim = id, score, dist, sim
+        local union = nmine + nother - inter
+        local sim = 0
+        if union > 0 then sim = inter / union end
+        local score = dist / radius + tonumber(A[12]) * (1 - sim)
+        if score <= tonumber(A[18]) and (bestscore == nil or score < bestscore) then
+          best, bestscore, bestdist, bestsim = id, score, dist, sim
+        end
       end
     end
   end
-end
-if best then
-  local key = ns .. ':inc:' .. best
-  local h = redis.call('HMGET', key, 'first', 'last')
-  local first, last = math.min(tonumber(h[1]), ts), math.max(tonumber(h[2]), ts)
-  redis.call('HSET', key, 'first', tostring(first), 'last', tostring(last))
-  redis.call('HINCRBY', key, 'n', 1)
-  redis.call('SADD', key .. ':src', ARGV[2])
+  if best then
+    local key = ns .. ':inc:' .. best
+    local h = redis.call('HMGET', key, 'first', 'last')
+    local first, last = math.min(tonumber(h[1]), ts), math.max(tonumber(h[2]), ts)
+    redis.call('HSET', key, 'first', string.format('%.6f', first), 'last', string.format('%.6f', last))
+    redis.call('HINCRBY', key, 'n', 1)
+    redis.call('SADD', key .. ':src', A[2])
+    redis.call('EXPIRE', key, ttl)
+    redis.call('EXPIRE', key .. ':src', ttl)
+    redis.call('ZADD', K2, string.format('%.6f', last), best)
+    redis.call('SET', K3, best .. '|0', 'EX', ttl)
+    local out = state(ns, best)
+    return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6], out[7],
+      out[8], out[9]}
+  end
+  local id = A[1]
+  local key = ns .. ':inc:' .. id
+  redis.call('GEOADD', K1, A[3], A[4], id)
+  redis.call('ZADD', K2, A[5], id)
+  redis.call('HSET', key, 'lat', A[4], 'lon', A[3], 'cat', A[9], 'fam', A[14], 'first', A[5],
+    'last', A[5], 'tok', A[8], 'n', '1', 'org', A[15], 'conf', A[16], 'by', A[17])
+  redis.call('SADD', key .. ':src', A[2])
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', key .. ':src', ttl)
-  redis.call('ZADD', KEYS[2], tostring(last), best)
-  redis.call('SET', KEYS[3], best .. '|0', 'EX', ttl)
-  local out = state(best)
-  return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6], out[7],
-    out[8], out[9]}
+  redis.call('SET', K3, id .. '|1', 'EX', ttl)
+  return {id, '1', '-1', '-1', A[4], A[3], A[9], A[5], A[5], '1', A[15], A[16], A[17]}
 end
-local id = ARGV[1]
-local key = ns .. ':inc:' .. id
-redis.call('GEOADD', KEYS[1], ARGV[3], ARGV[4], id)
-redis.call('ZADD', KEYS[2], ARGV[5], id)
-redis.call('HSET', key, 'lat', ARGV[4], 'lon', ARGV[3], 'cat', ARGV[9], 'fam', ARGV[14], 'first', ARGV[5],
-  'last', ARGV[5], 'tok', ARGV[8], 'n', '1', 'org', ARGV[15], 'conf', ARGV[16], 'by', ARGV[17])
-redis.call('SADD', key .. ':src', ARGV[2])
-redis.call('EXPIRE', key, ttl)
-redis.call('EXPIRE', key .. ':src', ttl)
-redis.call('SET', KEYS[3], id .. '|1', 'EX', ttl)
-return {id, '1', '-1', '-1', ARGV[4], ARGV[3], ARGV[9], ARGV[5], ARGV[5], '1', ARGV[15], ARGV[16], ARGV[17]}
+local out = {}
+for i, A in ipairs(cjson.decode(ARGV[1])) do
+  out[i] = decide(A)
+end
+return out
 """
+
 
 _CLOSE = """
 local fam = redis.call('HGET', KEYS[1], 'fam')
@@ -177,7 +189,7 @@ class RedisIncidentIndex:
         self._ns = namespace
         self._ttl = ttl_s
         self._grace = grace_s
-        self._merge = client.register_script(_MERGE_OR_OPEN)
+        self._merge = client.register_script(_MERGE_BATCH)
         self._close = client.register_script(_CLOSE)
 
     async def merge_or_open(
@@ -195,33 +207,15 @@ class RedisIncidentIndex:
             return []
         if max_score is None:
             max_score = 1.0 + text_weight
-        pipe = self._redis.pipeline(transaction=False)
-        ns = self._ns
-        for s in sightings:
-            family = s.family
-            keys = [f"{ns}:open:{family}", f"{ns}:openlast:{family}", f"{ns}:src:{s.source_id}", f"{ns}:wm:{family}"]
-            args = [
-                s.new_incident_id,
-                s.source_id,
-                repr(s.lon),
-                repr(s.lat),
-                repr(s.event_ts),
-                repr(s.radius_m),
-                repr(s.window_s),
-                " ".join(s.tokens),
-                s.category,
-                self._ttl,
-                ns,
-                repr(text_weight),
-                repr(self._grace),
-                s.family,
-                s.origin,
-                repr(s.confidence),
-                s.classified_by,
-                repr(max_score),
-            ]
-            await self._merge(keys=keys, args=args, client=pipe)
-        replies = await pipe.execute()
+        ns, ttl, weight, grace, limit = self._ns, str(self._ttl), repr(text_weight), repr(self._grace), repr(max_score)
+        batch = [
+            [s.new_incident_id, s.source_id, repr(s.lon), repr(s.lat), repr(s.event_ts), repr(s.radius_m),
+             repr(s.window_s), " ".join(s.tokens), s.category, ttl, ns, weight, grace, s.family, s.origin,
+             repr(s.confidence), s.classified_by, limit]
+            for s in sightings
+        ]  # fmt: skip
+        # one script call for the whole batch: decisions stay in order, and packing one argument is cheap
+        replies = await self._merge(keys=[], args=[json.dumps(batch)])
         return [_decision(s, reply) for s, reply in zip(sightings, replies, strict=True)]
 
     async def close(self, incident_id: str) -> bool:

@@ -16,7 +16,6 @@ re-enters here.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from classifiers import AdaptiveState, AlarmChange, DetectorState, TextClassifier, ThresholdDetector, detector_for
 from classifiers.merge import MergePolicy, merge_tokens
@@ -719,7 +719,7 @@ class Engine:
                 continue
             records = claim.payload["records"] if claim.status == RESEND else item.records
             for topic, key, record in records:
-                value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                value = orjson.dumps(record)
                 futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
             to_confirm.append(claim.key)
             sent.append((item, records))

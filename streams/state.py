@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -34,14 +35,34 @@ T = TypeVar("T")
 
 NEW, RESEND, SENT = 0, 1, 2
 
+# One call per batch: ARGV = ttl, then (key, payload) pairs. Answers status, stored payload (empty when NEW).
 _CLAIM = """
-local old = redis.call('GET', KEYS[1])
-if old then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, old} end
-  return {1, old}
+local ttl = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 2 do
+  local key = ARGV[i]
+  local old = redis.call('GET', key)
+  if old then
+    if redis.call('EXISTS', key .. ':sent') == 1 then
+      out[#out + 1] = 2
+    else
+      out[#out + 1] = 1
+    end
+    out[#out + 1] = old
+  else
+    redis.call('SET', key, ARGV[i + 1], 'EX', ttl)
+    out[#out + 1] = 0
+    out[#out + 1] = ''
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return {0, ARGV[1]}
+return out
+"""
+
+_CONFIRM = """
+for i = 2, #ARGV do
+  redis.call('SET', ARGV[i] .. ':sent', '1', 'EX', ARGV[1])
+end
+return #ARGV - 1
 """
 
 
@@ -73,41 +94,30 @@ class Ledger:
         self._ns = namespace
         self._ttl = ttl_s
         self._claim = client.register_script(_CLAIM)
+        self._confirm = client.register_script(_CONFIRM)
 
-    def _keys(self, key: str) -> tuple[str, str]:
-        return f"{self._ns}:ledger:{key}", f"{self._ns}:ledger:{key}:sent"
+    def _key(self, key: str) -> str:
+        return f"{self._ns}:ledger:{key}"
 
     async def claim(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Claim]:
-        """Store each (key, outcome) unless the key is known; say what to do with each."""
+        """Store each (key, outcome) unless the key is known; say what to do with each (one round trip)."""
         if not items:
             return []
-
-        async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for key, payload in items:
-                payload_json = json.dumps(payload, separators=(",", ":"))
-                await self._claim(keys=self._keys(key), args=[payload_json, self._ttl], client=pipe)
-            return await pipe.execute()
-
-        replies = await with_retry("ledger_claim", run)
+        args: list[Any] = [self._ttl]
+        for key, payload in items:
+            args += [self._key(key), orjson.dumps(payload)]
+        replies = await with_retry("ledger_claim", lambda: self._claim(keys=[], args=args))
         claims = []
-        for (key, payload), (status, stored) in zip(items, replies, strict=True):
-            status = int(status)
-            claims.append(Claim(key, status, payload if status == NEW else json.loads(stored)))
+        for index, (key, payload) in enumerate(items):
+            status, stored = int(replies[2 * index]), replies[2 * index + 1]
+            claims.append(Claim(key, status, payload if status == NEW else orjson.loads(stored)))
         return claims
 
     async def confirm(self, keys: Sequence[str]) -> None:
-        """Mark outcomes as acknowledged by the broker."""
-        if not keys:
-            return
-
-        async def run() -> list[Any]:
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.set(self._keys(key)[1], b"1", ex=self._ttl)
-            return await pipe.execute()
-
-        await with_retry("ledger_confirm", run)
+        """Mark outcomes as acknowledged by the broker (one round trip)."""
+        if keys:
+            args = [self._ttl, *(self._key(key) for key in keys)]
+            await with_retry("ledger_confirm", lambda: self._confirm(keys=[], args=args))
 
 
 class DetectorStore:
