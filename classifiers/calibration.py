@@ -52,6 +52,7 @@ def out_of_fold_scores(
     classes: Sequence[str],
     folds: int,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """Scores for every row from a model that did not see it; ``-inf`` where a fold lacked the class."""
     label_array = np.asarray(labels)
@@ -63,7 +64,9 @@ def out_of_fold_scores(
         # Classes smaller than the number of folds are expected in real city data.
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         splits = list(splitter.split(text_array, label_array))
-    for train_rows, test_rows in splits:
+    for fold, (train_rows, test_rows) in enumerate(splits, start=1):
+        if progress:
+            progress(f"calibration fold {fold}/{folds}: fitting on {len(train_rows)} rows")
         if len(set(label_array[train_rows])) < 2:
             continue
         pipeline = make_pipeline().fit(list(text_array[train_rows]), label_array[train_rows])

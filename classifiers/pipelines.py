@@ -20,7 +20,7 @@ from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
-DEFAULT_PIPELINE = "words+chars/logreg"
+DEFAULT_PIPELINE = "chars2-5/logreg"
 
 
 def text_features(char_range: tuple[int, int] = (1, 4), words: bool = True) -> FeatureUnion:
@@ -45,17 +45,25 @@ def text_features(char_range: tuple[int, int] = (1, 4), words: bool = True) -> F
     return FeatureUnion(parts)
 
 
-def _logreg() -> Pipeline:
-    return Pipeline(
-        [
-            ("features", text_features()),
-            ("model", LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)),
-        ]
-    )
+def _logreg(char_range: tuple[int, int] = (1, 4), words: bool = True) -> Callable[[], Pipeline]:
+    def make() -> Pipeline:
+        return Pipeline(
+            [
+                ("features", text_features(char_range, words)),
+                ("model", LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)),
+            ]
+        )
+
+    return make
 
 
-def _linear_svc() -> Pipeline:
-    return Pipeline([("features", text_features()), ("model", LinearSVC(C=0.5, class_weight="balanced"))])
+def _linear_svc(words: bool = True) -> Callable[[], Pipeline]:
+    def make() -> Pipeline:
+        return Pipeline(
+            [("features", text_features(words=words)), ("model", LinearSVC(C=1.0, class_weight="balanced"))]
+        )
+
+    return make
 
 
 def _sgd() -> Pipeline:
@@ -74,29 +82,12 @@ def _complement_nb() -> Pipeline:
     return Pipeline([("features", text_features()), ("model", ComplementNB(alpha=0.3))])
 
 
-def _logreg_chars_2_4() -> Pipeline:
-    return Pipeline(
-        [
-            ("features", text_features(char_range=(2, 4))),
-            ("model", LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)),
-        ]
-    )
-
-
-def _logreg_chars_only() -> Pipeline:
-    return Pipeline(
-        [
-            ("features", text_features(words=False)),
-            ("model", LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)),
-        ]
-    )
-
-
 CANDIDATES: dict[str, Callable[[], Pipeline]] = {
-    "words+chars/logreg": _logreg,
-    "words+chars2-4/logreg": _logreg_chars_2_4,
-    "chars/logreg": _logreg_chars_only,
-    "words+chars/linearsvc": _linear_svc,
+    "chars2-5/logreg": _logreg(char_range=(2, 5), words=False),
+    "chars/logreg": _logreg(words=False),
+    "words+chars/logreg": _logreg(),
+    "chars/linearsvc": _linear_svc(words=False),
+    "words+chars/linearsvc": _linear_svc(),
     "words+chars/sgd": _sgd,
     "words+chars/complementnb": _complement_nb,
 }

@@ -15,7 +15,7 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -89,10 +89,12 @@ class TextClassifier:
         pipeline: str = DEFAULT_PIPELINE,
         calibration_folds: int = 5,
         seed: int = 0,
+        progress: Callable[[str], None] | None = None,
     ) -> TextClassifier:
         """Fit the named pipeline on all rows, and its temperature on ``calibration_folds`` out-of-fold runs.
 
-        ``calibration_folds`` below 2 skips calibration (temperature 1).
+        ``calibration_folds`` below 2 skips calibration (temperature 1). ``progress`` hears
+        a line per stage, for long runs.
         """
         if len(texts) != len(labels):
             raise TrainingDataError("texts and labels differ in length")
@@ -104,9 +106,13 @@ class TextClassifier:
         folds = min(calibration_folds, len(normalised))
         temperature = 1.0
         if folds >= 2:
-            scores = out_of_fold_scores(lambda: build_pipeline(pipeline), normalised, labels, classes, folds, seed)
+            scores = out_of_fold_scores(
+                lambda: build_pipeline(pipeline), normalised, labels, classes, folds, seed, progress
+            )
             index = {c: i for i, c in enumerate(classes)}
             temperature = fit_temperature(scores, np.array([index[label] for label in labels]))
+        if progress:
+            progress(f"fitting {pipeline} on all {len(labels)} rows ({len(classes)} classes)")
         fitted = build_pipeline(pipeline).fit(normalised, labels)
         summary = TrainingSummary(pipeline, len(labels), training_sha256(texts, labels), temperature, max(folds, 0))
         return cls(fitted, summary)

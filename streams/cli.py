@@ -458,5 +458,9 @@ def city_check(pack_dir: Path) -> None:
             click.echo(f"warning: layer {layer.id}: repaired invalid polygons {list(layer.repaired)}")
 
 
+from streams.modelcli import eval_ as eval_command, train  # noqa: E402, I001
+main.add_command(train)
+main.add_command(eval_command, name="eval")
+
 if __name__ == "__main__":
     main()
