@@ -25,7 +25,8 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
         raise ValueError("confidences and correct differ in length")
     if conf.size == 0:
         return 0.0
-    which = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    # searchsorted on the inner edges puts a confidence equal to an edge in the bin that edge closes.
+    which = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], conf, side="left")
     total = 0.0
     for b in range(bins):
         members = which == b

@@ -22,6 +22,7 @@ from importlib import resources
 
 import numpy as np
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from classifiers.calibration import decision_scores, fit_temperature, out_of_fold_scores, softmax
 from classifiers.errors import TrainingDataError
@@ -103,6 +104,23 @@ class TextClassifier:
         if len(classes) < 2:
             raise TrainingDataError("need at least two categories to train a classifier")
         normalised = [normalise_text(t) for t in texts]
+        # The solver's dense products are small (rows x classes); BLAS threads cost more than they save
+        # (one thread fitted the seed corpus 3-4x faster on the 2-core machine, more so when it is busy).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return cls._fit(normalised, texts, labels, classes, pipeline, calibration_folds, seed, progress)
+
+    @classmethod
+    def _fit(
+        cls,
+        normalised: list[str],
+        texts: Sequence[str],
+        labels: list[str],
+        classes: list[str],
+        pipeline: str,
+        calibration_folds: int,
+        seed: int,
+        progress: Callable[[str], None] | None,
+    ) -> TextClassifier:
         folds = min(calibration_folds, len(normalised))
         temperature = 1.0
         if folds >= 2:
