@@ -24,6 +24,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
 
 from bench.nyc311 import NYC_311, time_split
 from classifiers.evaluation import evaluate
@@ -46,21 +47,26 @@ def product_trainer(name: str) -> Callable[[list[str], list[str]], Predictor]:
     return train
 
 
-def sklearn_sigmoid_svc(texts: list[str], labels: list[str]) -> Predictor:
-    """LinearSVC in CalibratedClassifierCV(sigmoid, cv=3); classes with fewer than 3 rows cannot take part."""
-    counts = Counter(labels)
-    kept = [(normalise_text(t), y) for t, y in zip(texts, labels, strict=True) if counts[y] >= 3]
-    model = Pipeline(
+def _sigmoid_svc_pipeline() -> Pipeline:
+    return Pipeline(
         [
             ("features", text_features()),
             (
                 "model",
                 CalibratedClassifierCV(
-                    LinearSVC(C=0.5, class_weight="balanced"), method="sigmoid", cv=3, ensemble=False
+                    LinearSVC(C=1.0, class_weight="balanced"), method="sigmoid", cv=3, ensemble=False
                 ),
             ),
         ]
-    ).fit([t for t, _ in kept], [y for _, y in kept])
+    )
+
+
+def sklearn_sigmoid_svc(texts: list[str], labels: list[str]) -> Predictor:
+    """LinearSVC in CalibratedClassifierCV(sigmoid, cv=3); classes with fewer than 3 rows cannot take part."""
+    counts = Counter(labels)
+    kept = [(normalise_text(t), y) for t, y in zip(texts, labels, strict=True) if counts[y] >= 3]
+    with threadpool_limits(limits=1, user_api="blas"):  # as TextClassifier.train does
+        model = _sigmoid_svc_pipeline().fit([t for t, _ in kept], [y for _, y in kept])
     classes = np.asarray(model.classes_)
 
     def predict(batch: Sequence[str]) -> tuple[list[str], list[float]]:

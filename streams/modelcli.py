@@ -47,7 +47,10 @@ def _read(data: Path, text_cols: Sequence[str], label_col: str) -> LabelledRows:
     from classifiers.trainingdata import read_labelled_csv
 
     rows = read_labelled_csv(data, text_cols, label_col)
-    _progress(f"read {len(rows)} rows from {data} ({rows.skipped} skipped: empty text or label)")
+    _progress(
+        f"read {len(rows) + rows.skipped} rows from {data}: {len(rows)} usable, "
+        f"{rows.skipped} skipped (empty text or label)"
+    )
     return rows
 
 
@@ -229,9 +232,10 @@ def eval_(model_path: Path, data: Path, text_cols: tuple[str, ...], label_col: s
     result: dict[str, Any] = {
         "model": str(model_path),
         "created_at": metadata.created_at,
-        "rows": len(rows),
+        "rows_read": len(rows) + rows.skipped,
+        "rows_skipped": rows.skipped,
         "rows_unknown_label": unknown,
-        **scores.as_dict(),
+        **scores.as_dict(),  # its "rows" are the rows scored
         "latency": latency.__dict__,
     }
     result["per_class"] = result["per_class"][:top]
