@@ -59,6 +59,7 @@ MODEL_TYPES: frozenset[str] = frozenset(
         "sklearn.linear_model._stochastic_gradient.SGDClassifier",
         "sklearn.linear_model._sgd_fast.ModifiedHuber",
         "sklearn.naive_bayes.ComplementNB",
+        "classifiers.features.CharNgramCounter",
     }
 )
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
+
+from classifiers.features import CharNgramCounter
 
 DEFAULT_PIPELINE = "chars2-5/logreg"
 
@@ -45,14 +47,24 @@ def text_features(char_range: tuple[int, int] = (1, 4), words: bool = True) -> F
     return FeatureUnion(parts)
 
 
+def _logreg_model() -> LogisticRegression:
+    return LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)
+
+
+def _chars_logreg() -> Pipeline:
+    """Character 2-5-grams counted with numpy (``classifiers.features``), TF-IDF, logistic regression."""
+    return Pipeline(
+        [
+            ("features", CharNgramCounter((2, 5))),
+            ("tfidf", TfidfTransformer(sublinear_tf=True)),
+            ("model", _logreg_model()),
+        ]
+    )
+
+
 def _logreg(char_range: tuple[int, int] = (1, 4), words: bool = True) -> Callable[[], Pipeline]:
     def make() -> Pipeline:
-        return Pipeline(
-            [
-                ("features", text_features(char_range, words)),
-                ("model", LogisticRegression(C=20.0, class_weight="balanced", max_iter=2000)),
-            ]
-        )
+        return Pipeline([("features", text_features(char_range, words)), ("model", _logreg_model())])
 
     return make
 
@@ -82,14 +94,16 @@ def _complement_nb() -> Pipeline:
     return Pipeline([("features", text_features()), ("model", ComplementNB(alpha=0.3))])
 
 
+# "char_wb" names scikit-learn's analyzer; "chars" our numpy counter of the same n-grams.
 CANDIDATES: dict[str, Callable[[], Pipeline]] = {
-    "chars2-5/logreg": _logreg(char_range=(2, 5), words=False),
-    "chars/logreg": _logreg(words=False),
-    "words+chars/logreg": _logreg(),
-    "chars/linearsvc": _linear_svc(words=False),
-    "words+chars/linearsvc": _linear_svc(),
-    "words+chars/sgd": _sgd,
-    "words+chars/complementnb": _complement_nb,
+    "chars2-5/logreg": _chars_logreg,
+    "char_wb2-5/logreg": _logreg(char_range=(2, 5), words=False),
+    "char_wb1-4/logreg": _logreg(words=False),
+    "words+char_wb1-4/logreg": _logreg(),
+    "char_wb1-4/linearsvc": _linear_svc(words=False),
+    "words+char_wb1-4/linearsvc": _linear_svc(),
+    "words+char_wb1-4/sgd": _sgd,
+    "words+char_wb1-4/complementnb": _complement_nb,
 }
 
 

@@ -136,9 +136,16 @@ class TextClassifier:
         return cls(fitted, summary)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated probability of each class (columns in ``classes`` order) for each text."""
-        normalised = [normalise_text(t) for t in texts]
-        return softmax(decision_scores(self._pipeline, normalised), self.summary.temperature)
+        """Calibrated probability of each class (columns in ``classes`` order) for each text.
+
+        Texts that normalise to the same string are scored once: reports of one problem
+        often repeat ("streetlight out"), and vectorising is nearly all of the cost.
+        """
+        positions: dict[str, int] = {}
+        rows = [positions.setdefault(normalise_text(t), len(positions)) for t in texts]
+        scores = decision_scores(self._pipeline, list(positions))
+        probabilities = softmax(scores, self.summary.temperature)
+        return probabilities if len(positions) == len(rows) else probabilities[rows]
 
     def predict(self, texts: Sequence[str], top_k: int = 3) -> list[Classification]:
         """Classify a batch of texts (one vectorised call)."""

@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 # Kept in step with classifiers.pipelines (a test checks), so that --help needs no scikit-learn import.
 PIPELINES = (
     "chars2-5/logreg",
-    "chars/logreg",
-    "words+chars/logreg",
-    "chars/linearsvc",
-    "words+chars/linearsvc",
-    "words+chars/sgd",
-    "words+chars/complementnb",
+    "char_wb2-5/logreg",
+    "char_wb1-4/logreg",
+    "words+char_wb1-4/logreg",
+    "char_wb1-4/linearsvc",
+    "words+char_wb1-4/linearsvc",
+    "words+char_wb1-4/sgd",
+    "words+char_wb1-4/complementnb",
 )
 
 MIN_ROWS = 10
