@@ -90,3 +90,11 @@ def test_evaluate_scores_classes_and_lists_confusions():
     assert [s.label for s in result.per_class] == ["a", "b", "c"]
     assert result.per_class[0].support == 3
     assert result.confused[0] == ("a", "b", 2)
+
+
+def test_repeated_texts_get_the_same_answer_as_alone():
+    """A batch with repeats (scored once inside) answers each text as a batch of one would, in order."""
+    texts = ["lamp out", "Lamp  OUT", "tree down", "lamp out", "<b>tree down</b>"]
+    batch = seed_classifier().predict(texts)
+    assert batch == [seed_classifier().predict([t])[0] for t in texts]
+    assert batch[0] == batch[1] == batch[3] and batch[2] == batch[4]
