@@ -44,15 +44,18 @@ def _progress(message: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
 
 
-def _read(data: Path, text_cols: Sequence[str], label_col: str) -> LabelledRows:
-    from classifiers.trainingdata import read_labelled_csv
+def _read(data: Sequence[Path], text_cols: Sequence[str], label_col: str) -> LabelledRows:
+    from classifiers.trainingdata import concat, read_labelled_csv
 
-    rows = read_labelled_csv(data, text_cols, label_col)
-    _progress(
-        f"read {len(rows) + rows.skipped} rows from {data}: {len(rows)} usable, "
-        f"{rows.skipped} skipped (empty text or label)"
-    )
-    return rows
+    parts = []
+    for path in data:
+        rows = read_labelled_csv(path, text_cols, label_col)
+        _progress(
+            f"read {len(rows) + rows.skipped} rows from {path}: {len(rows)} usable, "
+            f"{rows.skipped} skipped (empty text or label)"
+        )
+        parts.append(rows)
+    return concat(parts)
 
 
 def _holdout_split(rows: LabelledRows, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +87,13 @@ def _summary_line(scores: Evaluation) -> str:
 
 
 @click.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="CSV file of labelled reports.")
+@click.option(
+    "--data",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+)
 @click.option(
     "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
 )
@@ -105,7 +114,7 @@ def _summary_line(scores: Evaluation) -> str:
 @click.option("--created-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), help="Creation time to record [now].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def train(
-    data: Path,
+    data: tuple[Path, ...],
     text_cols: tuple[str, ...],
     label_col: str,
     out: Path,
@@ -173,7 +182,7 @@ def train(
             out,
             created_at=created_at or datetime.now(UTC),
             metrics=metrics,
-            source=f"{data.name}: text {' + '.join(text_cols)}, label {label_col}",
+            source=f"{', '.join(p.name for p in data)}: text {' + '.join(text_cols)}, label {label_col}",
         )
     except (ClassifierError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -200,14 +209,22 @@ def train(
 
 @click.command("eval")
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model file.")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="CSV file of labelled reports.")
+@click.option(
+    "--data",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+)
 @click.option(
     "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
 )
 @click.option("--label-col", required=True, help="Column with the true category.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Classes and pairs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def eval_(model_path: Path, data: Path, text_cols: tuple[str, ...], label_col: str, top: int, as_json: bool) -> None:
+def eval_(
+    model_path: Path, data: tuple[Path, ...], text_cols: tuple[str, ...], label_col: str, top: int, as_json: bool
+) -> None:
     """Score a model on labelled reports: accuracy, macro-F1, per class, confusions, calibration and speed.
 
     Rows whose label the model was not trained on are left out of the scores (no model

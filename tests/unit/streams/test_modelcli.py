@@ -177,3 +177,27 @@ def test_missing_required_options_are_usage_errors():
 def test_the_cli_offers_exactly_the_candidate_pipelines():
     """The CLI's list (kept light for --help) matches the pipelines the classifier knows."""
     assert set(PIPELINES) == set(CANDIDATES)
+
+
+def test_train_reads_several_files_whose_headers_are_spelt_differently(tmp_path):
+    """Exports of different years ('Complaint Type', 'complaint_type') train one model together."""
+    texts, labels = seed_corpus()
+    half = len(texts) // 2
+    old = write_csv(
+        tmp_path / "2011.csv",
+        [{"Descriptor": t, "Complaint Type": y} for t, y in zip(texts[:half], labels[:half], strict=True)],
+    )
+    new = write_csv(
+        tmp_path / "2026.csv",
+        [{"descriptor": t, "complaint_type": y} for t, y in zip(texts[half:], labels[half:], strict=True)],
+    )
+    out = tmp_path / "m.cityloop"
+    result = CliRunner().invoke(
+        main,
+        ["train", "--data", str(old), "--data", str(new), "--text-col", "descriptor", "--label-col", "complaint type",
+         "--out", str(out), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == len(texts)
+    assert result.stderr.count("usable") == 2
+    assert read_metadata(out).source == "2011.csv, 2026.csv: text descriptor, label complaint type"
