@@ -80,7 +80,7 @@ def sklearn_sigmoid_svc(texts: list[str], labels: list[str]) -> Predictor:
 
 def trainers() -> dict[str, Callable[[list[str], list[str]], Predictor]]:
     result = {name: product_trainer(name) for name in CANDIDATES}
-    result["words+chars/linearsvc+sklearn-sigmoid"] = sklearn_sigmoid_svc
+    result["words+char_wb1-4/linearsvc+sklearn-sigmoid"] = sklearn_sigmoid_svc
     return result
 
 

@@ -46,7 +46,7 @@ def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def out_of_fold_scores(
-    make_pipeline: Callable[[], Pipeline],
+    fit: Callable[[list[str], list[str]], Pipeline],
     texts: Sequence[str],
     labels: Sequence[str],
     classes: Sequence[str],
@@ -69,7 +69,7 @@ def out_of_fold_scores(
             progress(f"calibration fold {fold}/{folds}: fitting on {len(train_rows)} rows")
         if len(set(label_array[train_rows])) < 2:
             continue
-        pipeline = make_pipeline().fit(list(text_array[train_rows]), label_array[train_rows])
+        pipeline = fit(list(text_array[train_rows]), list(label_array[train_rows]))
         columns = [index[str(c)] for c in pipeline.classes_]
         result[np.ix_(test_rows, columns)] = decision_scores(pipeline, list(text_array[test_rows]))
     return result

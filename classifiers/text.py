@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from classifiers.calibration import decision_scores, fit_temperature, out_of_fold_scores, softmax
 from classifiers.errors import TrainingDataError
-from classifiers.pipelines import DEFAULT_PIPELINE, build_pipeline
+from classifiers.pipelines import DEFAULT_PIPELINE, candidate, fit_pipeline
 
 _TAG_RE = re.compile(r"<[^>]{0,400}>")
 _SPACE_RE = re.compile(r"\s+")
@@ -103,6 +103,7 @@ class TextClassifier:
         classes = sorted(set(labels))
         if len(classes) < 2:
             raise TrainingDataError("need at least two categories to train a classifier")
+        candidate(pipeline)  # an unknown name fails before any work
         normalised = [normalise_text(t) for t in texts]
         # The solver's dense products are small (rows x classes); BLAS threads cost more than they save
         # (one thread fitted the seed corpus 3-4x faster on the 2-core machine, more so when it is busy).
@@ -125,13 +126,13 @@ class TextClassifier:
         temperature = 1.0
         if folds >= 2:
             scores = out_of_fold_scores(
-                lambda: build_pipeline(pipeline), normalised, labels, classes, folds, seed, progress
+                lambda x, y: fit_pipeline(pipeline, x, y), normalised, labels, classes, folds, seed, progress
             )
             index = {c: i for i, c in enumerate(classes)}
             temperature = fit_temperature(scores, np.array([index[label] for label in labels]))
         if progress:
             progress(f"fitting {pipeline} on all {len(labels)} rows ({len(classes)} classes)")
-        fitted = build_pipeline(pipeline).fit(normalised, labels)
+        fitted = fit_pipeline(pipeline, normalised, labels)
         summary = TrainingSummary(pipeline, len(labels), training_sha256(texts, labels), temperature, max(folds, 0))
         return cls(fitted, summary)
 

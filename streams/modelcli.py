@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 # Kept in step with classifiers.pipelines (a test checks), so that --help needs no scikit-learn import.
 PIPELINES = (
+    "chars2-5/logreg-sqrtw",
     "chars2-5/logreg",
+    "chars2-5/logreg-unweighted",
     "char_wb2-5/logreg",
     "char_wb1-4/logreg",
     "words+char_wb1-4/logreg",

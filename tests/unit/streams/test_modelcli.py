@@ -201,3 +201,12 @@ def test_train_reads_several_files_whose_headers_are_spelt_differently(tmp_path)
     assert json.loads(result.stdout)["rows"] == len(texts)
     assert result.stderr.count("usable") == 2
     assert read_metadata(out).source == "2011.csv, 2026.csv: text descriptor, label complaint type"
+
+
+def test_the_suggested_triage_thresholds_load_as_a_policy(trained):
+    """A city can build its triage policy straight from the thresholds `train` chose and saved."""
+    from classifiers.triage import TriagePolicy
+
+    out, summary = trained
+    policy = TriagePolicy.from_dict(read_metadata(out).metrics["triage"])
+    assert policy.default_threshold == summary["triage"]["default_threshold"]
