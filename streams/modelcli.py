@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-# Deliberately light at import time: `cityloop --help` should not wait for scikit-learn.
-from classifiers.errors import ClassifierError, TrainingDataError
-
+# Deliberately light at import time: `cityloop --help` should not wait for scikit-learn, so
+# everything from `classifiers` (whose package imports it) is imported inside the commands.
 if TYPE_CHECKING:
     import numpy as np
 
@@ -64,6 +63,8 @@ def _holdout_split(rows: LabelledRows, fraction: float, seed: int) -> tuple[np.n
     """Stratified row indices (train, held out); every class keeps a row on each side."""
     import numpy as np
     from sklearn.model_selection import train_test_split
+
+    from classifiers.errors import TrainingDataError
 
     classes = len(set(rows.labels))
     held = max(classes, round(fraction * len(rows)))
@@ -134,6 +135,7 @@ def train(
     """
     import numpy as np
 
+    from classifiers.errors import ClassifierError, TrainingDataError
     from classifiers.modelfile import save_model
     from classifiers.text import TextClassifier
     from classifiers.trainingdata import drop_rare_classes
@@ -232,6 +234,7 @@ def eval_(
     Rows whose label the model was not trained on are left out of the scores (no model
     can predict them) and counted.
     """
+    from classifiers.errors import ClassifierError, TrainingDataError
     from classifiers.evaluation import measure_latency
     from classifiers.modelfile import load_model
 

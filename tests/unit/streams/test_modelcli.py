@@ -210,3 +210,13 @@ def test_the_suggested_triage_thresholds_load_as_a_policy(trained):
     out, summary = trained
     policy = TriagePolicy.from_dict(read_metadata(out).metrics["triage"])
     assert policy.default_threshold == summary["triage"]["default_threshold"]
+
+
+def test_the_cli_does_not_import_scikit_learn_until_a_model_command_runs():
+    """`cityloop --help` and the other commands start without paying for scikit-learn and skops."""
+    import subprocess
+    import sys
+
+    check = "import sys, streams.cli; print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
