@@ -78,11 +78,11 @@ def _holdout_split(rows: LabelledRows, fraction: float, seed: int) -> tuple[np.n
     return np.sort(train), np.sort(test)
 
 
-def _scores(model: TextClassifier, texts: Sequence[str], labels: Sequence[str]) -> Evaluation:
+def _scores(model: TextClassifier, texts: Sequence[str], labels: Sequence[str], most_confused: int = 10) -> Evaluation:
     from classifiers.evaluation import evaluate
 
     answers = model.predict(texts, top_k=1)
-    return evaluate(labels, [a.category for a in answers], [a.confidence for a in answers])
+    return evaluate(labels, [a.category for a in answers], [a.confidence for a in answers], most_confused=most_confused)
 
 
 def _summary_line(scores: Evaluation) -> str:
@@ -247,7 +247,7 @@ def eval_(
         if not kept:
             raise TrainingDataError(f"none of the {len(rows)} rows has a label the model knows")
         texts, labels = [t for t, _ in kept], [y for _, y in kept]
-        scores = _scores(model, texts, labels)
+        scores = _scores(model, texts, labels, most_confused=top)
         _progress("timing")
         latency = measure_latency(lambda batch: model.predict(batch), texts, time.perf_counter)
     except (ClassifierError, OSError) as exc:
@@ -267,7 +267,10 @@ def eval_(
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     click.echo(f"model {model_path} ({len(model.classes)} classes, made {metadata.created_at})")
-    click.echo(f"rows: {scores.rows} scored, {unknown} left out (label unknown to the model)")
+    click.echo(
+        f"rows: {scores.rows} scored, {unknown} left out (label unknown to the model), "
+        f"{rows.skipped} skipped (empty text or label)"
+    )
     click.echo(f"accuracy {scores.accuracy:.3f}  macro-F1 {scores.macro_f1:.3f}  ECE (10 bins) {scores.ece:.3f}")
     click.echo(f"\n{'class':32} {'rows':>6} {'precision':>9} {'recall':>7} {'F1':>6}")
     for s in scores.per_class[:top]:
