@@ -67,17 +67,19 @@ class Candidate:
     """A pipeline recipe and how strongly it weights rare classes."""
 
     make: Callable[[], Pipeline]
-    class_weight_power: float
+    class_weight_power: float | None  # None: the estimator weighs classes itself (or not at all)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Pipeline:
         pipeline = self.make()
+        if self.class_weight_power is None:
+            return pipeline.fit(list(texts), list(labels))
         final = pipeline.steps[-1][0]
         weights = class_weights(labels, self.class_weight_power)
         return pipeline.fit(list(texts), list(labels), **{f"{final}__sample_weight": weights})
 
 
-def _logreg_model() -> LogisticRegression:
-    return LogisticRegression(C=20.0, max_iter=2000)
+def _logreg_model(class_weight: str | None = None) -> LogisticRegression:
+    return LogisticRegression(C=20.0, class_weight=class_weight, max_iter=2000)
 
 
 def _chars_logreg() -> Pipeline:
@@ -93,14 +95,16 @@ def _chars_logreg() -> Pipeline:
 
 def _logreg(char_range: tuple[int, int] = (1, 4), words: bool = True) -> Callable[[], Pipeline]:
     def make() -> Pipeline:
-        return Pipeline([("features", text_features(char_range, words)), ("model", _logreg_model())])
+        return Pipeline([("features", text_features(char_range, words)), ("model", _logreg_model("balanced"))])
 
     return make
 
 
 def _linear_svc(words: bool = True) -> Callable[[], Pipeline]:
     def make() -> Pipeline:
-        return Pipeline([("features", text_features(words=words)), ("model", LinearSVC(C=1.0))])
+        return Pipeline(
+            [("features", text_features(words=words)), ("model", LinearSVC(C=1.0, class_weight="balanced"))]
+        )
 
     return make
 
@@ -109,7 +113,10 @@ def _sgd() -> Pipeline:
     return Pipeline(
         [
             ("features", text_features()),
-            ("model", SGDClassifier(loss="modified_huber", alpha=1e-4, max_iter=50, random_state=0)),
+            (
+                "model",
+                SGDClassifier(loss="modified_huber", alpha=1e-4, class_weight="balanced", max_iter=50, random_state=0),
+            ),
         ]
     )
 
@@ -123,18 +130,19 @@ SQRT_BALANCED = 0.5
 UNWEIGHTED = 0.0
 
 # "char_wb" names scikit-learn's analyzer; "chars" our numpy counter of the same n-grams.
-# Without a suffix a model weights classes as scikit-learn's class_weight="balanced" does.
+# Without a suffix a model weights classes as scikit-learn's class_weight="balanced" does
+# (the char_wb, LinearSVC and SGD candidates through the estimator's own class_weight).
 CANDIDATES: dict[str, Candidate] = {
     "chars2-5/logreg-sqrtw": Candidate(_chars_logreg, SQRT_BALANCED),
     "chars2-5/logreg": Candidate(_chars_logreg, BALANCED),
     "chars2-5/logreg-unweighted": Candidate(_chars_logreg, UNWEIGHTED),
-    "char_wb2-5/logreg": Candidate(_logreg(char_range=(2, 5), words=False), BALANCED),
-    "char_wb1-4/logreg": Candidate(_logreg(words=False), BALANCED),
-    "words+char_wb1-4/logreg": Candidate(_logreg(), BALANCED),
-    "char_wb1-4/linearsvc": Candidate(_linear_svc(words=False), BALANCED),
-    "words+char_wb1-4/linearsvc": Candidate(_linear_svc(), BALANCED),
-    "words+char_wb1-4/sgd": Candidate(_sgd, BALANCED),
-    "words+char_wb1-4/complementnb": Candidate(_complement_nb, UNWEIGHTED),
+    "char_wb2-5/logreg": Candidate(_logreg(char_range=(2, 5), words=False), None),
+    "char_wb1-4/logreg": Candidate(_logreg(words=False), None),
+    "words+char_wb1-4/logreg": Candidate(_logreg(), None),
+    "char_wb1-4/linearsvc": Candidate(_linear_svc(words=False), None),
+    "words+char_wb1-4/linearsvc": Candidate(_linear_svc(), None),
+    "words+char_wb1-4/sgd": Candidate(_sgd, None),
+    "words+char_wb1-4/complementnb": Candidate(_complement_nb, None),
 }
 
 
