@@ -402,5 +402,9 @@ from streams.triagecli import triage  # noqa: E402 - registered after the group 
 
 main.add_command(triage)
 
+from streams.modelcli import eval_ as eval_command, train  # noqa: E402, I001
+main.add_command(train)
+main.add_command(eval_command, name="eval")
+
 if __name__ == "__main__":
     main()

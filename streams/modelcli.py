@@ -1,0 +1,285 @@
+"""``cityloop train`` and ``cityloop eval``: fit a city's text model on its historical reports, and score it.
+
+Progress goes to stderr and results to stdout, so ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+# Deliberately light at import time: `cityloop --help` should not wait for scikit-learn, so
+# everything from `classifiers` (whose package imports it) is imported inside the commands.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from classifiers.evaluation import Evaluation
+    from classifiers.text import TextClassifier
+    from classifiers.trainingdata import LabelledRows
+
+# Kept in step with classifiers.pipelines (a test checks), so that --help needs no scikit-learn import.
+PIPELINES = (
+    "chars2-5/logreg-sqrtw",
+    "chars2-5/logreg",
+    "chars2-5/logreg-unweighted",
+    "char_wb2-5/logreg",
+    "char_wb1-4/logreg",
+    "words+char_wb1-4/logreg",
+    "char_wb1-4/linearsvc",
+    "words+char_wb1-4/linearsvc",
+    "words+char_wb1-4/sgd",
+    "words+char_wb1-4/complementnb",
+)
+
+MIN_ROWS = 10
+TRIAGE_TARGET_PRECISION = 0.9
+
+
+def _progress(message: str) -> None:
+    click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
+
+
+def _read(data: Sequence[Path], text_cols: Sequence[str], label_col: str) -> LabelledRows:
+    from classifiers.trainingdata import concat, read_labelled_csv
+
+    parts = []
+    for path in data:
+        rows = read_labelled_csv(path, text_cols, label_col)
+        _progress(
+            f"read {len(rows) + rows.skipped} rows from {path}: {len(rows)} usable, "
+            f"{rows.skipped} skipped (empty text or label)"
+        )
+        parts.append(rows)
+    return concat(parts)
+
+
+def _holdout_split(rows: LabelledRows, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified row indices (train, held out); every class keeps a row on each side."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from classifiers.errors import TrainingDataError
+
+    classes = len(set(rows.labels))
+    held = max(classes, round(fraction * len(rows)))
+    if len(rows) - held < classes:
+        raise TrainingDataError(
+            f"{len(rows)} rows are too few to hold out {held} for testing and still train on every one of "
+            f"{classes} classes; add rows or raise --min-count"
+        )
+    indices = np.arange(len(rows))
+    train, test = train_test_split(indices, test_size=held, stratify=rows.labels, random_state=seed)
+    return np.sort(train), np.sort(test)
+
+
+def _scores(model: TextClassifier, texts: Sequence[str], labels: Sequence[str], most_confused: int = 10) -> Evaluation:
+    from classifiers.evaluation import evaluate
+
+    answers = model.predict(texts, top_k=1)
+    return evaluate(labels, [a.category for a in answers], [a.confidence for a in answers], most_confused=most_confused)
+
+
+def _summary_line(scores: Evaluation) -> str:
+    return f"accuracy {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f}, ECE {scores.ece:.3f} on {scores.rows} rows"
+
+
+@click.command()
+@click.option(
+    "--data",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+)
+@click.option(
+    "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
+)
+@click.option("--label-col", required=True, help="Column with the category (or agency) to learn.")
+@click.option(
+    "--out", default="text-model.cityloop", show_default=True, type=click.Path(path_type=Path), help="Model file."
+)
+@click.option(
+    "--min-count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Leave out classes with fewer rows than this.",
+)
+@click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Share held out.")
+@click.option("--pipeline", default=PIPELINES[0], show_default=True, type=click.Choice(PIPELINES))
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split and calibration folds.")
+@click.option("--created-at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z"]), help="Creation time to record [now].")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def train(
+    data: tuple[Path, ...],
+    text_cols: tuple[str, ...],
+    label_col: str,
+    out: Path,
+    min_count: int,
+    holdout: float,
+    pipeline: str,
+    seed: int,
+    created_at: datetime | None,
+    as_json: bool,
+) -> None:
+    """Train a text model on a city's historical reports and write it to OUT.
+
+    Holds out a stratified share of the rows to measure the model and choose triage
+    thresholds, then refits on every row for the saved model.
+    """
+    import numpy as np
+
+    from classifiers.errors import ClassifierError, TrainingDataError
+    from classifiers.modelfile import save_model
+    from classifiers.text import TextClassifier
+    from classifiers.trainingdata import drop_rare_classes
+    from classifiers.triage import choose_thresholds
+
+    started = time.perf_counter()
+    try:
+        rows = _read(data, text_cols, label_col)
+        rows, dropped = drop_rare_classes(rows, min_count)
+        if dropped:
+            _progress(
+                f"left out {len(dropped)} classes with fewer than {min_count} rows "
+                f"({sum(dropped.values())} rows): {', '.join(sorted(dropped))}"
+            )
+        classes = sorted(set(rows.labels))
+        if len(classes) < 2:
+            raise TrainingDataError(
+                f"{len(classes)} class left with at least {min_count} rows; a model needs two or more"
+            )
+        if len(rows) < MIN_ROWS:
+            raise TrainingDataError(f"{len(rows)} usable rows; a model needs at least {MIN_ROWS}")
+        _progress(f"{len(rows)} rows in {len(classes)} classes")
+        train_rows, test_rows = _holdout_split(rows, holdout, seed)
+        texts, labels = np.asarray(rows.texts, dtype=object), np.asarray(rows.labels)
+        _progress(f"fitting {pipeline} on {len(train_rows)} rows, holding out {len(test_rows)}")
+        trial = TextClassifier.train(
+            list(texts[train_rows]), list(labels[train_rows]), pipeline=pipeline, seed=seed, progress=_progress
+        )
+        held_texts, held_labels = list(texts[test_rows]), list(labels[test_rows])
+        scores = _scores(trial, held_texts, held_labels)
+        _progress(f"held out: {_summary_line(scores)}")
+        policy = choose_thresholds(
+            trial.predict(held_texts, top_k=1), held_labels, target_precision=TRIAGE_TARGET_PRECISION
+        )
+        _progress(f"refitting on all {len(rows)} rows")
+        model = TextClassifier.train(rows.texts, rows.labels, pipeline=pipeline, seed=seed, progress=_progress)
+        metrics = {
+            "holdout": {
+                "rows": scores.rows,
+                "accuracy": scores.accuracy,
+                "macro_f1": scores.macro_f1,
+                "ece": scores.ece,
+            },
+            "triage": {"target_precision": TRIAGE_TARGET_PRECISION, **policy.as_dict()},
+        }
+        metadata = save_model(
+            model,
+            out,
+            created_at=created_at or datetime.now(UTC),
+            metrics=metrics,
+            source=f"{', '.join(p.name for p in data)}: text {' + '.join(text_cols)}, label {label_col}",
+        )
+    except (ClassifierError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    elapsed = time.perf_counter() - started
+    _progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) in {elapsed:.1f} s")
+    result = {
+        "model": str(out),
+        "rows": len(rows),
+        "skipped": rows.skipped,
+        "classes": len(classes),
+        "dropped_classes": dropped,
+        "temperature": metadata.temperature,
+        "seconds": elapsed,
+        **metrics,
+    }
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"model: {out}")
+    click.echo(f"classes: {len(classes)} ({len(dropped)} left out), rows: {len(rows)}")
+    click.echo(f"held out: {_summary_line(scores)}")
+    click.echo(f"triage below confidence {policy.default_threshold:.2f} (target precision {TRIAGE_TARGET_PRECISION})")
+
+
+@click.command("eval")
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model file.")
+@click.option(
+    "--data",
+    required=True,
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+)
+@click.option(
+    "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
+)
+@click.option("--label-col", required=True, help="Column with the true category.")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Classes and pairs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def eval_(
+    model_path: Path, data: tuple[Path, ...], text_cols: tuple[str, ...], label_col: str, top: int, as_json: bool
+) -> None:
+    """Score a model on labelled reports: accuracy, macro-F1, per class, confusions, calibration and speed.
+
+    Rows whose label the model was not trained on are left out of the scores (no model
+    can predict them) and counted.
+    """
+    from classifiers.errors import ClassifierError, TrainingDataError
+    from classifiers.evaluation import measure_latency
+    from classifiers.modelfile import load_model
+
+    try:
+        model, metadata = load_model(model_path)
+        rows = _read(data, text_cols, label_col)
+        known = set(model.classes)
+        kept = [(t, y) for t, y in zip(rows.texts, rows.labels, strict=True) if y in known]
+        unknown = len(rows) - len(kept)
+        if not kept:
+            raise TrainingDataError(f"none of the {len(rows)} rows has a label the model knows")
+        texts, labels = [t for t, _ in kept], [y for _, y in kept]
+        scores = _scores(model, texts, labels, most_confused=top)
+        _progress("timing")
+        latency = measure_latency(lambda batch: model.predict(batch), texts, time.perf_counter)
+    except (ClassifierError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    result: dict[str, Any] = {
+        "model": str(model_path),
+        "created_at": metadata.created_at,
+        "rows_read": len(rows) + rows.skipped,
+        "rows_skipped": rows.skipped,
+        "rows_unknown_label": unknown,
+        **scores.as_dict(),  # its "rows" are the rows scored
+        "latency": latency.__dict__,
+    }
+    result["per_class"] = result["per_class"][:top]
+    result["confused"] = [{"true": t, "predicted": p, "rows": n} for t, p, n in scores.confused[:top]]
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"model {model_path} ({len(model.classes)} classes, made {metadata.created_at})")
+    click.echo(
+        f"rows: {scores.rows} scored, {unknown} left out (label unknown to the model), "
+        f"{rows.skipped} skipped (empty text or label)"
+    )
+    click.echo(f"accuracy {scores.accuracy:.3f}  macro-F1 {scores.macro_f1:.3f}  ECE (10 bins) {scores.ece:.3f}")
+    click.echo(f"\n{'class':32} {'rows':>6} {'precision':>9} {'recall':>7} {'F1':>6}")
+    for s in scores.per_class[:top]:
+        click.echo(f"{s.label[:32]:32} {s.support:6d} {s.precision:9.3f} {s.recall:7.3f} {s.f1:6.3f}")
+    if scores.confused:
+        click.echo("\nmost confused (true -> predicted: rows)")
+        for t, p, n in scores.confused[:top]:
+            click.echo(f"  {t} -> {p}: {n}")
+    click.echo(
+        f"\nspeed: {latency.batch_reports_per_s:,.0f} reports/s in batches of {latency.batch_size}; "
+        f"one text p50 {latency.single_p50_ms:.2f} ms, p99 {latency.single_p99_ms:.2f} ms"
+    )
