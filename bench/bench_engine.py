@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from classifiers import seed_classifier
 from classifiers.store import RedisIncidentIndex
+from classifiers.triage import TriagePolicy
 from dispatch import load_city_pack
 from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
 from streams.engine import Engine
@@ -98,7 +99,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for repeat in range(args.repeats):
             engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 3600), DetectorStore(client, namespace),
                             RedisIncidentIndex(client, namespace, ttl_s=3600), TriageQueue(client, namespace, 3600),
-                            sink, Topics(namespace), triage_threshold=0.0)  # fmt: skip
+                            sink, Topics(namespace), triage_policy=TriagePolicy(0.0))  # fmt: skip
             make = report_envelopes if args.kind == "reports" else reading_envelopes
             envelopes = make(args.count, f"r{repeat}")
             process = engine.process_reports if args.kind == "reports" else engine.process_readings

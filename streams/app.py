@@ -20,9 +20,11 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from classifiers import seed_classifier
+from classifiers import TextClassifier, seed_classifier
 from classifiers.merge import MergePolicy
+from classifiers.modelfile import load_model
 from classifiers.store import RedisIncidentIndex
+from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from streams import metrics, transport
 from streams.engine import BatchResult, Engine
@@ -106,6 +108,20 @@ async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: 
     return total
 
 
+def text_model(settings: Settings, pack: CityPack) -> tuple[TextClassifier, TriagePolicy]:
+    """The city's model file if one is set (with the triage thresholds chosen when it was trained), else the seed."""
+    if settings.model is None:
+        return seed_classifier(), TriagePolicy(settings.triage_threshold)
+    classifier, metadata = load_model(settings.model)
+    unknown = sorted(set(classifier.classes) - {c.code for c in pack.spec.categories})
+    if unknown:
+        log.warning("model %s knows categories that %s does not: %s (such reports go to triage)",
+                    settings.model, pack.name, ", ".join(unknown[:20]))  # fmt: skip
+    trained = metadata.metrics.get("triage")
+    policy = TriagePolicy.from_dict(trained) if trained else TriagePolicy(settings.triage_threshold)
+    return classifier, policy
+
+
 def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
@@ -132,10 +148,11 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         web_host=settings.web_host,
         autodiscover=False,
     )
+    classifier, triage_policy = text_model(settings, pack)
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     engine = Engine(
         pack=pack,
-        classifier=seed_classifier(),
+        classifier=classifier,
         ledger=Ledger(redis_client, settings.redis_namespace, settings.dedup_ttl_s),
         detectors=DetectorStore(redis_client, settings.redis_namespace),
         incidents=RedisIncidentIndex(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
@@ -143,7 +160,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         sink=FaustSink(app),
         topics=topics,
         merge_policy=MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s),
-        triage_threshold=settings.triage_threshold,
+        triage_policy=triage_policy,
         max_skew=timedelta(seconds=settings.max_clock_skew_s),
     )
     app.cityloop_engine = engine  # type: ignore[attr-defined]

@@ -87,6 +87,11 @@ def main() -> None:
 @common_options
 @click.option("--web-port", type=int, help="Port of /metrics and /health [env CITYLOOP_WEB_PORT; default 6066].")
 @click.option("--batch-size", type=int, help="Max records per batch [env CITYLOOP_BATCH_SIZE; default 500].")
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Text model file from `cityloop train` [env CITYLOOP_MODEL; default: the demo city's seed model].",
+)
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def worker(loglevel: str, **flags: Any) -> None:
     """Run a stream worker: ingest, discover, dispatch, emit tasks.
@@ -122,6 +127,7 @@ def worker(loglevel: str, **flags: Any) -> None:
     click.echo(
         f"worker for {pack.name} (pack {pack.version}) on {settings.kafka_bootstrap}, "
         f"Redis {settings.redis_url}, topics {settings.topic_prefix}.*; "
+        f"text model {settings.model or 'seed (demo city)'}; "
         f"metrics at http://{settings.web_host}:{settings.web_port}/metrics",
         err=True,
     )
@@ -403,6 +409,7 @@ from streams.triagecli import triage  # noqa: E402 - registered after the group 
 main.add_command(triage)
 
 from streams.modelcli import eval_ as eval_command, train  # noqa: E402, I001
+
 main.add_command(train)
 main.add_command(eval_command, name="eval")
 

@@ -29,6 +29,7 @@ import orjson
 from classifiers import AdaptiveState, AlarmChange, DetectorState, TextClassifier, ThresholdDetector, detector_for
 from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
+from classifiers.triage import TriagePolicy
 from dispatch import CityPack, Dispatcher
 from feedback import BusinessCalendar, deadline_for
 from streams import metrics
@@ -137,7 +138,7 @@ class Engine:
         topics: Topics,
         *,
         merge_policy: MergePolicy | None = None,
-        triage_threshold: float = 0.25,
+        triage_policy: TriagePolicy | None = None,
         max_skew: timedelta = timedelta(days=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -151,7 +152,7 @@ class Engine:
         self.sink = sink
         self.topics = topics
         self.merge_policy = merge_policy or MergePolicy()
-        self.triage_threshold = triage_threshold
+        self.triage_policy = triage_policy or TriagePolicy(0.25)
         self.max_skew = max_skew
         self.clock = clock
         self.calendar = _calendar(pack)
@@ -213,7 +214,7 @@ class Engine:
             predictions = self.classifier.predict([items[i][1].text for i in by_text])
             for index, prediction in zip(by_text, predictions, strict=True):
                 in_pack = self.pack.category(prediction.category) is not None
-                unsure = not in_pack or prediction.confidence < self.triage_threshold
+                unsure = not in_pack or self.triage_policy.needs_triage(prediction)
                 result[index] = replace(
                     result[index],
                     category=prediction.category if in_pack else None,
@@ -389,7 +390,8 @@ class Engine:
             source_ids=[s.source_id],
         )
         why = (
-            f"confidence {s.confidence:.2f} is below the triage threshold {self.triage_threshold:.2f}"
+            f"confidence {s.confidence:.2f} is below the triage threshold "
+            f"{self.triage_policy.threshold_for(s.category):.2f} for {s.category}"
             if s.category is not None
             else "no category of this city fits the report"
         )

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         20, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency when a partition is idle)."
     )
+    model: Path | None = Field(
+        None,
+        description="A text model file from `cityloop train`; default: the seed model for the demo city's categories.",
+    )
     triage_threshold: float = Field(
         0.25, ge=0, le=1, description="Text classifications less confident than this wait for a person."
     )

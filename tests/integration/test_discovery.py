@@ -135,3 +135,30 @@ def test_an_unsure_report_waits_for_a_person_whose_decision_dispatches_it(
     feedback = [json.loads(m.value) for m in collect(bootstrap, topics.feedback, lambda rs: False, timeout=1)]
     labelled = [e for e in feedback if e["type"] == "triaged"]
     assert len(labelled) == 1 and labelled[0]["text"] == report["text"] and labelled[0]["category"] == "illegal_dumping"
+
+
+def test_a_worker_classifies_with_the_citys_own_model_file(workers, producer, topics, bootstrap, tmp_path):
+    """`cityloop train` output given as CITYLOOP_MODEL replaces the seed model in the worker."""
+    import csv
+
+    rows = [("zorblax all over the wall", "graffiti"), ("a zorblax tag again", "graffiti"),
+            ("fresh zorblax paint on the shop", "graffiti"), ("quizzle in the road", "pothole"),
+            ("deep quizzle near the school", "pothole"), ("the quizzle got bigger", "pothole")] * 6  # fmt: skip
+    data = tmp_path / "history.csv"
+    with open(data, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["description", "category"])
+        writer.writerows(rows)
+    model = tmp_path / "city.cityloop"
+    trained = CliRunner().invoke(main, ["train", "--data", str(data), "--text-col", "description", "--label-col",
+                                        "category", "--out", str(model), "--holdout", "0.34"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    workers.start(CITYLOOP_MODEL=str(model), CITYLOOP_TRIAGE_THRESHOLD="0")
+    report = {"report_id": "zb-1", "source": "app", "text": "someone sprayed zorblax on my door", "lat": 51.99,
+              "lon": 5.06, "reported_at": iso(datetime.now(UTC))}  # fmt: skip
+    producer.send(topics.reports, key=b"zb-1", value=json.dumps(report).encode())
+    producer.flush()
+    incidents = latest(collect(bootstrap, topics.incidents, lambda rs: len(rs) >= 1, timeout=60))
+    (incident,) = incidents.values()
+    assert incident["classified_by"] == "text_model" and incident["category"] == "graffiti"
+    assert [c for c, _ in incident["top"]] == ["graffiti", "pothole"]
