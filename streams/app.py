@@ -24,7 +24,7 @@ from classifiers import seed_classifier
 from classifiers.merge import MergePolicy
 from classifiers.store import RedisIncidentIndex
 from dispatch import CityPack
-from streams import lag, metrics, transport
+from streams import metrics, observability, transport
 from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
 from streams.settings import Settings
@@ -189,5 +189,5 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         return web.json(body, status=200 if ready else 503)
 
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
-    lag.install(app, topics)
+    observability.install(app, topics)
     return app
