@@ -7,6 +7,7 @@ redis-server for tests that pause or kill Redis, and a reader of a worker's /met
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -118,3 +119,39 @@ def private_workers(
     factory = WorkerFactory(bootstrap, private_redis.url, namespace, tmp_path)
     yield factory
     factory.stop_all()
+
+
+def send(producer: Any, topic: str, records: Iterable[tuple[bytes | None, bytes | None]], every: int = 100,
+         pause: float = 0.05) -> int:  # fmt: skip
+    """Send (key, value) pairs, flushing and pausing every ``every`` records (a steady stream, bounded); the count."""
+    count = 0
+    for key, value in records:
+        producer.send(topic, key=key, value=value)
+        count += 1
+        if count % every == 0:
+            producer.flush()
+            if pause:
+                time.sleep(pause)
+    producer.flush()
+    return count
+
+
+def encoded(record: dict[str, Any], key_field: str = "report_id") -> tuple[bytes, bytes]:
+    return str(record[key_field]).encode(), json.dumps(record).encode()
+
+
+def dead_letters(bootstrap: str, topics: Any, expected: int, timeout: float) -> list[dict[str, Any]]:
+    """Dead-letter records, read until ``expected`` distinct ones arrived (or the timeout)."""
+
+    def distinct(records: list[Any]) -> int:
+        return len({json.loads(m.value)["deadletter_id"] for m in records})
+
+    return [json.loads(m.value) for m in collect(bootstrap, topics.deadletter, lambda rs: distinct(rs) >= expected,
+                                                 timeout=timeout)]  # fmt: skip
+
+
+def figures(drill: str, **numbers: Any) -> str:
+    """One line of drill figures for the note (pytest -s shows it)."""
+    line = f"\ndrill {drill}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in numbers.items())
+    print(line)
+    return line
