@@ -35,11 +35,12 @@ def test_every_poison_payload_breaks_the_contract():
 
 
 def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(workers, producer, topics, bootstrap):
-    """4,000 seeded malformed payloads (random bytes, 70-300 KB records, 20,000-deep nesting, wrong types, NaN and
-    Infinity, bad UTF-8, missing fields, duplicate keys, valid JSON of the wrong shape, bad ids, times and kinds,
-    nulls) on the reports and readings topics, shuffled with 300 valid reports and 200 valid readings. Each malformed
-    record gets exactly one dead letter, at its own topic/partition/offset, with a reason; the worker keeps its pid
-    and stays ready; every valid report has an incident and every valid reading is ingested."""
+    """4,003 seeded malformed payloads (random bytes, 70-300 KB records, three records or keys of 0.6-0.9 MB,
+    20,000-deep nesting, wrong types, NaN and Infinity, bad UTF-8, missing fields, duplicate keys, valid JSON of
+    the wrong shape, bad ids, times and kinds, nulls) on the reports and readings topics, shuffled with 300 valid
+    reports and 200 valid readings. Each malformed record gets exactly one dead letter, at its own
+    topic/partition/offset, with a reason; the worker keeps its pid and stays ready; every valid report has an
+    incident and every valid reading is ingested."""
     worker = workers.start()
     pid = worker.process.pid
     rng = random.Random(SEED)
@@ -58,6 +59,10 @@ def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(w
     for n in range(VALID_READINGS):
         record = valid_reading(rng, 100_000 + n)
         items.append((topics.readings, record["sensor_id"].encode(), json.dumps(record).encode(), "valid"))
+    # near the broker's 1 MB record limit: kept whole, their dead letters would not fit (they are cut to 64 KiB)
+    items.append((topics.reports, b"near-limit-1", b"\xff" + rng.randbytes(900_000), "near_limit"))
+    items.append((topics.reports, b"near-limit-2", b"\x01" * 700_000, "near_limit"))
+    items.append((topics.readings, b"k" * 600_000, b"{}", "near_limit"))
     rng.shuffle(items)
 
     futures = [(producer.send(topic, key=key, value=value), family, topic) for topic, key, value, family in items]
@@ -76,6 +81,7 @@ def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(w
     for letter in by_id.values():
         assert letter["stage"] in {"validate", "detect"}, letter["stage"]
         assert letter["reason_code"] in (*REASON_CODES, "unknown_kind") and letter["reason"]
+    assert sum(1 for letter in by_id.values() if letter.get("original_truncated") or letter.get("key_truncated")) >= 3
 
     ids = {f"fzv-{n}" for n in range(VALID_REPORTS)}
     result = outcome(bootstrap, topics, ids, timeout=60)
