@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,11 +45,18 @@ def iso_ts(epoch: float) -> str:
     return iso(datetime.fromtimestamp(epoch, UTC))
 
 
-# A dead letter must itself fit in a broker record (Kafka's default limit is 1 MB). An input under that limit but
-# over the contract's 64 KiB becomes, whole, up to 4/3 larger in base64 or 6 times in escaped JSON text, and a dead
-# letter the producer refuses would stall its partition. So beyond 64 KiB only the first 64 KiB are kept (base64),
-# with the size and a SHA-256 of the whole.
-MAX_KEPT_BYTES = 64 * 1024
+# A dead letter must itself fit in a broker record (Kafka's default limit is 1 MB). An input under that limit becomes
+# up to 4/3 larger in base64, or 6 times in escaped JSON text, and a dead letter the producer refuses would stall its
+# partition. So an original is kept whole while it encodes to at most 512 KiB (every record within the contract's
+# 64 KiB does), and a key while it encodes to at most 256 KiB; beyond that, the first 64 KiB are kept (base64) with
+# the size and, for the original, a SHA-256 of the whole.
+MAX_ENCODED_ORIGINAL = 512 * 1024
+MAX_ENCODED_KEY = 256 * 1024
+KEPT_WHEN_CUT = 64 * 1024
+
+
+def _base64_size(data: bytes) -> int:
+    return 4 * ((len(data) + 2) // 3)
 
 
 def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: datetime) -> dict[str, Any]:
@@ -56,21 +64,25 @@ def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: dat
     original: str
     encoding: str
     extra: dict[str, Any] = {}
-    if envelope.value is None:
+    value = envelope.value
+    if value is None:
         original, encoding = "", "none"
-    elif len(envelope.value) > MAX_KEPT_BYTES:
-        original, encoding = base64.b64encode(envelope.value[:MAX_KEPT_BYTES]).decode("ascii"), "base64"
-        extra = {"original_truncated": True, "original_size": len(envelope.value),
-                 "original_sha256": hashlib.sha256(envelope.value).hexdigest()}  # fmt: skip
     else:
         try:
-            original, encoding = envelope.value.decode("utf-8"), "text"
+            original, encoding = value.decode("utf-8"), "text"
+            size = len(json.dumps(original, ensure_ascii=False).encode("utf-8"))
         except UnicodeDecodeError:
-            original, encoding = base64.b64encode(envelope.value).decode("ascii"), "base64"
+            original, encoding, size = "", "base64", _base64_size(value)
+        if size > MAX_ENCODED_ORIGINAL:
+            original, encoding = base64.b64encode(value[:KEPT_WHEN_CUT]).decode("ascii"), "base64"
+            extra = {"original_truncated": True, "original_size": len(value),
+                     "original_sha256": hashlib.sha256(value).hexdigest()}  # fmt: skip
+        elif encoding == "base64":
+            original = base64.b64encode(value).decode("ascii")
     key = envelope.key
-    if key is not None and len(key) > MAX_KEPT_BYTES:
+    if key is not None and _base64_size(key) > MAX_ENCODED_KEY:
         extra.update(key_truncated=True, key_size=len(key))
-        key = key[:MAX_KEPT_BYTES]
+        key = key[:KEPT_WHEN_CUT]
     return {
         "schema": CONTRACT_VERSION,
         "deadletter_id": f"{envelope.topic}:{envelope.partition}:{envelope.offset}",
