@@ -26,7 +26,7 @@ from classifiers.modelfile import load_model
 from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
-from streams import metrics, transport
+from streams import metrics, observability, transport
 from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
 from streams.settings import Settings
@@ -206,4 +206,5 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         return web.json(body, status=200 if ready else 503)
 
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
+    observability.install(app, topics)
     return app

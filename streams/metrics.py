@@ -90,3 +90,35 @@ REDIS_ERRORS = Counter(
     ["operation"],
 )
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
+
+# --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
+# name for each; the work-order lifecycle sets them. Labels: unit and category come from the city pack, state and
+# stage from the lifecycle's fixed tables; never a task or incident id.
+OPEN_TASKS = Gauge(
+    "cityloop_tasks_open",
+    "Tasks not yet closed, by unit and lifecycle state; set by the work-order lifecycle.",
+    ["unit", "state"],
+)
+SLA_WARNINGS = Counter(
+    "cityloop_sla_warnings_total",
+    "Tasks whose SLA clock entered the yellow or red zone before a deadline, by category, stage and level.",
+    ["category", "stage", "level"],
+)
+SLA_BREACHES = Counter(
+    "cityloop_sla_breaches_total",
+    "Tasks that missed an SLA deadline, by category and stage (acknowledge, resolve, verify).",
+    ["category", "stage"],
+)
+_LIFECYCLE_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 345600, 604800, 1209600, 2592000)
+TIME_TO_ACKNOWLEDGE = Histogram(
+    "cityloop_time_to_acknowledge_seconds",
+    "From a task's dispatch to the unit acknowledging it, by category.",
+    ["category"],
+    buckets=_LIFECYCLE_BUCKETS,
+)
+TIME_TO_RESOLVE = Histogram(
+    "cityloop_time_to_resolve_seconds",
+    "From a task's dispatch to the unit resolving it, by category.",
+    ["category"],
+    buckets=_LIFECYCLE_BUCKETS,
+)
