@@ -164,7 +164,12 @@ def main() -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    counter = "cityloop_processed_total"
+    # a report always has an outcome; a normal reading has none, so readings count when accepted
+    counter, having = (
+        ("cityloop_processed_total", 'stream="reports"')
+        if args.kind == "reports"
+        else ("cityloop_ingested_total", 'kind="reading"')
+    )
     samples: list[tuple[float, float]] = []
     try:
         while True:
@@ -172,7 +177,7 @@ def main() -> None:
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited: see {workdir / 'worker.log'}")
             try:
-                done = metric_sum(port, counter, f'stream="{args.kind}"')
+                done = metric_sum(port, counter, having)
             except OSError:
                 continue
             samples.append((time.perf_counter(), done))
