@@ -282,7 +282,8 @@ def _effect(
         order = _restart(_assigned(order, event), "acknowledge", at, policy)
     elif kind == "assign":
         arbitrated = order.arbitrated or order.state is State.ARBITRATION
-        order = replace(_assigned(order, event), arbitrated=arbitrated)
+        rule = event.get("rule") or ("arbitrated" if order.state is State.ARBITRATION else "reassigned")
+        order = replace(_assigned(order, event), arbitrated=arbitrated, rule=rule)
         order = _resume(_restart(order, "acknowledge", at, policy), "resolve", at)
     elif kind == "ack":
         order = _stop(order, ["acknowledge"], at, policy)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from feedback.orders import FINISHED, State, WorkOrder
+from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
 from feedback.views import task_view
 
@@ -228,7 +228,8 @@ class RedisOrderStore:
             ops.append(["zrem", self.timers_key, member])
         for member in new_timers.keys() - old_timers.keys():
             ops.append(["zadd", self.timers_key, str(int(new_timers[member].timestamp() * 1000)), member])
-        newly_verified = after.state is State.VERIFIED and (before is None or before.state is not State.VERIFIED)
+        # verification and its close are often written together: look at the time, not the state
+        newly_verified = after.verified_at is not None and (before is None or before.verified_at != after.verified_at)
         if newly_verified and after.sensor_id:
             ops.append(["set", f"{self._ns}:life:sensor:{after.sensor_id}", incident, self._reopen])
         return ops

@@ -219,6 +219,8 @@ class Lifecycle:
             records.append((self.topics.feedback, incident, follow_event))
             records.extend(extra)
             queue.extend(follow_step.then)
+        if e.type == "assign":  # the ops centre chose the unit: its task goes out like any other
+            records.append(self._task(order, e, e.get("reason") or f"assigned by {e.actor}"))
         if e.type == "dispatched" and order.sensor_id and sensors.get(order.sensor_id) not in (None, incident):
             records.append(self._realarm(order, sensors[order.sensor_id], e))
         batch.orders[incident] = order
@@ -283,13 +285,19 @@ class Lifecycle:
         # the task carries the deadlines the new unit has: those of the order once this event is applied
         preview = apply_event(order, LifecycleEvent.from_record(record), self.policy).order
         assert preview is not None
-        sla = sla_view(preview, self.policy.calendar)
+        return record, [self._task(preview, cause, why)]
+
+    def _task(self, order: WorkOrder, cause: LifecycleEvent, why: str) -> Record:
+        """The task record of an order's current attempt (same fields as the engine's first task)."""
+        sla = sla_view(order, self.policy.calendar)
+        explanation = {"pack": self.pack.name, "pack_version": self.pack.version, "why": why, "cause": cause.type,
+                       "decided_by": cause.actor, "rejected_by": [r.unit_id for r in order.rejections]}  # fmt: skip
         task = {
             "schema": CONTRACT_VERSION,
-            "task_id": task_id,
+            "task_id": order.task_id,
             "incident_id": order.incident_id,
-            "unit_id": unit_id,
-            "attempt": attempt,
+            "unit_id": order.unit_id,
+            "attempt": order.attempt,
             "category": order.category,
             "lat": order.lat,
             "lon": order.lon,
@@ -301,18 +309,9 @@ class Lifecycle:
                 "resolve_by": sla["resolve_by"],
                 "verify_within": order.sla.verify if order.sla else None,
             },  # fmt: skip
-            "reason": {
-                "rule": rule,
-                "explanation": {
-                    "pack": self.pack.name,
-                    "pack_version": self.pack.version,
-                    "why": why,
-                    "rejected_by": [r.unit_id for r in order.rejections],
-                    "cause": cause.type,
-                },
-            },  # fmt: skip
+            "reason": {"rule": order.rule, "explanation": explanation},
         }
-        return record, [(self.topics.tasks, order.incident_id, task)]
+        return (self.topics.tasks, order.incident_id, task)
 
     def _dead_letter(self, exc: FeedbackError, envelope: Envelope, now: datetime) -> _Out:
         record = dead_letter("lifecycle", exc.code, exc.reason, envelope, now)
