@@ -99,7 +99,9 @@ async def decide(incident_id: str, body: Decision, ctx: Ctx, who: Ops) -> JSONRe
     if ctx.pack.category(body.category) is None:
         raise ApiError(400, "unknown_category", f"category {body.category!r} is not in {ctx.pack.name}")
     if await ctx.triage.get(incident_id) is None:
-        raise ApiError(404, "not_found", f"incident {incident_id} is not waiting in the triage queue")
+        raise ApiError(404, "not_found", f"incident {incident_id} is not in the triage queue")
+    if not await ctx.triage.is_waiting(incident_id) or await ctx.order(incident_id) is not None:
+        raise ApiError(409, "already_decided", f"incident {incident_id} has been decided already")
     now = ctx.clock()
     record = {"schema": 1, "event_id": stable_id("evt", incident_id, "triage_decision", who.holder, iso(now)),
               "type": "triage_decision", "incident_id": incident_id, "category": body.category,

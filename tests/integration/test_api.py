@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from kafka import KafkaProducer
 
 from streams.outcomes import stable_id
 from tests.integration.api_helpers import (
@@ -18,7 +25,8 @@ from tests.integration.api_helpers import (
     issue_token,
     post_request,
 )
-from tests.integration.conftest import collect
+from tests.integration.conftest import collect, free_port, wait_for
+from tests.integration.loop import short_sla_city
 
 pytestmark = pytest.mark.integration
 
@@ -208,3 +216,124 @@ def test_a_reported_pothole_through_open311_and_a_field_units_day(
             "dispatched", "ack", "start", "resolve", "verify", "close"
         ]  # fmt: skip
         assert record["order"]["history"][1]["actor"] == "unit:roads-west"
+
+
+def test_the_ops_centre_triages_watches_the_board_merges_and_cancels(
+    workers, bootstrap, redis_url, namespace, tmp_path
+):
+    """Triage: an unsure report waits; the ops centre's decision dispatches it. The SLA board counts a red litter
+    order under its unit and category. Merging one order into another makes its request follow; cancelling the
+    survivor closes both requests 'without action'. A reassignment sends the order to the named unit."""
+    city = short_sla_city(tmp_path / "city", {"litter": ("0.05m", "1h", "1h")})
+    workers.start(CITYLOOP_CITY=str(city), CITYLOOP_TRIAGE_THRESHOLD="0.99")
+    settings = api_settings(bootstrap, redis_url, namespace, city)
+    ops = bearer(issue_token(redis_url, namespace, "ops-centre", holder="ana"))
+    with api_client(settings) as client:
+        # an unsure report (no service code) waits for a person
+        unsure = post_request(client, service_code="graffiti", description="strange smell near the canal").json()
+        assert unsure[0]["service_request_id"]
+        odd = {"report_id": "odd-1", "source": "phone", "text": "something odd is going on by the canal",
+               "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        producer.send(f"{namespace}.reports", key=b"odd-1", value=json.dumps(odd).encode())
+        producer.flush()
+        producer.close()
+        waiting = wait_json(client, "/ops/triage", lambda b: len(b["waiting"]) == 1, headers=ops)["waiting"]
+        assert waiting[0]["text"] == odd["text"]
+        incident = waiting[0]["incident_id"]
+        decided = client.post(f"/ops/triage/{incident}/decision", headers=ops, json={"category": "illegal_dumping"})
+        assert decided.status_code == 200 and decided.json()["task"]["unit_id"] == "cleansing-south"
+        assert (
+            client.post(f"/ops/triage/{incident}/decision", headers=ops, json={"category": "litter"}).status_code == 409
+        )
+        assert client.post("/ops/triage/x/decision", headers=ops, json={"category": "dragons"}).status_code == 400
+
+        # a litter order with a 3 s acknowledge SLA turns red on the board
+        litter = post_request(client, service_code="litter", lat="51.985", description="bags torn open").json()[0]
+        litter_incident = stable_id("inc", "report", litter["service_request_id"])
+        board = wait_json(client, "/ops/sla", lambda b: b["counts"].get("red") == 1, headers=ops)
+        assert board["by_unit"] == {"cleansing-south": {"yellow": 0, "red": 1}}
+        assert board["by_category"] == {"litter": {"yellow": 0, "red": 1}}
+        assert board["orders"]["red"][0]["incident_id"] == litter_incident
+
+        # merge the graffiti order into the litter one, then cancel the litter one: both requests close
+        graffiti_incident = stable_id("inc", "report", unsure[0]["service_request_id"])
+        wait_json(client, f"/ops/incidents/{graffiti_incident}", lambda b: b["order"] is not None, headers=ops)
+        merged = client.post(f"/ops/orders/{graffiti_incident}/merge", headers=ops,
+                             json={"into": litter_incident, "reason": "same corner, same mess"})  # fmt: skip
+        assert merged.status_code == 200 and merged.json()["task"]["state"] == "merged"
+        follows = client.get(f"/open311/v2/requests/{unsure[0]['service_request_id']}.json").json()[0]
+        assert follows["status"] == "open" and follows["agency_responsible"] == "Cleansing team South"
+        moved = client.post(f"/ops/orders/{litter_incident}/assign", headers=ops,
+                            json={"unit_id": "cleansing-central", "reason": "south is on strike"})  # fmt: skip
+        assert moved.status_code == 200 and moved.json()["task"]["unit_id"] == "cleansing-central"
+        assert moved.json()["task"]["attempt"] == 2
+        cancelled = client.post(f"/ops/orders/{litter_incident}/cancel", headers=ops, json={"reason": "cleared"})
+        assert cancelled.status_code == 200
+        for request_id in (litter["service_request_id"], unsure[0]["service_request_id"]):
+            closed = client.get(f"/open311/v2/requests/{request_id}.json").json()[0]
+            assert closed["status"] == "closed" and closed["status_notes"] == "Closed without action: cleared."
+        assert client.post(f"/ops/orders/{litter_incident}/cancel", headers=ops,
+                           json={"reason": "again"}).status_code == 409  # fmt: skip
+        assert wait_json(client, "/ops/sla", lambda b: b["counts"].get("red") == 0, headers=ops)["counts"]["red"] == 0
+
+
+def test_cityloop_api_serves_openapi_and_pushes_new_assignments_over_sse(
+    workers, bootstrap, redis_url, namespace, city, tmp_path
+):
+    """A real `cityloop api` process: /health, the OpenAPI document, and a unit's event stream that delivers the
+    assignment of a report posted through Open311 (the ops centre's stream stays silent about it)."""
+    workers.start(CITYLOOP_CITY=str(city))
+    port = free_port()
+    env = {**os.environ, "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap, "CITYLOOP_REDIS_URL": redis_url,
+           "CITYLOOP_TOPIC_PREFIX": namespace, "CITYLOOP_CITY": str(city), "CITYLOOP_API_PORT": str(port),
+           "CITYLOOP_OPEN311_API_KEYS": OPEN311_KEY}  # fmt: skip
+    log_path = tmp_path / "api.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "streams.cli", "api"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: _answers(f"{base}/health"), timeout=30), log_path.read_text()
+        document = httpx.get(f"{base}/openapi.json").json()
+        assert "/open311/v2/requests.json" in document["paths"] and "/units/me/events" in document["paths"]
+        assert "HTTPBearer" in document["components"]["securitySchemes"]
+        token = issue_token(redis_url, namespace, "roads-west")
+        received: list[str] = []
+        connected = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{base}/units/me/events", params={"max_events": 1}, headers=bearer(token),
+                              timeout=30) as stream:  # fmt: skip
+                for line in stream.iter_lines():
+                    if line.startswith(": connected"):
+                        connected.set()
+                    received.append(line)
+
+        listener = threading.Thread(target=listen)
+        listener.start()
+        assert connected.wait(10)
+        form = {"api_key": OPEN311_KEY, "service_code": "pothole", "lat": "51.99", "long": "5.06",
+                "description": "pothole"}  # fmt: skip
+        posted = httpx.post(f"{base}/open311/v2/requests.json", data=form).json()[0]
+        listener.join(timeout=30)
+        assert not listener.is_alive()
+        events = [line for line in received if line.startswith(("event:", "data:", "id:"))]
+        assert events[1] == "event: assignment"
+        data = json.loads(events[2][len("data: ") :])
+        assert data["incident_id"] == stable_id("inc", "report", posted["service_request_id"])
+        assert data["unit_id"] == "roads-west" and data["state"] == "dispatched"
+        missed = httpx.get(f"{base}/units/me/events", params={"max_events": 1}, timeout=10,
+                           headers={**bearer(token), "Last-Event-ID": "0-0"})  # fmt: skip
+        assert "event: assignment" in missed.text, "reconnecting with Last-Event-ID replays what was missed"
+        assert httpx.get(f"{base}/units/me/events").status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
