@@ -176,7 +176,7 @@ def check(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> Tra
     if row is None:
         if order is None:
             raise UnknownOrder(f"incident {event.incident_id} has no work order (a dispatched event creates one)")
-        allowed = ", ".join(allowed_events(order.state)) or "nothing"
+        allowed = ", ".join(allowed_events(order.state, event.actor_kind)) or "nothing"
         raise IllegalTransition(
             f"{event.type} is not allowed when order {order.incident_id} is {order.state.value}; allowed: {allowed}"
         )

@@ -123,9 +123,11 @@ REJECT_REASONS = frozenset(
 )
 
 
-def allowed_events(state: State | None) -> list[str]:
-    """The events the table allows in ``state``, in table order."""
-    return sorted({row.event for row in TRANSITIONS if state in row.sources})
+def allowed_events(state: State | None, actor_kind: str | None = None) -> list[str]:
+    """The events the table allows in ``state`` (to ``actor_kind``, if given), sorted."""
+    return sorted(
+        {row.event for row in TRANSITIONS if state in row.sources and (actor_kind is None or actor_kind in row.actors)}
+    )
 
 
 @dataclass(frozen=True)

@@ -146,10 +146,11 @@ def minutes_between(start: datetime, end: datetime, clock: str, calendar: Busine
     """Minutes of the clock that pass from ``start`` to ``end`` (0 when ``end`` is not later)."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    if end <= start:
+    if end.astimezone(UTC) <= start.astimezone(UTC):
         return 0.0
     if clock == "calendar":
-        return (end - start).total_seconds() / 60
+        # in UTC: two times in the same ZoneInfo subtract as wall clocks, which would lose a DST hour
+        return (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 60
     if calendar is None:
         raise ValueError("a working-time SLA needs the city's business calendar")
     return calendar.working_minutes_between(start, end)

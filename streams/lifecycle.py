@@ -44,6 +44,7 @@ from feedback.lifecycle import next_unit
 from feedback.orders import EVENTS, parse_timer_member
 from feedback.store import Change, RedisOrderStore
 from feedback.views import sla_view
+from streams import metrics
 from streams.engine import BatchResult, Sink
 from streams.outcomes import Envelope, dead_letter, event, iso, task_id_for
 from streams.records import Rejected, parse_object
@@ -191,12 +192,14 @@ class Lifecycle:
             step = apply_event(batch.orders.get(incident), e, self.policy)
         except FeedbackError as exc:
             log.info("refused %s %s for %s: %s", e.type, e.event_id, incident, exc.reason)
+            metrics.LIFECYCLE_REFUSED.labels(exc.code).inc()
             batch.refusals.append((incident, e.event_id, exc.code, exc.reason))
             batch.out.append(self._dead_letter(exc, envelope, now))
             return
         if step.order is None or step.ignored:
             log.debug("ignored %s %s: %s", e.type, e.event_id, step.ignored)
             return
+        metrics.ORDER_EVENTS.labels(e.type).inc()
         order = step.order
         records: list[Record] = []
         applied = [e.event_id]
@@ -215,6 +218,7 @@ class Lifecycle:
                 continue
             assert follow_step.order is not None
             order = follow_step.order
+            metrics.ORDER_EVENTS.labels(follow_event["type"]).inc()
             applied.append(follow_event["event_id"])
             records.append((self.topics.feedback, incident, follow_event))
             records.extend(extra)
@@ -386,6 +390,15 @@ class Lifecycle:
                     sent += 1
             await asyncio.gather(*futures)
             await self.ledger.confirm([c.key for c in claims if c.status != SENT])
+            acked = self.clock()
+            for item, claim in zip(out, claims, strict=True):
+                if claim.status == SENT:
+                    continue
+                for _, _, record in item.records:
+                    stage = record.get("stage") or "sensor"
+                    metrics.TIMER_EVENTS.labels(record["type"], stage).inc()
+                    due = datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
+                    metrics.TIMER_LAG.observe(max(0.0, (acked - due).total_seconds()))
         await with_retry("timers_fired", lambda: self.orders.fired(members))
         return sent
 

@@ -84,3 +84,23 @@ REDIS_ERRORS = Counter(
     ["operation"],
 )
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
+ORDER_EVENTS = Counter(
+    "cityloop_order_events_total",
+    "Lifecycle events applied to work orders (transitions and notices), by type.",
+    ["type"],
+)
+LIFECYCLE_REFUSED = Counter(
+    "cityloop_lifecycle_refused_total",
+    "Lifecycle events refused and dead-lettered, by reason code.",
+    ["reason"],
+)
+TIMER_EVENTS = Counter(
+    "cityloop_timer_events_total",
+    "Events the SLA timer emitted (sla_warning, escalate, sensor verify), by type and stage.",
+    ["type", "stage"],
+)
+TIMER_LAG = Histogram(
+    "cityloop_timer_lag_seconds",
+    "From a deadline falling due to its event being acknowledged by the broker.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)

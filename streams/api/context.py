@@ -132,8 +132,11 @@ class ApiContext:
         (:class:`FeedbackError` propagates), so a refusal here is a race lost
         to another change.
         """
-        check(order, LifecycleEvent.from_record(record), self.policy)
         incident = record["incident_id"]
+        earlier = await self.orders.outcome(incident, record["event_id"])
+        if earlier is not None:  # a retry with the same Idempotency-Key: the first answer stands
+            return earlier
+        check(order, LifecycleEvent.from_record(record), self.policy)
         await self.writer.write(self.topics.feedback, incident, record)
         deadline = asyncio.get_running_loop().time() + self.settings.api_wait_s
         while True:

@@ -188,11 +188,23 @@ def test_a_reported_pothole_through_open311_and_a_field_units_day(
         early = client.post(f"/units/me/tasks/{task_id}/resolve", headers=west, json={"note": "done"})
         assert early.status_code == 409 and "allowed: ack" in early.json()["error"]["message"]
 
+        retry = {**west, "Idempotency-Key": "ack-from-tablet-7"}
+        for _ in range(2):  # a retried call is the same event: applied once
+            acked = client.post(f"/units/me/tasks/{task_id}/ack", headers=retry)
+            assert acked.status_code == 200 and acked.json()["task"]["state"] == "acknowledged", acked.text
+        started = client.post(f"/units/me/tasks/{task_id}/start", headers=west, json={"note": "on site"})
+        assert started.status_code == 200
+        waiting = client.post(
+            f"/units/me/tasks/{task_id}/wait", headers=west, json={"reason": "which side of the road"}
+        )
+        assert waiting.status_code == 200 and waiting.json()["task"]["sla"]["resolve_by"] is None
+        paused = client.get(f"/open311/v2/requests/{request_id}.json").json()[0]
+        assert paused["status_notes"].endswith("which side of the road.") and paused["expected_datetime"] is None
+        assert client.post(f"/units/me/tasks/{task_id}/resume", headers=west).status_code == 200
         photo = "https://photos.example/p1.jpg"
-        for action, body in [("ack", None), ("start", {"note": "on site"}),
-                             ("resolve", {"note": "filled", "media_url": photo})]:  # fmt: skip
-            answer = client.post(f"/units/me/tasks/{task_id}/{action}", headers=west, json=body)
-            assert answer.status_code == 200, answer.text
+        answer = client.post(f"/units/me/tasks/{task_id}/resolve", headers=west, json={"note": "filled",
+                                                                                       "media_url": photo})  # fmt: skip
+        assert answer.status_code == 200, answer.text
         assert answer.json()["task"]["state"] == "resolved" and answer.json()["task"]["sla"]["verify_by"]
         again = client.post(f"/units/me/tasks/{task_id}/resolve", headers=west, json={"note": "filled"})
         assert again.status_code == 409
@@ -213,7 +225,7 @@ def test_a_reported_pothole_through_open311_and_a_field_units_day(
         assert len(both.json()) == 2
         record = client.get(f"/ops/tasks/{task_id}", headers=ops).json()
         assert record["current"] and [h["type"] for h in record["order"]["history"]] == [
-            "dispatched", "ack", "start", "resolve", "verify", "close"
+            "dispatched", "ack", "start", "wait", "resume", "resolve", "verify", "close"
         ]  # fmt: skip
         assert record["order"]["history"][1]["actor"] == "unit:roads-west"
 
