@@ -238,7 +238,12 @@ def _create(event: LifecycleEvent, policy: Policy) -> WorkOrder:
     category = event.get("category")
     source_id = event.get("source_id")
     sensor = _sensor_of(source_id) if event.get("origin") == "sensor" else None
-    order = WorkOrder(
+    sla = policy.slas.get(category) if isinstance(category, str) else None
+    clocks = {}
+    if sla is not None:  # acknowledge and resolve run from the dispatch
+        for stage, span in (("acknowledge", sla.acknowledge), ("resolve", sla.resolve)):
+            clocks[stage] = replace(StageClock.fresh(span, sla.clock, policy.calendar), since=event.at)
+    return WorkOrder(
         incident_id=event.incident_id,
         state=State.DISPATCHED,
         unit_id=event.unit_id or "",
@@ -253,12 +258,11 @@ def _create(event: LifecycleEvent, policy: Policy) -> WorkOrder:
         origin=event.get("origin") or "report",
         source_id=source_id,
         rule=event.get("rule"),
-        sla=policy.slas.get(category) if isinstance(category, str) else None,
+        sla=sla,
+        clocks=clocks,
         sensor_id=sensor,
         alarms=frozenset({sensor}) if sensor else frozenset(),
     )
-    order = _restart(order, "acknowledge", event.at, policy)
-    return _restart(order, "resolve", event.at, policy)
 
 
 def _assigned(order: WorkOrder, event: LifecycleEvent) -> WorkOrder:
@@ -337,10 +341,10 @@ def _notice(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> S
         return Step(order.with_clock(stage, clock))
     if kind == "merged":
         sensor = _sensor_of(event.get("source_id"))
-        order = replace(order, sources=order.sources + 1)
-        if sensor is not None:  # a re-alarm: whatever quiet period was running is over
-            order = replace(order, alarms=order.alarms | {sensor}, quiet_due=None)
-        return Step(order)
+        if sensor is None:  # a repeat report: the incident index counts it; the order does not change
+            return Step(order, ignored="a repeat report changes nothing on the order")
+        # a re-alarm: whatever quiet period was running is over
+        return Step(replace(order, alarms=order.alarms | {sensor}, quiet_due=None))
     if kind == "sensor_clear":
         sensor = event.actor.split(":", 1)[1] if event.actor_kind == "sensor" else None
         alarms = order.alarms - {sensor} if sensor else order.alarms

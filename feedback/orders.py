@@ -236,7 +236,6 @@ class WorkOrder:
     rejections: tuple[Rejection, ...] = ()
     arbitrated: bool = False
     reopens: int = 0
-    sources: int = 1
     resolution: Mapping[str, Any] | None = None
     verified_at: datetime | None = None
     closed_at: datetime | None = None
@@ -328,7 +327,6 @@ class WorkOrder:
             "rejections": [r.to_dict() for r in self.rejections],
             "arbitrated": self.arbitrated,
             "reopens": self.reopens,
-            "sources": self.sources,
             "resolution": None if self.resolution is None else dict(self.resolution),
             "verified_at": moment(self.verified_at),
             "closed_at": moment(self.closed_at),
@@ -376,7 +374,6 @@ class WorkOrder:
             ),
             arbitrated=bool(data.get("arbitrated", False)),
             reopens=int(data.get("reopens", 0)),
-            sources=int(data.get("sources", 1)),
             resolution=data.get("resolution"),
             verified_at=moment(data.get("verified_at")),
             closed_at=moment(data.get("closed_at")),

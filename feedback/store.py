@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
-from feedback.views import task_view
+from feedback.views import assignment_view
 
 _SAVE = """
 local v = redis.call('HGET', KEYS[1], 'v') or ''
@@ -214,7 +214,7 @@ class RedisOrderStore:
         if new_holder and (old_holder != new_holder or reassigned):
             ops.append(["zadd", self.unit_key(new_holder), str(after.updated_at.timestamp()), incident])
             ops.append(["xadd", self.inbox_key(new_holder), self._inbox_len, "assignment",
-                        json.dumps(task_view(after, self._calendar))])  # fmt: skip
+                        json.dumps(assignment_view(after, self._calendar))])  # fmt: skip
         old_light = "green" if before is None else before.light()
         new_light = after.light()
         if old_light != new_light:

@@ -53,7 +53,6 @@ def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: b
         "address": order.address,
         "origin": order.origin,
         "rule": order.rule,
-        "sources": order.sources,
         "created_at": _iso(order.created_at),
         "updated_at": _iso(order.updated_at),
         "sla": sla_view(order, calendar),
@@ -68,6 +67,24 @@ def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: b
     if history:
         view["history"] = [dict(entry) for entry in order.history]
     return view
+
+
+def assignment_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """The short form a unit's push channel carries: enough to show the task and fetch the rest."""
+    return {
+        "task_id": order.task_id,
+        "incident_id": order.incident_id,
+        "unit_id": order.unit_id,
+        "attempt": order.attempt,
+        "state": order.state.value,
+        "category": order.category,
+        "lat": order.lat,
+        "lon": order.lon,
+        "address": order.address,
+        "rule": order.rule,
+        "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
+        "resolve_by": _iso(order.deadline("resolve", calendar)),
+    }
 
 
 def _last(order: WorkOrder, kind: str) -> Mapping[str, Any]:

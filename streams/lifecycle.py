@@ -315,6 +315,7 @@ class Lifecycle:
             },  # fmt: skip
             "reason": {"rule": order.rule, "explanation": explanation},
         }
+        metrics.ASSIGNMENTS.labels(order.unit_id, order.rule or "-").inc()
         return (self.topics.tasks, order.incident_id, task)
 
     def _dead_letter(self, exc: FeedbackError, envelope: Envelope, now: datetime) -> _Out:

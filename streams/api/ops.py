@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from feedback import WorkOrder
+from feedback import FINISHED, WorkOrder
 from feedback.views import open311_status, task_view
 from streams.api.actions import lifecycle_record, submit
 from streams.api.auth import Caller, context, ops_caller
@@ -157,8 +157,12 @@ async def cancel(incident_id: str, body: Reason, request: Request, ctx: Ctx, who
 @router.post("/orders/{incident_id}/merge", summary="Merge into another incident's order (its reports follow it)")
 async def merge(incident_id: str, body: Merge, request: Request, ctx: Ctx, who: Ops) -> JSONResponse:
     order = await _order(ctx, incident_id)
-    if await ctx.order(body.into) is None:
+    target = await ctx.order(body.into)
+    if target is None:
         raise ApiError(400, "unknown_order", f"incident {body.into} has no work order to merge into")
+    if target.state in FINISHED:
+        why = f"incident {body.into} is {target.state.value}; merge into an open one"
+        raise ApiError(409, "illegal_transition", why)
     return await submit(ctx, order, lifecycle_record(ctx, request, "merge_order", order, who.ops_actor,
                                                      into=body.into, reason=body.reason))  # fmt: skip
 
