@@ -131,7 +131,7 @@ def worker(loglevel: str, **flags: Any) -> None:
 
 @main.command()
 @common_options
-@click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default 127.0.0.1].")
+@click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default: CITYLOOP_WEB_HOST].")
 @click.option("--port", "api_port", type=int, help="Port [env CITYLOOP_API_PORT; default 8080].")
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def api(loglevel: str, **flags: Any) -> None:
@@ -149,8 +149,8 @@ def api(loglevel: str, **flags: Any) -> None:
 
     settings = _settings(**flags)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.api_port and port_in_use(settings.api_host, settings.api_port):
-        raise click.ClickException(f"port {settings.api_port} on {settings.api_host} is in use; choose --port")
+    if settings.api_port and port_in_use(settings.api_bind_host, settings.api_port):
+        raise click.ClickException(f"port {settings.api_port} on {settings.api_bind_host} is in use; choose --port")
     pack = _load_pack(settings)
     if not redis_answers(settings.redis_url):
         raise click.ClickException(f"Redis does not answer at {settings.redis_url}")
@@ -158,8 +158,9 @@ def api(loglevel: str, **flags: Any) -> None:
         ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"API for {pack.name} on http://{settings.api_host}:{settings.api_port} (OpenAPI at /docs)", err=True)
-    uvicorn.run(create_api(settings, pack), host=settings.api_host, port=settings.api_port, log_level=loglevel,
+    where = f"http://{settings.api_bind_host}:{settings.api_port}"
+    click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
+    uvicorn.run(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port, log_level=loglevel,
                 server_header=False)  # fmt: skip
 
 

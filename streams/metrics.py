@@ -83,6 +83,17 @@ REDIS_ERRORS = Counter(
     "Redis calls that failed and were retried.",
     ["operation"],
 )
+API_REQUESTS = Counter(
+    "cityloop_api_requests_total",
+    "HTTP API requests, by method, route template and status.",
+    ["method", "route", "status"],
+)
+API_SECONDS = Histogram(
+    "cityloop_api_request_seconds",
+    "HTTP API request handling time, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
 ORDER_EVENTS = Counter(
     "cityloop_order_events_total",

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     timer_lease_s: float = Field(
         10.0, gt=0, le=600, description="How long a popped deadline waits for its emitter before another takes it."
     )
-    api_host: str = Field("127.0.0.1", description="Interface `cityloop api` binds.")
+    api_host: str | None = Field(None, description="Interface `cityloop api` binds; unset: the same as web_host.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of `cityloop api`.")
     open311_api_keys: str = Field(
         "dev-open311-key",
@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def redis_namespace(self) -> str:
         return self.topic_prefix
+
+    @property
+    def api_bind_host(self) -> str:
+        return self.api_host or self.web_host
 
     @property
     def open311_keys(self) -> frozenset[str]:

@@ -7,14 +7,19 @@ and writes to Kafka (reports, feedback events); the worker does the rest.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Match
 
 from dispatch import CityPack
+from streams import metrics
 from streams.api import open311, ops, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.errors import RequestGuard, install_error_handlers
@@ -74,6 +79,19 @@ def create_api(
     app.include_router(units.router)
     app.include_router(ops.router)
 
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        template = _template(request)  # route templates only: a bounded label
+        metrics.API_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        metrics.API_SECONDS.labels(template).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/health", tags=["operations"], summary="Ready when Redis answers")
     async def health(request: Request) -> dict[str, Any]:
         ctx: ApiContext = request.app.state.ctx
@@ -81,6 +99,18 @@ def create_api(
         return {"status": "ok", "city": pack.name, "city_version": pack.version}
 
     return app
+
+
+def _template(request: Request) -> str:
+    """The path template of the route that served a request ("unmatched" if none did)."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(route.path)
+    for candidate in request.app.router.routes:
+        match, _ = candidate.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
 
 
 __all__ = ["create_api"]

@@ -310,6 +310,8 @@ def test_cityloop_api_serves_openapi_and_pushes_new_assignments_over_sse(
         document = httpx.get(f"{base}/openapi.json").json()
         assert "/open311/v2/requests.json" in document["paths"] and "/units/me/events" in document["paths"]
         assert "HTTPBearer" in document["components"]["securitySchemes"]
+        scraped = httpx.get(f"{base}/metrics").text
+        assert 'cityloop_api_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in scraped
         token = issue_token(redis_url, namespace, "roads-west")
         received: list[str] = []
         connected = threading.Event()

@@ -47,10 +47,12 @@ def local(*args: int) -> datetime:
     ],
 )
 def test_deadline_for(start: datetime, span: str, clock: str, expected: datetime):
+    """Deadlines in calendar and working time across evenings, weekends, holidays and both DST changes."""
     assert deadline_for(start, span, clock, CAL) == expected
 
 
 def test_deadline_keeps_the_callers_zone():
+    """A deadline comes back in the time zone the start was given in."""
     start = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)  # 09:00 in Amsterdam
     result = deadline_for(start, "4h", "working", CAL)
     assert result.tzinfo is UTC
@@ -61,21 +63,25 @@ def test_deadline_keeps_the_callers_zone():
     ("text", "expected"), [("4h", (0, 240)), ("1d", (1, 0)), ("1d4h30m", (1, 270)), ("90m", (0, 90))]
 )
 def test_parse_span(text: str, expected: tuple[float, float]):
+    """Spans read as (days, minutes)."""
     assert parse_span(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "soon", "4x", "h"])
 def test_parse_span_refuses_nonsense(text: str):
+    """Anything that is not a span is refused."""
     with pytest.raises(ValueError):
         parse_span(text)
 
 
 def test_working_clock_without_calendar_is_an_error():
+    """Working time needs the city's calendar."""
     with pytest.raises(ValueError, match="business calendar"):
         deadline_for(local(2026, 11, 26, 9, 0), "4h", "working", None)
 
 
 def test_naive_start_is_refused():
+    """A start without a time zone is refused."""
     with pytest.raises(ValueError, match="timezone-aware"):
         CAL.add_working_minutes(datetime(2026, 11, 26, 9, 0), 60)
 
