@@ -9,7 +9,7 @@ person in the city would not expect.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -69,6 +69,23 @@ class BusinessCalendar:
             day += timedelta(days=1)
         raise ValueError("no working time within ten years; check the calendar's holidays")
 
+    def working_minutes_between(self, start: datetime, end: datetime) -> float:
+        """Working minutes from ``start`` to ``end``: the overlap with each working day's hours."""
+        local_start, local_end = start.astimezone(self.zone), end.astimezone(self.zone)
+        day, last = local_start.date(), local_end.date()
+        if (last - day).days > 3700:
+            raise ValueError("spans of more than ten years are not measured in working time")
+        total = 0.0
+        while day <= last:
+            if self.is_working_day(day):
+                opens = datetime.combine(day, self.start, tzinfo=self.zone)
+                closes = datetime.combine(day, self.end, tzinfo=self.zone)
+                begin, finish = max(opens, local_start), min(closes, local_end)
+                if begin < finish:
+                    total += (finish - begin).total_seconds() / 60
+            day += timedelta(days=1)
+        return total
+
 
 @dataclass(frozen=True)
 class SlaClock:
@@ -100,3 +117,137 @@ def deadline_for(start: datetime, span: str, clock: str, calendar: BusinessCalen
     if calendar is None:
         raise ValueError("a working-time SLA needs the city's business calendar")
     return calendar.add_working_minutes(start, days * calendar.day_minutes + minutes)
+
+
+def span_minutes(span: str, clock: str, calendar: BusinessCalendar | None) -> float:
+    """The budget of an SLA span in minutes of its clock (a working day is the city's working day)."""
+    days, minutes = parse_span(span)
+    if clock == "calendar":
+        return days * 24 * 60 + minutes
+    if clock != "working":
+        raise ValueError(f"clock must be 'calendar' or 'working', not {clock!r}")
+    if calendar is None:
+        raise ValueError("a working-time SLA needs the city's business calendar")
+    return days * calendar.day_minutes + minutes
+
+
+def add_minutes(start: datetime, minutes: float, clock: str, calendar: BusinessCalendar | None) -> datetime:
+    """The moment ``minutes`` of the clock have passed after ``start``."""
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    if clock == "calendar":
+        return (start.astimezone(UTC) + timedelta(minutes=minutes)).astimezone(start.tzinfo)
+    if calendar is None:
+        raise ValueError("a working-time SLA needs the city's business calendar")
+    return calendar.add_working_minutes(start, minutes)
+
+
+def minutes_between(start: datetime, end: datetime, clock: str, calendar: BusinessCalendar | None) -> float:
+    """Minutes of the clock that pass from ``start`` to ``end`` (0 when ``end`` is not later)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    if end.astimezone(UTC) <= start.astimezone(UTC):
+        return 0.0
+    if clock == "calendar":
+        # in UTC: two times in the same ZoneInfo subtract as wall clocks, which would lose a DST hour
+        return (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 60
+    if calendar is None:
+        raise ValueError("a working-time SLA needs the city's business calendar")
+    return calendar.working_minutes_between(start, end)
+
+
+YELLOW_AT = 0.75  # share of the budget used when an order turns yellow
+
+
+@dataclass(frozen=True)
+class StageClock:
+    """The clock of one SLA stage (acknowledge, resolve or verify) of one work order.
+
+    A budget of minutes on a calendar or working clock that runs, pauses (while
+    the order waits on the reporter or is returned) and stops. ``used`` counts
+    the minutes of earlier running spells; ``since`` is when the current spell
+    began (None while paused or stopped). ``warned``/``breached`` say whether
+    the yellow and red events of this clock have been applied, so each fires
+    once per clock, however often it pauses.
+    """
+
+    budget: float
+    clock: str = "calendar"
+    used: float = 0.0
+    since: datetime | None = None
+    stopped: datetime | None = None
+    warned: bool = False
+    breached: bool = False
+
+    @classmethod
+    def fresh(cls, span: str, clock: str, calendar: BusinessCalendar | None) -> StageClock:
+        return cls(budget=span_minutes(span, clock, calendar), clock=clock)
+
+    @property
+    def running(self) -> bool:
+        return self.since is not None
+
+    def start(self, now: datetime) -> StageClock:
+        """Run from ``now`` (a running or stopped clock is left as it is)."""
+        if self.running or self.stopped is not None:
+            return self
+        return replace(self, since=now)
+
+    def pause(self, now: datetime, calendar: BusinessCalendar | None) -> StageClock:
+        if self.since is None:
+            return self
+        return replace(self, used=self.used_at(now, calendar), since=None)
+
+    def stop(self, now: datetime, calendar: BusinessCalendar | None) -> StageClock:
+        if self.stopped is not None:
+            return self
+        return replace(self.pause(now, calendar), stopped=now)
+
+    def used_at(self, now: datetime, calendar: BusinessCalendar | None) -> float:
+        if self.since is None:
+            return self.used
+        return self.used + minutes_between(self.since, now, self.clock, calendar)
+
+    def due(self, calendar: BusinessCalendar | None, share: float = 1.0) -> datetime | None:
+        """When ``share`` of the budget will have been used, if the clock keeps running (None unless running)."""
+        if self.since is None:
+            return None
+        remaining = self.budget * share - self.used
+        if remaining <= 0:
+            return self.since
+        return add_minutes(self.since, remaining, self.clock, calendar)
+
+    def level(self, now: datetime, calendar: BusinessCalendar | None) -> str:
+        """``green``, ``yellow`` (at least 75% used) or ``red`` (budget used up) at ``now``."""
+        used = self.used_at(now, calendar)
+        if used >= self.budget:
+            return "red"
+        if used >= self.budget * YELLOW_AT:
+            return "yellow"
+        return "green"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "budget": self.budget,
+            "clock": self.clock,
+            "used": self.used,
+            "since": None if self.since is None else self.since.isoformat(),
+            "stopped": None if self.stopped is None else self.stopped.isoformat(),
+            "warned": self.warned,
+            "breached": self.breached,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> StageClock:
+        def moment(value: object) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(str(value))
+
+        return cls(
+            budget=float(data["budget"]),  # type: ignore[arg-type]
+            clock=str(data.get("clock", "calendar")),
+            used=float(data.get("used", 0.0)),  # type: ignore[arg-type]
+            since=moment(data.get("since")),
+            stopped=moment(data.get("stopped")),
+            warned=bool(data.get("warned", False)),
+            breached=bool(data.get("breached", False)),
+        )

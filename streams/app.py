@@ -28,6 +28,7 @@ from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from streams import metrics, observability, transport
 from streams.engine import BatchResult, Engine
+from streams.lifecycle import build_lifecycle, fire_safely
 from streams.outcomes import Envelope
 from streams.settings import Settings
 from streams.state import DetectorStore, Ledger, TriageQueue
@@ -184,6 +185,19 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     async def apply_feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await _process("feedback", engine.process_feedback, engine, _envelopes(events))
+
+    # the closed loop (issue 5): work orders from feedback events, and the SLA timer
+    lifecycle = build_lifecycle(engine, redis_client, settings)
+    app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
+
+    @app.agent(feedback_topic, name="run_lifecycle")
+    async def run_lifecycle(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
+            await _process("lifecycle", lifecycle.process, engine, _envelopes(events))
+
+    @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
+    async def fire_deadlines() -> None:
+        await fire_safely(lifecycle)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -136,6 +136,89 @@ def worker(loglevel: str, **flags: Any) -> None:
 
 
 @main.command()
+@common_options
+@click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default: CITYLOOP_WEB_HOST].")
+@click.option("--port", "api_port", type=int, help="Port [env CITYLOOP_API_PORT; default 8080].")
+@click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def api(loglevel: str, **flags: Any) -> None:
+    """Serve the HTTP API: Open311 GeoReport v2, field units' tasks, the ops centre (OpenAPI at /docs).
+
+    It reads Redis and writes reports and lifecycle events to Kafka; run at
+    least one `cityloop worker` with the same settings to act on them.
+    """
+    import uvicorn
+
+    from streams.admin import ensure_topics
+    from streams.api import create_api
+    from streams.redisconn import port_in_use, redis_answers
+    from streams.topics import Topics
+
+    settings = _settings(**flags)
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.api_port and port_in_use(settings.api_bind_host, settings.api_port):
+        raise click.ClickException(f"port {settings.api_port} on {settings.api_bind_host} is in use; choose --port")
+    pack = _load_pack(settings)
+    if not redis_answers(settings.redis_url):
+        raise click.ClickException(f"Redis does not answer at {settings.redis_url}")
+    try:
+        ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f"http://{settings.api_bind_host}:{settings.api_port}"
+    click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
+    uvicorn.run(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port, log_level=loglevel,
+                server_header=False)  # fmt: skip
+
+
+@main.group()
+def units() -> None:
+    """Field units: issue and revoke their API tokens."""
+
+
+@units.command("token")
+@common_options
+@click.argument("unit_id")
+@click.option("--holder", help="Who or what carries the token (a person, a tablet); recorded with their actions.")
+@click.option("--revoke", is_flag=True, help="Revoke every token of UNIT_ID instead of issuing one.")
+def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) -> None:
+    """Issue an API token for UNIT_ID (printed once; only its hash is stored), or revoke its tokens.
+
+    The ops centre (the city pack's fallback unit) gets the token for the /ops routes the same way.
+    """
+    import asyncio
+    from datetime import datetime
+
+    import redis.asyncio as aioredis
+
+    from streams.api.store import ApiStore
+
+    settings = _settings(**flags)
+    pack = _load_pack(settings)
+    if pack.unit(unit_id) is None:
+        known = ", ".join(u.id for u in pack.spec.units)
+        raise click.UsageError(f"unknown unit {unit_id!r}; {pack.name} has: {known}")
+
+    async def run() -> str | int:
+        client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            store = ApiStore(client, settings.redis_namespace)
+            if revoke:
+                return await store.revoke_tokens(unit_id)
+            return await store.issue_token(unit_id, holder or unit_id, datetime.now(UTC))
+        finally:
+            await client.aclose()
+
+    try:
+        outcome = asyncio.run(run())
+    except OSError as exc:
+        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from None
+    if revoke:
+        click.echo(f"revoked {outcome} token(s) of {unit_id}")
+    else:
+        click.echo(outcome)
+
+
+@main.command()
 @click.option("--duration", default=60.0, show_default=True, type=float, help="Seconds of simulated city.")
 @click.option("--rate", default=50.0, show_default=True, type=float, help="Citizen reports per second.")
 @click.option(

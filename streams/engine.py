@@ -453,7 +453,11 @@ class Engine:
             "reason": {"rule": rule, "explanation": explanation},
             "co_notify": list(co_notify),
         }
-        dispatched = event("dispatched", incident_id, "engine", now, task_id=task_id, unit_id=unit_id)
+        # the work order is built from this event (streams.lifecycle): it carries what the order needs
+        dispatched = event("dispatched", incident_id, "engine", now, task_id=task_id, unit_id=unit_id, attempt=1,
+                           category=incident["category"], lat=incident["lat"], lon=incident["lon"],
+                           address=incident.get("address"), origin=incident["origin"],
+                           source_id=incident["source_ids"][0], rule=rule)  # fmt: skip
         metrics.ASSIGNMENTS.labels(unit_id, rule).inc()
         records = [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
         # units near a boundary, or named by a rule, hear about it without owning it

@@ -89,6 +89,17 @@ REDIS_ERRORS = Counter(
     "Redis calls that failed and were retried.",
     ["operation"],
 )
+API_REQUESTS = Counter(
+    "cityloop_api_requests_total",
+    "HTTP API requests, by method, route template and status.",
+    ["method", "route", "status"],
+)
+API_SECONDS = Histogram(
+    "cityloop_api_request_seconds",
+    "HTTP API request handling time, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
 
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
@@ -121,4 +132,24 @@ TIME_TO_RESOLVE = Histogram(
     "From a task's dispatch to the unit resolving it, by category.",
     ["category"],
     buckets=_LIFECYCLE_BUCKETS,
+)
+ORDER_EVENTS = Counter(
+    "cityloop_order_events_total",
+    "Lifecycle events applied to work orders (transitions and notices), by type.",
+    ["type"],
+)
+LIFECYCLE_REFUSED = Counter(
+    "cityloop_lifecycle_refused_total",
+    "Lifecycle events refused and dead-lettered, by reason code.",
+    ["reason"],
+)
+TIMER_EVENTS = Counter(
+    "cityloop_timer_events_total",
+    "Events the SLA timer emitted (sla_warning, escalate, sensor verify), by type and stage.",
+    ["type", "stage"],
+)
+TIMER_LAG = Histogram(
+    "cityloop_timer_lag_seconds",
+    "From a deadline falling due to its event being acknowledged by the broker.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )

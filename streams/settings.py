@@ -55,6 +55,33 @@ class Settings(BaseSettings):
     )
     dedup_ttl_s: int = Field(7 * 86_400, ge=60, description="How long a processed report id is remembered.")
     data_dir: Path = Field(Path(".cityloop"), description="Where the worker keeps local files (generated demo city).")
+    # the closed loop (issue 5)
+    max_rejections: int = Field(
+        2, ge=1, le=20, description="Rejections after which an order goes to the ops centre for arbitration."
+    )
+    sensor_quiet_s: float = Field(
+        1800.0, gt=0, description="How long a sensor must read normal before its incident is verified."
+    )
+    sensor_reopen_s: float = Field(
+        6 * 3600.0, gt=0, description="A re-alarm this soon after verification reopens the incident."
+    )
+    order_retention_s: int = Field(
+        30 * 86_400, ge=60, description="How long a closed, merged or cancelled order stays readable."
+    )
+    timer_interval_s: float = Field(0.5, gt=0, le=60, description="How often the SLA timer looks for due deadlines.")
+    timer_lease_s: float = Field(
+        10.0, gt=0, le=600, description="How long a popped deadline waits for its emitter before another takes it."
+    )
+    api_host: str | None = Field(None, description="Interface `cityloop api` binds; unset: the same as web_host.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of `cityloop api`.")
+    open311_api_keys: str = Field(
+        "dev-open311-key",
+        description="Comma-separated API keys accepted by Open311 POST requests; the default is for development only.",
+    )
+    api_max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024, description="Largest request body accepted.")
+    api_wait_s: float = Field(
+        5.0, ge=0, le=30, description="How long a unit's or ops action waits for the worker to apply it."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -72,6 +99,14 @@ class Settings(BaseSettings):
     @property
     def redis_namespace(self) -> str:
         return self.topic_prefix
+
+    @property
+    def api_bind_host(self) -> str:
+        return self.api_host or self.web_host
+
+    @property
+    def open311_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.open311_api_keys.split(",") if k.strip())
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -215,6 +215,11 @@ class TriageQueue:
                 result.append((incident_id, item))
         return result
 
+    async def is_waiting(self, incident_id: str) -> bool:
+        """Still in the queue (a decided item keeps its record until it expires, but leaves the queue)."""
+        score = await with_retry("triage_score", lambda: self._redis.zscore(f"{self._ns}:triage", incident_id))
+        return score is not None
+
     async def done(self, incident_id: str) -> None:
         """A decision was applied: the item leaves the queue (its record stays until it expires)."""
         await with_retry("triage_done", lambda: self._redis.zrem(f"{self._ns}:triage", incident_id))

@@ -1,0 +1,136 @@
+"""What people see of a work order: a unit's task, the ops centre's record, a reporter's Open311 status.
+
+Pure functions of an order (and the city's calendar and unit names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from feedback.orders import State, WorkOrder
+from feedback.sla import BusinessCalendar
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def sla_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """Deadlines of the running clocks (None when a clock is paused, stopped or absent) and the light."""
+    clocks = {}
+    for stage, clock in order.clocks.items():
+        clocks[stage] = {
+            "due": _iso(clock.due(calendar)),
+            "running": clock.running,
+            "used_minutes": round(clock.used, 2),
+            "budget_minutes": round(clock.budget, 2),
+            "warned": clock.warned,
+            "breached": clock.breached,
+        }
+    return {
+        "clock": None if order.sla is None else order.sla.clock,
+        "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
+        "resolve_by": _iso(order.deadline("resolve", calendar)),
+        "verify_by": _iso(order.deadline("verify", calendar)),
+        "light": order.light(),
+        "clocks": clocks,
+    }
+
+
+def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: bool = False) -> dict[str, Any]:
+    """The order as its unit (or the ops centre, with ``history``) sees it."""
+    view: dict[str, Any] = {
+        "task_id": order.task_id,
+        "incident_id": order.incident_id,
+        "unit_id": order.unit_id,
+        "attempt": order.attempt,
+        "state": order.state.value,
+        "category": order.category,
+        "lat": order.lat,
+        "lon": order.lon,
+        "address": order.address,
+        "origin": order.origin,
+        "rule": order.rule,
+        "created_at": _iso(order.created_at),
+        "updated_at": _iso(order.updated_at),
+        "sla": sla_view(order, calendar),
+        "rejections": [r.to_dict() for r in order.rejections],
+        "arbitrated": order.arbitrated,
+        "reopens": order.reopens,
+        "resolution": None if order.resolution is None else dict(order.resolution),
+        "verified_at": _iso(order.verified_at),
+        "closed_at": _iso(order.closed_at),
+        "merged_into": order.merged_into,
+    }
+    if history:
+        view["history"] = [dict(entry) for entry in order.history]
+    return view
+
+
+def assignment_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """The short form a unit's push channel carries: enough to show the task and fetch the rest."""
+    return {
+        "task_id": order.task_id,
+        "incident_id": order.incident_id,
+        "unit_id": order.unit_id,
+        "attempt": order.attempt,
+        "state": order.state.value,
+        "category": order.category,
+        "lat": order.lat,
+        "lon": order.lon,
+        "address": order.address,
+        "rule": order.rule,
+        "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
+        "resolve_by": _iso(order.deadline("resolve", calendar)),
+    }
+
+
+def _last(order: WorkOrder, kind: str) -> Mapping[str, Any]:
+    for entry in reversed(order.history):
+        if entry.get("type") == kind:
+            return entry
+    return {}
+
+
+def open311_status(order: WorkOrder | None, unit_names: Mapping[str, str], calendar: BusinessCalendar | None) -> dict:
+    """Open311 fields of a request whose report became (or joined) ``order``.
+
+    ``order`` is the order the request finally belongs to (the caller follows
+    ``merged_into``); None while the report is on its way or waits in triage.
+    """
+    if order is None:
+        return {"status": "open", "status_notes": "Received; being routed to the responsible team.",
+                "agency_responsible": None, "expected_datetime": None, "updated_datetime": None}  # fmt: skip
+    unit = unit_names.get(order.unit_id, order.unit_id)
+    state = order.state
+    note: str
+    if state is State.DISPATCHED:
+        note = f"Assigned to {unit}."
+    elif state is State.ACKNOWLEDGED:
+        note = f"{unit} has taken the request."
+    elif state is State.IN_PROGRESS:
+        note = f"{unit} is working on it."
+    elif state is State.WAITING:
+        note = f"{unit} needs more information from you: {_last(order, 'wait').get('reason') or 'please get in touch'}."
+    elif state in (State.REJECTED, State.ARBITRATION):
+        note = "Being reassigned to the responsible team."
+    elif state is State.RESOLVED:
+        note = f"{unit} reports it fixed; awaiting verification."
+    elif state in (State.VERIFIED, State.CLOSED):
+        how = (order.resolution or {}).get("note")
+        note = "Fixed and verified." + (f" {how}" if how else "")
+    elif state is State.REOPENED:
+        note = f"Reopened: {_last(order, 'reopen').get('reason') or 'not fixed'}."
+    elif state is State.CANCELLED:
+        note = f"Closed without action: {_last(order, 'cancel').get('reason') or 'cancelled by the operations centre'}."
+    else:  # merged: the caller should have followed it
+        note = "Merged with another request about the same problem."
+    return {
+        "status": "closed" if state in (State.CLOSED, State.CANCELLED) else "open",
+        "status_notes": note,
+        "agency_responsible": unit,
+        "expected_datetime": _iso(order.deadline("resolve", calendar)),
+        "updated_datetime": _iso(order.updated_at),
+    }

@@ -1,0 +1,116 @@
+"""CityLoop's HTTP API: Open311 GeoReport v2, the field units' API and the ops centre's (FastAPI).
+
+Started by ``cityloop api``. It reads Redis (orders, incidents, triage, tokens)
+and writes to Kafka (reports, feedback events); the worker does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Match
+
+from dispatch import CityPack
+from streams import metrics
+from streams.api import open311, ops, units
+from streams.api.context import ApiContext, EventWriter, KafkaWriter
+from streams.api.errors import RequestGuard, install_error_handlers
+from streams.settings import Settings
+
+log = logging.getLogger("streams.api")
+
+DEV_OPEN311_KEY = "dev-open311-key"
+
+
+def create_api(
+    settings: Settings,
+    pack: CityPack,
+    *,
+    redis_client: Any = None,
+    writer: EventWriter | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The API app; Redis and the Kafka writer are made at start-up unless given (tests give them)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import redis.asyncio as aioredis
+
+        own_redis = redis_client is None
+        client = redis_client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=30,
+                                                         socket_connect_timeout=5)  # fmt: skip
+        own_writer = writer is None
+        out = writer or KafkaWriter(settings.kafka_bootstrap)
+        if own_writer:
+            await out.start()  # type: ignore[union-attr]
+        if DEV_OPEN311_KEY in settings.open311_keys:
+            log.warning("Open311 accepts the development api_key %r; set CITYLOOP_OPEN311_API_KEYS", DEV_OPEN311_KEY)
+        kwargs = {"clock": clock} if clock else {}
+        app.state.ctx = ApiContext.build(settings, pack, client, out, **kwargs)
+        try:
+            yield
+        finally:
+            if own_writer:
+                await out.stop()  # type: ignore[union-attr]
+            if own_redis:
+                await client.aclose()
+
+    app = FastAPI(
+        title="CityLoop API",
+        version="1",
+        summary="Open311 GeoReport v2 for reporters, tasks for field units, the ops centre's desk.",
+        description=(
+            "Units and the ops centre authenticate with `Authorization: Bearer <token>` (tokens from "
+            "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
+    app.include_router(open311.router)
+    app.include_router(units.router)
+    app.include_router(ops.router)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        template = _template(request)  # route templates only: a bounded label
+        metrics.API_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        metrics.API_SECONDS.labels(template).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health", tags=["operations"], summary="Ready when Redis answers")
+    async def health(request: Request) -> dict[str, Any]:
+        ctx: ApiContext = request.app.state.ctx
+        await ctx.store.ping()
+        return {"status": "ok", "city": pack.name, "city_version": pack.version}
+
+    return app
+
+
+def _template(request: Request) -> str:
+    """The path template of the route that served a request ("unmatched" if none did)."""
+    route = request.scope.get("route")
+    if route is not None:
+        return str(route.path)
+    for candidate in request.app.router.routes:
+        match, _ = candidate.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
+__all__ = ["create_api"]

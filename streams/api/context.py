@@ -1,0 +1,151 @@
+"""What every API route needs: the city, the stores, a way to write events, and the clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from classifiers.store import RedisIncidentIndex
+from dispatch import CityPack
+from feedback import BusinessCalendar, FeedbackError, LifecycleEvent, Policy, WorkOrder, check
+from feedback.store import RedisOrderStore
+from streams.api.store import ApiStore
+from streams.engine import _calendar
+from streams.lifecycle import policy_for
+from streams.outcomes import stable_id
+from streams.settings import Settings
+from streams.state import TriageQueue
+from streams.topics import Topics
+
+
+class EventWriter(Protocol):
+    """Writes one record to a topic and returns once the broker has it."""
+
+    async def write(self, topic: str, key: str, record: dict[str, Any]) -> None: ...
+
+
+class KafkaWriter:
+    """:class:`EventWriter` on an aiokafka producer (acks from all in-sync replicas; no idempotence: see STACK.md)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=False, linger_ms=0
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def write(self, topic: str, key: str, record: dict[str, Any]) -> None:
+        value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        await self._producer.send_and_wait(topic, value, key=key.encode("utf-8"))
+
+
+def calendar_of(pack: CityPack) -> BusinessCalendar:
+    return _calendar(pack)  # the engine's reading of the pack's calendar
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    pack: CityPack
+    calendar: BusinessCalendar
+    policy: Policy
+    topics: Topics
+    orders: RedisOrderStore
+    incidents: RedisIncidentIndex
+    triage: TriageQueue
+    store: ApiStore
+    writer: EventWriter
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        pack: CityPack,
+        redis_client: Any,
+        writer: EventWriter,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> ApiContext:
+        calendar = calendar_of(pack)
+        ns = settings.redis_namespace
+        return cls(
+            settings=settings,
+            pack=pack,
+            calendar=calendar,
+            policy=policy_for(pack, calendar, settings),
+            topics=Topics(settings.topic_prefix),
+            orders=RedisOrderStore(
+                redis_client,
+                ns,
+                calendar,
+                event_ttl_s=settings.dedup_ttl_s,
+                retention_s=settings.order_retention_s,
+                sensor_reopen_s=int(settings.sensor_reopen_s),
+            ),  # fmt: skip
+            incidents=RedisIncidentIndex(redis_client, ns, ttl_s=settings.dedup_ttl_s),
+            triage=TriageQueue(redis_client, ns, ttl_s=settings.dedup_ttl_s),
+            store=ApiStore(redis_client, ns),
+            writer=writer,
+            clock=clock,
+        )
+
+    @property
+    def unit_names(self) -> dict[str, str]:
+        return {u.id: u.name for u in self.pack.spec.units}
+
+    async def order(self, incident_id: str) -> WorkOrder | None:
+        return (await self.orders.load([incident_id]))[incident_id]
+
+    async def final_order(self, incident_id: str) -> WorkOrder | None:
+        """The order, following merges to the one that carries the problem on (at most 8 hops)."""
+        order = await self.order(incident_id)
+        for _ in range(8):
+            if order is None or not order.merged_into:
+                return order
+            successor = await self.order(order.merged_into)
+            if successor is None:
+                return order
+            order = successor
+        return order
+
+    async def incident_of_report(self, report_id: str) -> str | None:
+        return await self.incidents.incident_of(f"report:{report_id}")
+
+    async def in_triage(self, report_id: str) -> bool:
+        return await self.triage.get(stable_id("inc", "report", report_id)) is not None
+
+    async def submit(self, order: WorkOrder | None, record: dict[str, Any]) -> tuple[str, str | None, str | None]:
+        """Check an event against the table, write it to the feedback stream and wait for the worker.
+
+        Returns ("applied" | "refused" | "accepted", code, reason); the table's
+        verdict on the order as read is final before anything is written
+        (:class:`FeedbackError` propagates), so a refusal here is a race lost
+        to another change.
+        """
+        incident = record["incident_id"]
+        earlier = await self.orders.outcome(incident, record["event_id"])
+        if earlier is not None:  # a retry with the same Idempotency-Key: the first answer stands
+            return earlier
+        check(order, LifecycleEvent.from_record(record), self.policy)
+        await self.writer.write(self.topics.feedback, incident, record)
+        deadline = asyncio.get_running_loop().time() + self.settings.api_wait_s
+        while True:
+            outcome = await self.orders.outcome(incident, record["event_id"])
+            if outcome is not None:
+                return outcome
+            if asyncio.get_running_loop().time() >= deadline:
+                return ("accepted", None, None)
+            await asyncio.sleep(0.05)
+
+
+__all__ = ["ApiContext", "EventWriter", "FeedbackError", "KafkaWriter", "calendar_of"]
