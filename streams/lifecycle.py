@@ -201,6 +201,10 @@ class Lifecycle:
             return
         metrics.ORDER_EVENTS.labels(e.type).inc()
         order = step.order
+        if e.type in ("ack", "resolve"):  # how long units take, for dashboards and SLA reviews
+            taken = max(0.0, (e.at - order.created_at).total_seconds())
+            histogram = metrics.TIME_TO_ACKNOWLEDGE if e.type == "ack" else metrics.TIME_TO_RESOLVE
+            histogram.labels(order.category or "-").observe(taken)
         records: list[Record] = []
         applied = [e.event_id]
         queue = list(step.then)
@@ -398,6 +402,11 @@ class Lifecycle:
                 for _, _, record in item.records:
                     stage = record.get("stage") or "sensor"
                     metrics.TIMER_EVENTS.labels(record["type"], stage).inc()
+                    if record["type"] in ("sla_warning", "escalate"):  # once per order, stage and deadline
+                        category = record.get("category") or "-"
+                        metrics.SLA_WARNINGS.labels(category, stage, record["level"]).inc()
+                        if record["type"] == "escalate":
+                            metrics.SLA_BREACHES.labels(category, stage).inc()
                     due = datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
                     metrics.TIMER_LAG.observe(max(0.0, (acked - due).total_seconds()))
         await with_retry("timers_fired", lambda: self.orders.fired(members))

@@ -90,11 +90,6 @@ def test_sigkill_mid_stream_then_restart_processes_every_record_once(workers, pr
     )
 
 
-@pytest.mark.skip(
-    reason="needs SLA breach events, which the closed loop (work-order lifecycle and SLA timers, on another branch) "
-    "adds; until then no worker emits a breach. The check is ready: breach_events() above, already run by the drill "
-    "before this one on whatever the feedback topic holds"
-)
-def test_sigkill_while_sla_timers_run_never_emits_a_breach_twice(workers, producer, topics, bootstrap):
-    """With SLA timers running (a city pack whose deadlines fall within the drill), a worker SIGKILLed and restarted
-    emits each task's breach of each stage exactly once (one event id per task and stage)."""
+# The breach half of this drill (SIGKILL while SLA deadlines fall due: each breach once, none lost) runs with the
+# closed loop's timer, in tests/integration/test_lifecycle.py
+# (test_a_timer_killed_while_breaches_are_due_neither_repeats_nor_loses_one).
