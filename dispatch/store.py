@@ -117,6 +117,13 @@ class AsyncUnitStore:
     async def close_task(self, unit_id: str, task_id: str) -> bool:
         return bool(await self.client.srem(self.keys.open(unit_id), task_id))
 
+    async def open_tasks(self, holds: Iterable[tuple[str, str]]) -> None:
+        """Count many (unit, task) at once; each task counts once per unit."""
+        pipe = self.client.pipeline(transaction=False)
+        for unit_id, task_id in holds:
+            pipe.sadd(self.keys.open(unit_id), task_id)
+        await pipe.execute()
+
     async def move_task(self, task_id: str, from_unit: str, to_unit: str) -> bool:
         return bool(await self._move(keys=[self.keys.open(from_unit), self.keys.open(to_unit)], args=[task_id]))
 

@@ -26,6 +26,7 @@ from classifiers.modelfile import load_model
 from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
+from dispatch.store import AsyncUnitStore
 from streams import metrics, observability, transport
 from streams.engine import BatchResult, Engine
 from streams.lifecycle import build_lifecycle, fire_safely
@@ -163,6 +164,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         merge_policy=MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s),
         triage_policy=triage_policy,
         max_skew=timedelta(seconds=settings.max_clock_skew_s),
+        units=AsyncUnitStore(redis_client, settings.redis_namespace),
     )
     app.cityloop_engine = engine  # type: ignore[attr-defined]
     state = {"assigned": 0}

@@ -16,6 +16,7 @@ re-enters here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,7 @@ from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack, Dispatcher
+from dispatch.store import AsyncUnitStore
 from feedback import BusinessCalendar, deadline_for
 from streams import metrics
 from streams.outcomes import Envelope, dead_letter, event, iso, iso_ts, stable_id, task_id_for
@@ -141,6 +143,7 @@ class Engine:
         triage_policy: TriagePolicy | None = None,
         max_skew: timedelta = timedelta(days=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        units: AsyncUnitStore | None = None,
     ) -> None:
         self.pack = pack
         self.dispatcher = Dispatcher(pack)
@@ -156,6 +159,9 @@ class Engine:
         self.max_skew = max_skew
         self.clock = clock
         self.calendar = _calendar(pack)
+        self.units = units
+        self._capacity_units = [u.id for u in pack.spec.units if u.capacity is not None]
+        self._field_teams = [u.id for u in pack.spec.units if u.kind == "field_team"]
         self._detectors = {kind: _detector(spec) for kind, spec in pack.spec.sensor_kinds.items()}
 
     # ----------------------------------------------------------------- reports
@@ -239,7 +245,13 @@ class Engine:
         opened = [(s, d) for s, d in zip(confident, decisions, strict=True) if d.opened]
         joined = [(s, d) for s, d in zip(confident, decisions, strict=True) if not d.opened]
         pending: list[_Pending] = []
-        assigned, failed = self._isolated(self._assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch")
+        loads, positions = await self._unit_state() if opened else ({}, {})
+        assign = functools.partial(self._assign, loads=loads, positions=positions)
+        assigned, failed = self._isolated(assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch")
+        if self.units is not None and assigned:
+            # count the new tasks against their units (a set per unit: a redelivered task counts once)
+            holds = [(a.unit_id, task_id_for(d.incident_id)) for (_, d), a in assigned]
+            await with_retry("unit_open_tasks", lambda: self.units.open_tasks(holds))
         pending.extend(failed)
         for (sighting, decision), assignment in assigned:
             pending.append(self._opened(sighting, decision, assignment, now))
@@ -274,13 +286,31 @@ class Engine:
             classified_by=s.method,
         )
 
-    def _assign(self, items: list[tuple[_Sighted, MergeDecision]], now: datetime) -> list[Any]:
+    async def _unit_state(self) -> tuple[dict[str, int] | None, dict[str, Any] | None]:
+        """Open tasks of units with a capacity, and field teams' positions, for load-aware dispatch."""
+        if self.units is None:
+            return None, None
+        units = self.units
+        loads = await with_retry("unit_loads", lambda: units.loads(self._capacity_units))
+        positions = await with_retry("unit_positions", lambda: units.positions(self._field_teams))
+        return loads, positions
+
+    def _assign(
+        self,
+        items: list[tuple[_Sighted, MergeDecision]],
+        now: datetime,
+        *,
+        loads: dict[str, int] | None = None,
+        positions: dict[str, Any] | None = None,
+    ) -> list[Any]:
         categories = [d.category for _, d in items]
         lats = np.array([d.lat for _, d in items])
         lons = np.array([d.lon for _, d in items])
         confidences = [s.confidence for s, _ in items]
         sources = [s.channel for s, _ in items]
-        return self.dispatcher.assign_batch(categories, lats, lons, confidences, sources=sources, now=now)
+        return self.dispatcher.assign_batch(
+            categories, lats, lons, confidences, sources=sources, now=now, loads=loads, positions=positions or None
+        )
 
     def _incident(
         self,

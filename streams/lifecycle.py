@@ -41,7 +41,7 @@ from dispatch import CityPack, Dispatcher
 from feedback import FINISHED, NOTICES, FeedbackError, FollowUp, LifecycleEvent, Policy, SlaSpec, WorkOrder
 from feedback import apply as apply_event
 from feedback.lifecycle import next_unit
-from feedback.orders import EVENTS, parse_timer_member
+from feedback.orders import ACTIVE, EVENTS, parse_timer_member
 from feedback.store import Change, RedisOrderStore
 from feedback.views import sla_view
 from streams import metrics
@@ -135,6 +135,7 @@ class Lifecycle:
         self.topics = topics
         self.clock = clock
         self.timer_lease = timer_lease
+        self.units: Any = None  # the units' open-task counters (dispatch's store), set by build_lifecycle
 
     # ---------------------------------------------------------------- events
 
@@ -188,6 +189,7 @@ class Lifecycle:
         self, batch: _Batch, envelope: Envelope, e: LifecycleEvent, sensors: dict[str, str], now: datetime
     ) -> None:
         incident = e.incident_id
+        before = _hold(batch.orders.get(incident))
         try:
             step = apply_event(batch.orders.get(incident), e, self.policy)
         except FeedbackError as exc:
@@ -232,6 +234,10 @@ class Lifecycle:
         if e.type == "dispatched" and order.sensor_id and sensors.get(order.sensor_id) not in (None, incident):
             records.append(self._realarm(order, sensors[order.sensor_id], e))
         batch.orders[incident] = order
+        after = _hold(order)
+        if self.units is not None and before != after:  # a unit's load: its orders still in its hands
+            units = self.units
+            await with_retry("unit_holds", lambda: _move_hold(units, before, after))
         batch.applied_ids.setdefault(incident, []).extend(applied)
         if records:
             batch.out.append(_Out(f"life:{e.event_id}", records))
@@ -431,6 +437,18 @@ class Lifecycle:
         return _stamped(record, when)
 
 
+def _hold(order: WorkOrder | None) -> tuple[str, str] | None:
+    """(unit, task) while the order is in a unit's hands, else None."""
+    return (order.unit_id, order.task_id) if order is not None and order.state in ACTIVE else None
+
+
+async def _move_hold(units: Any, before: tuple[str, str] | None, after: tuple[str, str] | None) -> None:
+    if before is not None:
+        await units.close_task(*before)
+    if after is not None:
+        await units.open_task(*after)
+
+
 def _stamped(record: dict[str, Any], at: datetime) -> dict[str, Any]:
     """Keep the full precision of the causing time (``event`` writes it as given)."""
     record["at"] = iso(at.astimezone(UTC))
@@ -453,7 +471,7 @@ def build_lifecycle(engine: Any, redis_client: Any, settings: Any) -> Lifecycle:
         retention_s=settings.order_retention_s,
         sensor_reopen_s=int(settings.sensor_reopen_s),
     )
-    return Lifecycle(
+    lifecycle = Lifecycle(
         engine.pack,
         engine.dispatcher,
         policy_for(engine.pack, engine.calendar, settings),
@@ -464,6 +482,8 @@ def build_lifecycle(engine: Any, redis_client: Any, settings: Any) -> Lifecycle:
         engine.topics,
         timer_lease=timedelta(seconds=settings.timer_lease_s),
     )
+    lifecycle.units = engine.units
+    return lifecycle
 
 
 async def fire_safely(lifecycle: Lifecycle) -> None:

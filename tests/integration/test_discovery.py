@@ -162,3 +162,31 @@ def test_a_worker_classifies_with_the_citys_own_model_file(workers, producer, to
     (incident,) = incidents.values()
     assert incident["classified_by"] == "text_model" and incident["category"] == "graffiti"
     assert [c for c, _ in incident["top"]] == ["graffiti", "pothole"]
+
+
+def test_a_unit_at_capacity_overflows_to_its_backup(workers, producer, topics, bootstrap, tmp_path):
+    """Roads West holds one open task at most: the second pothole in its area goes to Roads East, its backup."""
+    import yaml
+
+    from dispatch.demo_city import write_demo_city
+
+    city = write_demo_city(tmp_path / "city")
+    document = yaml.safe_load((city / "city.yaml").read_text())
+    for unit in document["units"]:
+        if unit["id"] == "roads-west":
+            unit["capacity"] = 1
+    (city / "city.yaml").write_text(yaml.safe_dump(document))
+    workers.start(CITYLOOP_CITY=str(city))
+    now = iso(datetime.now(UTC))
+    for i, (lat, lon) in enumerate([(51.99, 5.06), (51.99, 5.095)]):  # two problems in the west, 2.4 km apart
+        report = {"report_id": f"cap-{i}", "source": "app", "text": "pothole", "service_code": "pothole",
+                  "lat": lat, "lon": lon, "reported_at": now}  # fmt: skip
+        producer.send(topics.reports, key=report["report_id"].encode(), value=json.dumps(report).encode())
+        producer.flush()
+        collect(bootstrap, topics.tasks, lambda rs, n=i + 1: len(rs) >= n, timeout=60)
+    tasks = [json.loads(m.value) for m in collect(bootstrap, topics.tasks, lambda rs: False, timeout=1)]
+    units = {t["incident_id"]: t["unit_id"] for t in tasks}
+    assert units[stable_id("inc", "report", "cap-0")] == "roads-west"
+    assert units[stable_id("inc", "report", "cap-1")] == "roads-east"
+    second = next(t for t in tasks if t["incident_id"] == stable_id("inc", "report", "cap-1"))
+    assert "capacity" in json.dumps(second["reason"]["explanation"])
