@@ -29,16 +29,9 @@ def _settings(**flags: Any) -> Settings:
 
 
 def _load_pack(settings: Settings) -> Any:
-    from dispatch import InvalidCityPack, load_city_pack
-    from dispatch.demo_city import write_demo_city
+    from streams.cli_city import load_pack
 
-    path = settings.city
-    if path == "demo":
-        path = str(write_demo_city(settings.data_dir / "cities" / "demo"))
-    try:
-        return load_city_pack(path)
-    except InvalidCityPack as exc:
-        raise click.ClickException(f"invalid city pack: {exc}") from None
+    return load_pack(settings.city)
 
 
 def common_options(func: Any) -> Any:
