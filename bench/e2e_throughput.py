@@ -171,7 +171,7 @@ def main() -> None:
     log = open(workdir / "worker.log", "wb")
     started = time.perf_counter()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("BENCH_LOGLEVEL", "warning")],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -183,19 +183,18 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
             await _process("readings", engine.process_readings, engine, _envelopes(events))
 
-    @app.agent(feedback_topic, name="apply_feedback")
-    async def apply_feedback(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("feedback", engine.process_feedback, engine, _envelopes(events))
-
     # the closed loop (issue 5): work orders from feedback events, and the SLA timer
     lifecycle = build_lifecycle(engine, redis_client, settings)
     app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
 
-    @app.agent(feedback_topic, name="run_lifecycle")
-    async def run_lifecycle(stream: faust.StreamT) -> None:
+    # One agent reads the feedback topic: two agents on one topic share each message, and a message taken in a
+    # batch by one of them was seen never to be fully acknowledged (offsets stuck, shutdown waiting forever).
+    @app.agent(feedback_topic, name="apply_feedback")
+    async def apply_feedback(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("lifecycle", lifecycle.process, engine, _envelopes(events))
+            envelopes = _envelopes(events)
+            await _process("feedback", engine.process_feedback, engine, envelopes)  # triage decisions
+            await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
 
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
     async def fire_deadlines() -> None:
