@@ -50,7 +50,8 @@ class Policy:
 @dataclass(frozen=True)
 class FollowUp:
     """What the engine does next: ``redispatch`` (pick a new unit), ``dispatch_again`` (the same unit,
-    after a reopening), ``close`` (after verification) or ``merge_into`` (``target``)."""
+    after a reopening), ``reroute`` (route again under the new category; ``target`` is the old one),
+    ``close`` (after verification) or ``merge_into`` (``target``)."""
 
     kind: str
     target: str | None = None
@@ -108,6 +109,9 @@ def _validate(event: LifecycleEvent) -> None:
             _need(event, "reason", limit=MAX_NOTE)
     if kind == "merge_order":
         _need(event, "into")
+    if kind == "recategorise":
+        _need(event, "category", limit=64)
+        _need(event, "attempt", int)
     if kind in ("sla_warning", "escalate"):
         stage = _need(event, "stage", limit=32)
         if stage not in STAGES:
@@ -135,6 +139,16 @@ def _next_attempt(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> No
         raise IllegalTransition(f"order {order.incident_id} is already assigned to {order.unit_id}")
 
 
+def _new_category(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
+    if event.get("attempt") != order.attempt:
+        raise StaleEvent(
+            f"the category was changed on attempt {event.get('attempt')}, but the order is at attempt "
+            f"{order.attempt}; look again and retry"
+        )
+    if event.get("category") == order.category:
+        raise IllegalTransition(f"order {order.incident_id} is already in category {order.category}")
+
+
 def _quiet_period(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
     if event.actor_kind != "sensor":
         return
@@ -160,6 +174,7 @@ def _other_order(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> Non
 GUARDS: dict[str, Callable[[WorkOrder, LifecycleEvent, Policy], None]] = {
     "not_arbitrated": _not_arbitrated,
     "next_attempt": _next_attempt,
+    "new_category": _new_category,
     "quiet_period": _quiet_period,
     "reopen_window": _reopen_window,
     "other_order": _other_order,
@@ -279,9 +294,10 @@ def _effect(
         return _create(event, policy), ()
     then: tuple[FollowUp, ...] = ()
     if kind == "dispatched":
-        reopened = order.state is State.REOPENED
+        # after a reopening or a change of category the resolve budget starts again; after a rejection it goes on
+        fresh = order.state in (State.REOPENED, State.RECATEGORISED)
         order = _restart(_assigned(order, event), "acknowledge", at, policy)
-        order = _restart(order, "resolve", at, policy) if reopened else _resume(order, "resolve", at)
+        order = _restart(order, "resolve", at, policy) if fresh else _resume(order, "resolve", at)
     elif kind == "arbitrate":
         order = _restart(_assigned(order, event), "acknowledge", at, policy)
     elif kind == "assign":
@@ -301,6 +317,14 @@ def _effect(
         order = replace(order, rejections=order.rejections + (rejection,))
         order = _pause(_stop(order, ["acknowledge"], at, policy), "resolve", at, policy)
         then = (FollowUp("redispatch"),)
+    elif kind == "recategorise":
+        category = event.get("category")
+        previous = order.category
+        # the old category's clocks stop counting; the re-dispatch starts the new category's
+        order = _pause(_stop(order, ["acknowledge"], at, policy), "resolve", at, policy)
+        # a fresh routing: earlier rejections were about the old category (they stay in the history)
+        order = replace(order, category=category, sla=policy.slas.get(category), rejections=(), arbitrated=False)
+        then = (FollowUp("reroute", previous),)
     elif kind == "resolve":
         resolution = {"note": event.get("note"), "media_url": event.get("media_url"), "by": event.actor,
                       "at": at.isoformat()}  # fmt: skip
@@ -373,7 +397,7 @@ def _same_zone(value: Any, reference: datetime) -> str | None:
 
 
 _HISTORY_FIELDS = ("reason_code", "reason", "note", "media_url", "into", "successor", "stage", "due", "supervisor",
-                   "rule", "attempt")  # fmt: skip
+                   "rule", "attempt", "category")  # fmt: skip
 
 
 def _entry(event: LifecycleEvent, before: State | None, after: State | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ report back, verify, close; see docs/CONTRACT.md)::
     dispatched -> acknowledged -> in_progress -> resolved -> verified -> closed
                                   in_progress <-> waiting (on the reporter; clocks paused)
     dispatched | acknowledged -> rejected -> dispatched (next unit, attempt + 1)
+    any active state -> recategorised -> dispatched (the unit the new category routes to, attempt + 1)
                                           -> arbitration (the ops centre, after N rejections) -> dispatched
     resolved | verified | closed -> reopened -> dispatched (the same unit, attempt + 1)
     any open state -> merged (into another order) | cancelled
@@ -41,6 +42,7 @@ class State(StrEnum):
     VERIFIED = "verified"
     CLOSED = "closed"
     REOPENED = "reopened"
+    RECATEGORISED = "recategorised"
     MERGED = "merged"
     CANCELLED = "cancelled"
 
@@ -80,8 +82,8 @@ def _row(
 
 TRANSITIONS: tuple[Transition, ...] = (
     _row("dispatched", {None}, S.DISPATCHED, {"engine"}),
-    _row("dispatched", {S.REJECTED, S.REOPENED}, S.DISPATCHED, {"engine"}),
-    _row("arbitrate", {S.REJECTED}, S.ARBITRATION, {"engine"}),
+    _row("dispatched", {S.REJECTED, S.REOPENED, S.RECATEGORISED}, S.DISPATCHED, {"engine"}),
+    _row("arbitrate", {S.REJECTED, S.RECATEGORISED}, S.ARBITRATION, {"engine"}),
     _row(
         "assign",
         {S.ARBITRATION, S.DISPATCHED, S.ACKNOWLEDGED, S.IN_PROGRESS, S.WAITING},
@@ -89,6 +91,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         {"ops"},
         "next_attempt",
     ),  # fmt: skip
+    _row("recategorise", set(ACTIVE), S.RECATEGORISED, {"ops"}, "new_category"),
     _row("ack", {S.DISPATCHED}, S.ACKNOWLEDGED, {"unit"}),
     _row("start", {S.ACKNOWLEDGED}, S.IN_PROGRESS, {"unit"}),
     _row("wait", {S.IN_PROGRESS}, S.WAITING, {"unit"}),

@@ -114,7 +114,7 @@ def open311_status(order: WorkOrder | None, unit_names: Mapping[str, str], calen
         note = f"{unit} is working on it."
     elif state is State.WAITING:
         note = f"{unit} needs more information from you: {_last(order, 'wait').get('reason') or 'please get in touch'}."
-    elif state in (State.REJECTED, State.ARBITRATION):
+    elif state in (State.REJECTED, State.ARBITRATION, State.RECATEGORISED):
         note = "Being reassigned to the responsible team."
     elif state is State.RESOLVED:
         note = f"{unit} reports it fixed; awaiting verification."

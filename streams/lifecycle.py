@@ -38,6 +38,7 @@ from typing import Any
 
 from classifiers.store import IncidentIndex
 from dispatch import CityPack, Dispatcher
+from dispatch.reroute import reroute
 from feedback import FINISHED, NOTICES, FeedbackError, FollowUp, LifecycleEvent, Policy, SlaSpec, WorkOrder
 from feedback import apply as apply_event
 from feedback.lifecycle import next_unit
@@ -136,6 +137,8 @@ class Lifecycle:
         self.clock = clock
         self.timer_lease = timer_lease
         self.units: Any = None  # the units' open-task counters (dispatch's store), set by build_lifecycle
+        self._capacity_units = [u.id for u in pack.spec.units if u.capacity is not None]
+        self._field_teams = [u.id for u in pack.spec.units if u.kind == "field_team"]
 
     # ---------------------------------------------------------------- events
 
@@ -269,8 +272,41 @@ class Lifecycle:
             covering, backup = self._candidates(order)
             choice = next_unit(order, covering, backup, self.policy)
             return self._dispatch(order, cause, choice.event, choice.unit_id, choice.rule, choice.why)
+        if follow.kind == "reroute":
+            return await self._reroute(order, cause, follow.target)
         log.warning("unknown follow-up %s of %s", follow.kind, cause.event_id)
         return None
+
+    async def _reroute(
+        self, order: WorkOrder, cause: LifecycleEvent, old_category: str | None
+    ) -> tuple[dict[str, Any], list[Record]]:
+        """Route the order again under its new category: the task goes to whichever unit that names, attempt + 1.
+
+        Loads and positions are read as for a first dispatch, so capacity and
+        nearest-team rules apply; the order's own task does not count against
+        the unit that holds it. The old unit's inbox gets a withdrawal and the
+        new one's an assignment when the order is saved (feedback.store).
+        """
+        new_category = order.category or ""
+        loads = positions = None
+        if self.units is not None:
+            units = self.units
+            loads = await with_retry("unit_loads", lambda: units.loads(self._capacity_units))
+            positions = await with_retry("unit_positions", lambda: units.positions(self._field_teams))
+        try:
+            if order.lat is None or order.lon is None or self.pack.category(new_category) is None:
+                raise ValueError("the order has no location or its new category is not in the pack")
+            moved = reroute(self.dispatcher, old_category=old_category or "-", old_unit=order.unit_id,
+                            new_category=new_category, lat=order.lat, lon=order.lon, source=order.origin,
+                            now=cause.at, loads=loads, positions=positions or None)  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - a re-route that cannot be computed goes to the ops centre
+            log.exception("re-routing %s to %s failed; the ops centre arbitrates", order.incident_id, new_category)
+            why = f"category changed to {new_category}, but it could not be routed ({exc}): the ops centre decides"
+            return self._dispatch(order, cause, "arbitrate", self.policy.fallback_unit, "arbitration", why)
+        assignment = moved.assignment
+        why = assignment.explanation["recategorised"]["why"]
+        return self._dispatch(order, cause, "dispatched", assignment.unit_id, assignment.rule, why,
+                              explanation=assignment.explanation, co_notify=assignment.co_notify)  # fmt: skip
 
     def _candidates(self, order: WorkOrder) -> tuple[list[str], str | None]:
         """Units that handle the category and cover the point, in declared order, and the rejecting unit's backup."""
@@ -287,7 +323,16 @@ class Lifecycle:
         return covering, backup
 
     def _dispatch(
-        self, order: WorkOrder, cause: LifecycleEvent, kind: str, unit_id: str, rule: str, why: str
+        self,
+        order: WorkOrder,
+        cause: LifecycleEvent,
+        kind: str,
+        unit_id: str,
+        rule: str,
+        why: str,
+        *,
+        explanation: dict[str, Any] | None = None,
+        co_notify: tuple[str, ...] = (),
     ) -> tuple[dict[str, Any], list[Record]]:
         attempt = order.attempt + 1
         task_id = task_id_for(order.incident_id, attempt)
@@ -299,13 +344,26 @@ class Lifecycle:
         # the task carries the deadlines the new unit has: those of the order once this event is applied
         preview = apply_event(order, LifecycleEvent.from_record(record), self.policy).order
         assert preview is not None
-        return record, [self._task(preview, cause, why)]
+        records = [self._task(preview, cause, why, explanation, co_notify)]
+        for other in co_notify:  # as for a first dispatch: near a boundary, the neighbour hears of it
+            notice = event("co_notified", order.incident_id, "engine", cause.at, key=f"{cause.event_id}:{other}",
+                           task_id=task_id, unit_id=other, owner=unit_id, category=order.category)  # fmt: skip
+            records.append((self.topics.feedback, order.incident_id, _stamped(notice, cause.at)))
+        return record, records
 
-    def _task(self, order: WorkOrder, cause: LifecycleEvent, why: str) -> Record:
+    def _task(
+        self,
+        order: WorkOrder,
+        cause: LifecycleEvent,
+        why: str,
+        detail: dict[str, Any] | None = None,
+        co_notify: tuple[str, ...] = (),
+    ) -> Record:
         """The task record of an order's current attempt (same fields as the engine's first task)."""
         sla = sla_view(order, self.policy.calendar)
-        explanation = {"pack": self.pack.name, "pack_version": self.pack.version, "why": why, "cause": cause.type,
-                       "decided_by": cause.actor, "rejected_by": [r.unit_id for r in order.rejections]}  # fmt: skip
+        explanation = {**(detail or {}), "pack": self.pack.name, "pack_version": self.pack.version, "why": why,
+                       "cause": cause.type, "decided_by": cause.actor,
+                       "rejected_by": [r.unit_id for r in order.rejections]}  # fmt: skip
         task = {
             "schema": CONTRACT_VERSION,
             "task_id": order.task_id,
@@ -324,6 +382,7 @@ class Lifecycle:
                 "verify_within": order.sla.verify if order.sla else None,
             },  # fmt: skip
             "reason": {"rule": order.rule, "explanation": explanation},
+            "co_notify": list(co_notify),
         }
         metrics.ASSIGNMENTS.labels(order.unit_id, order.rule or "-").inc()
         return (self.topics.tasks, order.incident_id, task)

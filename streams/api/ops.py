@@ -47,6 +47,11 @@ class Assign(_Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class Recategorise(_Body):
+    category: str = Field(min_length=1, max_length=64, description="The category code the incident really is.")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class Merge(_Body):
     into: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN, description="The incident that carries on.")
     reason: str | None = Field(None, max_length=2000)
@@ -144,6 +149,19 @@ async def assign(incident_id: str, body: Assign, request: Request, ctx: Ctx, who
     attempt = order.attempt + 1
     record = lifecycle_record(ctx, request, "assign", order, who.ops_actor, task_id=task_id_for(incident_id, attempt),
                               unit_id=body.unit_id, attempt=attempt, reason=body.reason)  # fmt: skip
+    return await submit(ctx, order, record)
+
+
+@router.post(
+    "/orders/{incident_id}/recategorise",
+    summary="Change the category: the order is routed again, the old unit is told to drop it, the new one gets it",
+)
+async def recategorise(incident_id: str, body: Recategorise, request: Request, ctx: Ctx, who: Ops) -> JSONResponse:
+    if ctx.pack.category(body.category) is None:
+        raise ApiError(400, "unknown_category", f"category {body.category!r} is not in {ctx.pack.name}")
+    order = await _order(ctx, incident_id)
+    record = lifecycle_record(ctx, request, "recategorise", order, who.ops_actor, category=body.category,
+                              attempt=order.attempt, reason=body.reason)  # fmt: skip
     return await submit(ctx, order, record)
 
 

@@ -351,3 +351,79 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_recategorising_routes_the_order_again_and_tells_both_units(
+    workers, bootstrap, redis_url, namespace, city, topics, redis_client
+):
+    """A 'pothole' that is really a blocked drain: the ops centre changes the category while roads-west works on it.
+
+    The order is routed again under the new category (water-west, attempt 2) with the re-routing in the task's
+    explanation and the new category's SLA; roads-west's inbox gets a withdrawal and its task is gone from its
+    list and its load, water-west's gets the assignment. A second change that keeps the unit (a burst main is
+    also water-west's) is a new task for the same unit. Stale or unknown changes are refused.
+    """
+    from dispatch.store import UnitStore
+
+    workers.start(CITYLOOP_CITY=str(city))
+    settings = api_settings(bootstrap, redis_url, namespace, city)
+    west = bearer(issue_token(redis_url, namespace, "roads-west"))
+    water = bearer(issue_token(redis_url, namespace, "water-west"))
+    ops = bearer(issue_token(redis_url, namespace, "ops-centre", holder="ana"))
+    units = UnitStore(redis_client, namespace)
+    with api_client(settings) as client:
+        posted = post_request(client, description="water pours out of a hole in the road").json()[0]
+        incident = stable_id("inc", "report", posted["service_request_id"])
+        first = wait_json(client, "/units/me/tasks", lambda b: len(b["tasks"]) == 1, headers=west)["tasks"][0]
+        assert client.post(f"/units/me/tasks/{first['task_id']}/ack", headers=west).status_code == 200
+        assert client.post(f"/units/me/tasks/{first['task_id']}/start", headers=west).status_code == 200
+
+        unknown = client.post(f"/ops/orders/{incident}/recategorise", headers=ops,
+                              json={"category": "dragons", "reason": "?"})  # fmt: skip
+        assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_category"
+        same = client.post(f"/ops/orders/{incident}/recategorise", headers=ops,
+                           json={"category": "pothole", "reason": "no change"})  # fmt: skip
+        assert same.status_code == 409 and same.json()["error"]["code"] == "illegal_transition"
+
+        moved = client.post(f"/ops/orders/{incident}/recategorise", headers=ops,
+                            json={"category": "blocked_drain", "reason": "the crew found a blocked drain"})  # fmt: skip
+        assert moved.status_code == 200, moved.text
+        task = moved.json()["task"]
+        assert (task["unit_id"], task["attempt"], task["category"], task["state"]) == (
+            "water-west", 2, "blocked_drain", "dispatched")  # fmt: skip
+        tasks = [json.loads(m.value) for m in collect(bootstrap, topics.tasks, lambda rs: len(rs) >= 2, timeout=30)]
+        second = tasks[1]
+        assert (second["unit_id"], second["attempt"], second["category"]) == ("water-west", 2, "blocked_drain")
+        why = second["reason"]["explanation"]["recategorised"]
+        assert (why["from"], why["to"], why["previous_unit"]) == ("pothole", "blocked_drain", "roads-west")
+        assert second["reason"]["explanation"]["decided_by"] == "ops:ana"
+        assert second["sla"]["acknowledge_by"] != tasks[0]["sla"]["acknowledge_by"]
+
+        assert client.get("/units/me/tasks", headers=west).json()["tasks"] == []
+        gone = client.post(f"/units/me/tasks/{first['task_id']}/resolve", headers=west, json={"note": "done"})
+        assert gone.status_code == 404
+        inbox = redis_client.xrange(f"{namespace}:unit:roads-west:inbox")
+        withdrawn = [json.loads(fields[b"data"]) for _, fields in inbox if fields[b"event"] == b"withdrawn"]
+        assert [w["task_id"] for w in withdrawn] == [first["task_id"]]
+        water_inbox = redis_client.xrange(f"{namespace}:unit:water-west:inbox")
+        assigned = [json.loads(f[b"data"]) for _, f in water_inbox if f[b"event"] == b"assignment"]
+        assert [a["task_id"] for a in assigned] == [second["task_id"]]
+        assert [t["task_id"] for t in client.get("/units/me/tasks", headers=water).json()["tasks"]] == [
+            second["task_id"]]  # fmt: skip
+        assert units.loads(["roads-west", "water-west"]) == {"roads-west": 0, "water-west": 1}
+        request = client.get(f"/open311/v2/requests/{posted['service_request_id']}.json").json()[0]
+        assert request["agency_responsible"] == "Water crew West"
+
+        handed = client.post(f"/ops/orders/{incident}/assign", headers=ops,
+                             json={"unit_id": "roads-east", "reason": "east has the pump"})  # fmt: skip
+        assert handed.status_code == 200 and handed.json()["task"]["attempt"] == 3
+        back = client.post(f"/ops/orders/{incident}/recategorise", headers=ops,
+                           json={"category": "water_main_break", "reason": "it is the main"})  # fmt: skip
+        assert back.status_code == 200, back.text
+        third = back.json()["task"]
+        # the burst main is water-west's again (roads-east held it after the reassignment): attempt 4
+        assert (third["unit_id"], third["attempt"], third["category"]) == ("water-west", 4, "water_main_break")
+        history = client.get(f"/ops/incidents/{incident}", headers=ops).json()["order"]["history"]
+        assert [h["type"] for h in history] == ["dispatched", "ack", "start", "recategorise", "dispatched", "assign",
+                                                "recategorise", "dispatched"]  # fmt: skip
+        assert units.loads(["roads-east", "water-west"]) == {"roads-east": 0, "water-west": 1}

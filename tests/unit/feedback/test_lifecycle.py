@@ -76,6 +76,7 @@ def path_to(state: State) -> list[LifecycleEvent]:
         State.CLOSED: [d, ev("ack", U), ev("start", U), ev("resolve", U), ev("verify", "ops:ana"),
                        ev("close", "engine")],
         State.REOPENED: [d, ev("ack", U), ev("start", U), ev("resolve", U), ev("reopen", "ops:ana")],
+        State.RECATEGORISED: [d, ev("recategorise", "ops:ana", category="streetlight", attempt=1)],
         State.MERGED: [d, ev("merge_order", "ops:ana", into="inc-2")],
         State.CANCELLED: [d, ev("cancel", "ops:ana", reason="test")],
     }  # fmt: skip
@@ -85,6 +86,9 @@ def path_to(state: State) -> list[LifecycleEvent]:
 #: what the table must allow, written out by hand: (state, event) pairs
 ALLOWED = {
     (State.REJECTED, "dispatched"), (State.REOPENED, "dispatched"), (State.REJECTED, "arbitrate"),
+    (State.RECATEGORISED, "dispatched"), (State.RECATEGORISED, "arbitrate"),
+    *{(s, "recategorise") for s in (State.ARBITRATION, State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS,
+                                    State.WAITING)},
     (State.DISPATCHED, "ack"), (State.ACKNOWLEDGED, "start"), (State.IN_PROGRESS, "wait"), (State.WAITING, "resume"),
     (State.DISPATCHED, "reject"), (State.ACKNOWLEDGED, "reject"), (State.IN_PROGRESS, "resolve"),
     (State.RESOLVED, "verify"), (State.VERIFIED, "close"),
@@ -94,7 +98,7 @@ ALLOWED = {
                               State.WAITING)},
     *{(s, e) for e in ("merge_order", "cancel") for s in (State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS,
                                                           State.WAITING, State.REJECTED, State.ARBITRATION,
-                                                          State.RESOLVED, State.REOPENED)},
+                                                          State.RESOLVED, State.REOPENED, State.RECATEGORISED)},
 }  # fmt: skip
 
 
@@ -126,6 +130,14 @@ def test_the_table_allows_exactly_the_documented_pairs():
         (State.CLOSED, "reopen", "ops:ana", {"reason": "reporter says not fixed"}, State.REOPENED),
         (State.WAITING, "merge_order", "ops:ana", {"into": "inc-2"}, State.MERGED),
         (State.ARBITRATION, "cancel", "ops:ana", {"reason": "duplicate call"}, State.CANCELLED),
+        # re-categorisation by the ops centre
+        (State.IN_PROGRESS, "recategorise", "ops:ana", {"category": "flooding", "attempt": 1}, State.RECATEGORISED),
+        (State.ARBITRATION, "recategorise", "ops:ana", {"category": "flooding", "attempt": 2}, State.RECATEGORISED),
+        (State.DISPATCHED, "recategorise", "ops:ana", {"category": "flooding", "attempt": 2}, "stale_event"),
+        (State.DISPATCHED, "recategorise", "ops:ana", {"category": "pothole", "attempt": 1}, "illegal_transition"),
+        (State.DISPATCHED, "recategorise", U, {"category": "flooding", "attempt": 1}, "illegal_transition"),
+        (State.DISPATCHED, "recategorise", "ops:ana", {"attempt": 1}, "invalid_event"),
+        (State.RESOLVED, "recategorise", "ops:ana", {"category": "flooding", "attempt": 1}, "illegal_transition"),
         # refused: wrong state
         (State.DISPATCHED, "start", U, {}, "illegal_transition"),
         (State.DISPATCHED, "resolve", U, {}, "illegal_transition"),
@@ -163,7 +175,7 @@ def test_transitions(state: State, kind: str, actor: str, fields: dict, expected
     assert order.state is state
     fields = dict(fields)
     unit = fields.pop("unit", "roads-west" if kind in ("assign", "dispatched") else None)
-    task = fields.pop("task", f"tsk-1-{fields['attempt']}" if "attempt" in fields else None)
+    task = fields.pop("task", f"tsk-1-{fields['attempt']}" if "attempt" in fields and kind != "recategorise" else None)
     event = ev(kind, actor, T0 + timedelta(minutes=5), task_id=task, unit_id=unit, **fields)
     if isinstance(expected, State):
         assert apply(order, event, CAL_POLICY).order.state is expected
@@ -190,6 +202,30 @@ def test_follow_ups():
     assert [f.kind for f in reopened.then] == ["dispatch_again"]
     succeeded = apply(run(*path_to(State.CLOSED)), ev("reopen", "ops:ana", successor="inc-9"), CAL_POLICY)
     assert [(f.kind, f.target) for f in succeeded.then] == [("merge_into", "inc-9")]
+
+
+def test_a_recategorised_order_is_routed_again_with_the_new_category_s_clocks():
+    """Ops changes pothole -> flooding while roads-west works on it: the follow-up asks to route it again (naming
+    the old category); the old clocks stop; the re-dispatch starts flooding's 30 min / 6 h budgets and forgets
+    rejections made under the old category (they stay in the history)."""
+    order = run(dispatched(), ev("reject", U, at(5), reason_code="wrong_category"),
+                ev("dispatched", "engine", at(6), task_id="tsk-1-2", unit_id="roads-east", attempt=2),
+                ev("ack", "unit:roads-east", at(10)), ev("start", "unit:roads-east", at(20)))  # fmt: skip
+    step = apply(order, ev("recategorise", "ops:ana", at(30), category="flooding", attempt=2, reason="a burst main"),
+                 CAL_POLICY)  # fmt: skip
+    assert [(f.kind, f.target) for f in step.then] == [("reroute", "pothole")]
+    moved = step.order
+    assert (moved.state, moved.category, moved.sla) == (State.RECATEGORISED, "flooding", CAL_POLICY.slas["flooding"])
+    assert moved.rejections == () and moved.holder is None
+    assert not any(clock.running for clock in moved.clocks.values()), "no deadline fires while it is re-routed"
+    again = apply(moved, ev("dispatched", "engine", at(31), task_id="tsk-1-3", unit_id="water-west", attempt=3),
+                  CAL_POLICY).order  # fmt: skip
+    assert (again.state, again.unit_id, again.attempt) == (State.DISPATCHED, "water-west", 3)
+    assert again.deadline("acknowledge", CAL_POLICY.calendar) == at(31) + timedelta(minutes=30)
+    assert again.deadline("resolve", CAL_POLICY.calendar) == at(31) + timedelta(hours=6)
+    assert [(h["type"], h.get("category")) for h in again.history][-2:] == [("recategorise", "flooding"),
+                                                                             ("dispatched", None)]  # fmt: skip
+    assert [h["actor"] for h in again.history if h["type"] == "reject"] == [U]
 
 
 def test_an_arbitrated_order_cannot_be_rejected_again():
