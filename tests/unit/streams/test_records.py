@@ -76,6 +76,9 @@ BAD_REPORTS = [
     (b"x" * (MAX_RECORD_BYTES + 1), "too_large", "limit"),
     (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "too_deep", "nests"),
     (b'{"report_id": "a", "report_id": "b"}', "duplicate_key", "report_id"),
+    (b'{"report_id":"a","report_id" :"b"}', "duplicate_key", "report_id"),
+    (b'{"report_id":"a","\\u0072eport_id":"b"}', "duplicate_key", "report_id"),  # one key spelt two ways
+    (b'{"report_id":"a","reporter":{"name":"x","name":"y"}}', "duplicate_key", "name"),
     (report(lat=float("nan")).replace(b"NaN", b"NaN"), "non_finite", "finite"),
     (report(lon=float("inf")), "non_finite", "finite"),
     (report(report_id=...), "missing_field", "report_id"),
