@@ -27,8 +27,9 @@ from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from dispatch.store import AsyncUnitStore
-from streams import metrics, observability, transport
+from streams import lag, metrics, observability, transport
 from streams.engine import BatchResult, Engine
+from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
 from streams.outcomes import Envelope
 from streams.settings import Settings
@@ -169,19 +170,26 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     app.cityloop_engine = engine  # type: ignore[attr-defined]
     state = {"assigned": 0}
 
-    reports_topic = app.topic(topics.reports, partitions=settings.partitions)
-    readings_topic = app.topic(topics.readings, partitions=settings.partitions)
     feedback_topic = app.topic(topics.feedback, partitions=settings.partitions)
 
-    @app.agent(reports_topic, name="ingest_reports")
-    async def ingest_reports(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("reports", engine.process_reports, engine, _envelopes(events))
+    # the hot inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
+    async def reports(envelopes: list[Envelope]) -> None:
+        await _process("reports", engine.process_reports, engine, envelopes)
 
-    @app.agent(readings_topic, name="ingest_readings")
-    async def ingest_readings(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            await _process("readings", engine.process_readings, engine, _envelopes(events))
+    async def readings(envelopes: list[Envelope]) -> None:
+        await _process("readings", engine.process_readings, engine, envelopes)
+
+    ingest = BatchIngest(
+        bootstrap=settings.kafka_bootstrap,
+        group_id=f"{settings.consumer_group}-ingest",
+        handlers={topics.reports: reports, topics.readings: readings},
+        batch_size=settings.batch_size,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        loop=app.loop,
+        beacon=app.beacon,
+    )
+    app.service(ingest)
+    app.cityloop_ingest = ingest  # type: ignore[attr-defined]
 
     # the closed loop (issue 5): work orders from feedback events, and the SLA timer
     lifecycle = build_lifecycle(engine, redis_client, settings)
@@ -215,11 +223,13 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         body = {
             "status": "ready" if ready else "starting",
             "assigned_partitions": state["assigned"],
+            "ingest_partitions": len(ingest.offsets.assigned),
             "city": pack.name,
             "city_version": pack.version,
         }
         return web.json(body, status=200 if ready else 503)
 
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
-    observability.install(app, topics)
+    ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
+    observability.install(app, topics, extra=[ingest_lag])
     return app

@@ -29,7 +29,7 @@ Only partitions assigned to this worker are reported, so summing over workers do
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +97,30 @@ class FetchSensor(faust.Sensor):
         self._offsets.saw(tp, offset)
 
 
+@dataclass
+class LagSource:
+    """One consumer's view: what it fetched, the log end it last saw per partition, and its group's positions."""
+
+    offsets: FetchedOffsets
+    highwater: Callable[[Any], int | None]
+    committed: Callable[[], Mapping[Any, int]]
+
+
+def faust_source(app: faust.App, offsets: FetchedOffsets) -> LagSource:
+    def highwater(tp: Any) -> int | None:
+        try:
+            return app.consumer.highwater(tp)
+        except (AssertionError, KeyError, AttributeError, RuntimeError):  # revoked since, or not started
+            return None
+
+    return LagSource(offsets, highwater, lambda: getattr(app.consumer, "_committed_offset", {}))
+
+
 class LagCollector:
     """A prometheus-client collector: ``cityloop_consumer_lag_records{stream, partition}`` at scrape time."""
 
-    def __init__(self, app: faust.App, topics: Topics, offsets: FetchedOffsets) -> None:
-        self._app = app
-        self._offsets = offsets
+    def __init__(self, sources: Sequence[LagSource], topics: Topics) -> None:
+        self._sources = list(sources)
         self._streams = {name: name.rsplit(".", 1)[1] for name in topics.all()}
 
     def _family(self) -> GaugeMetricFamily:
@@ -118,27 +136,30 @@ class LagCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
-        if self._offsets.assigned:
-            consumer = self._app.consumer
-            committed = getattr(consumer, "_committed_offset", {})  # Faust's record of the group's positions
-            for tp in sorted(self._offsets.assigned):
+        for source in self._sources:
+            if not source.offsets.assigned:
+                continue
+            committed = source.committed()
+            for tp in sorted(source.offsets.assigned):
                 stream = self._streams.get(tp.topic)
                 if stream is None:
                     continue
                 try:
-                    highwater = consumer.highwater(tp)
-                except (AssertionError, KeyError, AttributeError, RuntimeError):  # revoked since, or not started
+                    highwater = source.highwater(tp)
+                except (AssertionError, KeyError, AttributeError, RuntimeError, ValueError):
                     highwater = None
                 lag = partition_lag(
-                    highwater, self._offsets.highest.get(tp), committed.get(tp), self._offsets.first.get(tp)
+                    highwater, source.offsets.highest.get(tp), committed.get(tp), source.offsets.first.get(tp)
                 )
                 if lag is not None:
                     family.add_metric([stream, str(tp.partition)], lag)
         yield family
 
 
-def install(app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY) -> FetchedOffsets:
-    """Track fetched offsets and assignments of ``app`` and serve its lag at ``/metrics``."""
+def install(
+    app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY, extra: Sequence[LagSource] = ()
+) -> FetchedOffsets:
+    """Track fetched offsets and assignments of ``app`` and serve its lag, and ``extra`` consumers', at ``/metrics``."""
     offsets = FetchedOffsets()
     app.sensors.add(FetchSensor(offsets))
 
@@ -153,6 +174,6 @@ def install(app: faust.App, topics: Topics, registry: CollectorRegistry = REGIST
     global _installed
     if _installed is not None:  # one worker per process; a second app (tests) replaces the first's collector
         registry.unregister(_installed)
-    _installed = LagCollector(app, topics, offsets)
+    _installed = LagCollector([faust_source(app, offsets), *extra], topics)
     registry.register(_installed)
     return offsets

@@ -101,6 +101,14 @@ API_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
+INGEST_PARTITIONS = Gauge(
+    "cityloop_ingest_partitions",
+    "Partitions of the reports and readings topics this worker's batch consumer holds.",
+)
+COMMITS = Counter(
+    "cityloop_ingest_commits_total",
+    "Offset commits of the batch consumer (reports and readings), each for batches the broker acknowledged.",
+)
 
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
 # name for each; the work-order lifecycle sets them. Labels: unit and category come from the city pack, state and

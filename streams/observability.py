@@ -9,6 +9,7 @@ non-base unit, which Prometheus' conventions (and ``promtool check metrics``) re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import faust
 from prometheus_client.registry import REGISTRY, CollectorRegistry
@@ -19,8 +20,10 @@ from streams.topics import Topics
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY) -> lag.FetchedOffsets:
-    """Call after ``setup_prometheus_sensors(app, registry=registry)``."""
+def install(
+    app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY, extra: Sequence[lag.LagSource] = ()
+) -> lag.FetchedOffsets:
+    """Call after ``setup_prometheus_sensors(app, registry=registry)``; ``extra``: other consumers' lag."""
     faust_metrics = getattr(app.monitor, "_metrics", None)
     runtime_ms = getattr(faust_metrics, "events_runtime_latency", None)
     if runtime_ms is not None:
@@ -28,4 +31,4 @@ def install(app: faust.App, topics: Topics, registry: CollectorRegistry = REGIST
             registry.unregister(runtime_ms)
         except KeyError:
             log.debug("Faust's events_runtime_ms histogram was not registered")
-    return lag.install(app, topics, registry)
+    return lag.install(app, topics, registry, extra)

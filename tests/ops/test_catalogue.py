@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams import metrics
-from streams.lag import LAG_METRIC, FetchedOffsets, LagCollector
+from streams.lag import LAG_METRIC, LagCollector
 from streams.topics import Topics
 from tests.ops.catalogue import catalogue, metric_names
 
@@ -40,7 +40,7 @@ def test_every_catalogued_cityloop_metric_exists():
 
 def test_lag_collector_is_catalogued():
     """The lag gauge, served by a custom collector, matches its row."""
-    collector = LagCollector(app=None, topics=Topics("x"), offsets=FetchedOffsets())  # type: ignore[arg-type]
+    collector = LagCollector([], topics=Topics("x"))
     registry = CollectorRegistry()
     registry.register(collector)
     (family,) = collector.describe()
