@@ -28,15 +28,20 @@ _MERGE_BATCH = """
 local function state(ns, id)
   return redis.call('HMGET', ns .. ':inc:' .. id, 'lat', 'lon', 'cat', 'first', 'last', 'n', 'org', 'conf', 'by')
 end
+local function listed(ns, id, limit)
+  if limit > 0 then return redis.call('SRANDMEMBER', ns .. ':inc:' .. id .. ':src', limit) end
+  return {}
+end
 local function decide(A)
   local ns = A[11]
+  local limit = tonumber(A[19])
   local K1, K2 = ns .. ':open:' .. A[14], ns .. ':openlast:' .. A[14]
   local K3, K4 = ns .. ':src:' .. A[2], ns .. ':wm:' .. A[14]
   local known = redis.call('GET', K3)
   if known then
     local id, flag = string.match(known, '^(.*)|(%d)$')
     local h = state(ns, id)
-    return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]}
+    return {id, flag, '-1', '-1', h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9], listed(ns, id, limit)}
   end
   local ts = tonumber(A[5])
   local radius = tonumber(A[6])
@@ -96,7 +101,7 @@ local function decide(A)
     redis.call('SET', K3, best .. '|0', 'EX', ttl)
     local out = state(ns, best)
     return {best, '0', tostring(bestdist), tostring(bestsim), out[1], out[2], out[3], out[4], out[5], out[6], out[7],
-      out[8], out[9]}
+      out[8], out[9], listed(ns, best, limit)}
   end
   local id = A[1]
   local key = ns .. ':inc:' .. id
@@ -108,7 +113,7 @@ local function decide(A)
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', key .. ':src', ttl)
   redis.call('SET', K3, id .. '|1', 'EX', ttl)
-  return {id, '1', '-1', '-1', A[4], A[3], A[9], A[5], A[5], '1', A[15], A[16], A[17]}
+  return {id, '1', '-1', '-1', A[4], A[3], A[9], A[5], A[5], '1', A[15], A[16], A[17], {A[2]}}
 end
 local out = {}
 for i, A in ipairs(cjson.decode(ARGV[1])) do
@@ -165,11 +170,16 @@ class MergeDecision:
     origin: str = "report"  # of the incident: what opened it
     confidence: float = 1.0  # of the incident's category
     classified_by: str = "service_code"
+    listed: tuple[str, ...] = ()  # up to ``list_sources`` of its source ids, sorted (when asked for)
 
 
 class IncidentIndex(Protocol):
     async def merge_or_open(
-        self, sightings: Sequence[Sighting], text_weight: float = 0.5, max_score: float | None = None
+        self,
+        sightings: Sequence[Sighting],
+        text_weight: float = 0.5,
+        max_score: float | None = None,
+        list_sources: int = 0,
     ) -> list[MergeDecision]: ...
 
     async def close(self, incident_id: str) -> bool: ...
@@ -193,9 +203,17 @@ class RedisIncidentIndex:
         self._close = client.register_script(_CLOSE)
 
     async def merge_or_open(
-        self, sightings: Sequence[Sighting], text_weight: float = 0.5, max_score: float | None = None
+        self,
+        sightings: Sequence[Sighting],
+        text_weight: float = 0.5,
+        max_score: float | None = None,
+        list_sources: int = 0,
     ) -> list[MergeDecision]:
         """Decide every sighting in order, in one round trip; later ones see earlier ones' incidents.
+
+        With ``list_sources`` > 0 each decision also lists up to that many of
+        its incident's source ids as they stand after it (saves a round trip
+        for callers that publish them).
 
         ``max_score`` makes words a veto as well as a tie-breaker: a candidate
         joins only if distance / radius + text_weight * (1 - similarity) is at
@@ -211,7 +229,7 @@ class RedisIncidentIndex:
         batch = [
             [s.new_incident_id, s.source_id, repr(s.lon), repr(s.lat), repr(s.event_ts), repr(s.radius_m),
              repr(s.window_s), " ".join(s.tokens), s.category, ttl, ns, weight, grace, s.family, s.origin,
-             repr(s.confidence), s.classified_by, limit]
+             repr(s.confidence), s.classified_by, limit, str(list_sources)]
             for s in sightings
         ]  # fmt: skip
         # one script call for the whole batch: decisions stay in order, and packing one argument is cheap
@@ -246,7 +264,7 @@ def _text(value: Any) -> str:
 
 def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
     incident_id, opened, distance, similarity, lat, lon, category, first, last, count, origin, conf, by = (
-        _text(v) for v in reply
+        _text(v) for v in reply[:13]
     )
     return MergeDecision(
         incident_id=incident_id,
@@ -263,4 +281,5 @@ def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
         origin=origin,
         confidence=float(conf),
         classified_by=by,
+        listed=tuple(sorted(_text(v) for v in reply[13])) if len(reply) > 13 else (),
     )

@@ -92,10 +92,9 @@ def worker(loglevel: str, **flags: Any) -> None:
     Start as many as there are partitions; they share the work as one consumer
     group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first.
     """
-    import faust
 
     from streams.admin import ensure_topics
-    from streams.app import create_app
+    from streams.app import QuietWorker, create_app
     from streams.redisconn import port_in_use, redis_answers
     from streams.topics import Topics
 
@@ -125,7 +124,7 @@ def worker(loglevel: str, **flags: Any) -> None:
         err=True,
     )
     app = create_app(settings, pack)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @main.command()

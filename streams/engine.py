@@ -163,6 +163,8 @@ class Engine:
         self._capacity_units = [u.id for u in pack.spec.units if u.capacity is not None]
         self._field_teams = [u.id for u in pack.spec.units if u.kind == "field_team"]
         self._detectors = {kind: _detector(spec) for kind, spec in pack.spec.sensor_kinds.items()}
+        self._sla_now: datetime | None = None
+        self._sla_cache: dict[str | None, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------- reports
 
@@ -176,16 +178,16 @@ class Engine:
         for envelope, report in self._decoded(envelopes, decode_report, now, pending):
             if report.report_id in seen:  # repeated within the batch: one outcome is enough
                 result.duplicates += 1
-                metrics.DUPLICATES.labels("report").inc()
+                metrics.child(metrics.DUPLICATES, "report").inc()
                 continue
             seen.add(report.report_id)
             valid.append((envelope, report))
-            metrics.INGESTED.labels("report", metrics.source_label(report.source)).inc()
+            metrics.child(metrics.INGESTED, "report", metrics.source_label(report.source)).inc()
         classified, failed = self._isolated(self._classify, [(e, (e, r)) for e, r in valid], now, "discover")
         pending.extend(failed)
         pending.extend(await self._discover([sighting for _, sighting in classified], now))
         await self._emit(pending, result, "reports")
-        metrics.BATCH_SECONDS.labels("reports").observe(time.perf_counter() - started)
+        metrics.child(metrics.BATCH_SECONDS, "reports").observe(time.perf_counter() - started)
         return result
 
     def _classify(self, items: list[tuple[Envelope, Report]], now: datetime) -> list[_Sighted]:
@@ -231,7 +233,7 @@ class Engine:
                 )
                 metrics.CONFIDENCE.observe(prediction.confidence)
         for sighting in result:
-            metrics.CLASSIFIED.labels(sighting.method).inc()
+            metrics.child(metrics.CLASSIFIED, sighting.method).inc()
         return result
 
     # --------------------------------------------------------------- discovery
@@ -241,7 +243,11 @@ class Engine:
         confident = [s for s in sighted if not s.triage and s.category is not None]
         unsure = [s for s in sighted if s.triage or s.category is None]
         requests = [self._sighting(s) for s in confident]
-        decisions = await with_retry("merge", lambda: self.incidents.merge_or_open(requests)) if requests else []
+        decisions = (
+            await with_retry("merge", lambda: self.incidents.merge_or_open(requests, list_sources=MAX_LISTED_SOURCES))
+            if requests
+            else []
+        )
         opened = [(s, d) for s, d in zip(confident, decisions, strict=True) if d.opened]
         joined = [(s, d) for s, d in zip(confident, decisions, strict=True) if not d.opened]
         pending: list[_Pending] = []
@@ -255,13 +261,8 @@ class Engine:
         pending.extend(failed)
         for (sighting, decision), assignment in assigned:
             pending.append(self._opened(sighting, decision, assignment, now))
-        if joined:
-            ids = [d.incident_id for _, d in joined]
-            sources = await with_retry(
-                "incident_sources", lambda: self.incidents.source_ids_many(ids, MAX_LISTED_SOURCES)
-            )
-            for (sighting, decision), source_ids in zip(joined, sources, strict=True):
-                pending.append(self._joined(sighting, decision, source_ids, now))
+        for sighting, decision in joined:
+            pending.append(self._joined(sighting, decision, list(decision.listed), now))
         if unsure:
             await self.triage.add([(s.new_incident_id, now.timestamp(), self._triage_item(s)) for s in unsure])
             pending.extend(self._queued(s, now) for s in unsure)
@@ -367,7 +368,7 @@ class Engine:
         records += self._task_records(
             incident, assignment.unit_id, assignment.rule, assignment.explanation, now, assignment.co_notify
         )
-        metrics.INCIDENTS.labels(s.origin, d.category).inc()
+        metrics.child(metrics.INCIDENTS, s.origin, d.category).inc()
         return _Pending(s.ledger_key, records, s.origin, s.envelope.timestamp)
 
     def _joined(self, s: _Sighted, d: MergeDecision, source_ids: list[str], now: datetime) -> _Pending:
@@ -398,7 +399,7 @@ class Engine:
             similarity=d.similarity,
             sources=d.sources,
         )
-        metrics.MERGES.labels(s.origin, d.category).inc()
+        metrics.child(metrics.MERGES, s.origin, d.category).inc()
         return _Pending(
             s.ledger_key,
             [(self.topics.incidents, d.incident_id, incident), (self.topics.feedback, d.incident_id, merged)],
@@ -436,7 +437,7 @@ class Engine:
             top=s.top,
             why=why,
         )
-        metrics.TRIAGE.labels("queued").inc()
+        metrics.child(metrics.TRIAGE, "queued").inc()
         return _Pending(
             s.ledger_key,
             [(self.topics.incidents, s.new_incident_id, incident), (self.topics.feedback, s.new_incident_id, queued)],
@@ -488,7 +489,7 @@ class Engine:
                            category=incident["category"], lat=incident["lat"], lon=incident["lon"],
                            address=incident.get("address"), origin=incident["origin"],
                            source_id=incident["source_ids"][0], rule=rule)  # fmt: skip
-        metrics.ASSIGNMENTS.labels(unit_id, rule).inc()
+        metrics.child(metrics.ASSIGNMENTS, unit_id, rule).inc()
         records = [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
         # units near a boundary, or named by a rule, hear about it without owning it
         for other in co_notify:
@@ -498,6 +499,15 @@ class Engine:
         return records
 
     def _sla(self, category: str | None, now: datetime) -> dict[str, Any]:
+        """The deadlines of a task dispatched ``now``; the same for every task of a batch (one clock reading)."""
+        if self._sla_now != now:
+            self._sla_now, self._sla_cache = now, {}
+        cached = self._sla_cache.get(category)
+        if cached is None:
+            cached = self._sla_cache[category] = self._deadlines(category, now)
+        return dict(cached)
+
+    def _deadlines(self, category: str | None, now: datetime) -> dict[str, Any]:
         spec = self.pack.category(category) if category else None
         if spec is None or spec.sla is None:
             return {"clock": None, "acknowledge_by": None, "resolve_by": None, "verify_within": None}
@@ -524,7 +534,7 @@ class Engine:
                 pending.append(self._dead_letter("detect", "unknown_kind", reason, envelope, now))
                 continue
             readings.append((envelope, reading))
-            metrics.INGESTED.labels("reading", "sensor").inc()
+            metrics.child(metrics.INGESTED, "reading", "sensor").inc()
         kinds = {r.sensor_id: r.kind for _, r in readings}
         stored = await self.detectors.load(sorted(kinds))
         states = {sid: self._state(kinds[sid], alarm, model) for sid, (alarm, model) in stored.items()}
@@ -544,21 +554,21 @@ class Engine:
                 )
             if new_state is state:
                 result.stale += 1
-                metrics.STALE_READINGS.labels(reading.kind).inc()
+                metrics.child(metrics.STALE_READINGS, reading.kind).inc()
                 continue
             states[reading.sensor_id] = new_state
             if change is AlarmChange.OPENED:
                 opened.append(self._alarm(envelope, reading, new_state))
-                metrics.ALARMS.labels(reading.kind, "opened").inc()
+                metrics.child(metrics.ALARMS, reading.kind, "opened").inc()
             elif change is AlarmChange.CLEARED:
                 cleared.append((reading, state))
-                metrics.ALARMS.labels(reading.kind, "cleared").inc()
+                metrics.child(metrics.ALARMS, reading.kind, "cleared").inc()
         pending.extend(await self._discover(opened, now))
         pending.extend(await self._clear_events(cleared, now))
         await self._emit(pending, result, "readings")
         changed = {sid: s for sid, s in states.items() if s != before.get(sid)}
         await self.detectors.save(changed)
-        metrics.BATCH_SECONDS.labels("readings").observe(time.perf_counter() - started)
+        metrics.child(metrics.BATCH_SECONDS, "readings").observe(time.perf_counter() - started)
         return result
 
     def _state(self, kind: str, alarm: DetectorState, model: bytes | None) -> Any:
@@ -657,7 +667,7 @@ class Engine:
             reason = f"incident {incident_id} is not waiting in the triage queue"
             pending.append(self._dead_letter("triage", "not_in_triage", reason, envelope, now))
             return None
-        metrics.TRIAGE.labels("decided").inc()
+        metrics.child(metrics.TRIAGE, "decided").inc()
         # the decision is a labelled example for retraining: text and category travel together
         label = event(
             "triaged",
@@ -751,7 +761,7 @@ class Engine:
         for item, claim in zip(pending, claims, strict=True):
             if claim.status == SENT:
                 result.duplicates += 1
-                metrics.DUPLICATES.labels(item.kind.split(":")[0]).inc()
+                metrics.child(metrics.DUPLICATES, item.kind.split(":")[0]).inc()
                 continue
             records = claim.payload["records"] if claim.status == RESEND else item.records
             for topic, key, record in records:
@@ -769,8 +779,8 @@ class Engine:
                 _, stage, code = item.kind.split(":")
                 result.dead_lettered += 1
                 result.reasons[code] = result.reasons.get(code, 0) + 1
-                metrics.DEAD_LETTERS.labels(stage, code).inc()
-                metrics.PROCESSED.labels(stream, "deadletter").inc()
+                metrics.child(metrics.DEAD_LETTERS, stage, code).inc()
+                metrics.child(metrics.PROCESSED, stream, "deadletter").inc()
                 continue
             result.accepted += 1
             result.merged += item.kind.startswith("merged")
@@ -785,7 +795,7 @@ class Engine:
                 if item.kind == "triage"
                 else "other"
             )
-            metrics.PROCESSED.labels(stream, outcome).inc()
+            metrics.child(metrics.PROCESSED, stream, outcome).inc()
             if opened:
                 result.tasks += 1
                 if item.kind == "report" and item.appended_at is not None:
