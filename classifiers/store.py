@@ -123,12 +123,18 @@ return out
 """
 
 
+# ARGV = namespace, then incident ids; answers how many left the open index.
 _CLOSE = """
-local fam = redis.call('HGET', KEYS[1], 'fam')
-if not fam then return 0 end
-local removed = redis.call('ZREM', ARGV[1] .. ':open:' .. fam, ARGV[2])
-redis.call('ZREM', ARGV[1] .. ':openlast:' .. fam, ARGV[2])
-redis.call('HSET', KEYS[1], 'closed', '1')
+local ns, removed = ARGV[1], 0
+for i = 2, #ARGV do
+  local key = ns .. ':inc:' .. ARGV[i]
+  local fam = redis.call('HGET', key, 'fam')
+  if fam then
+    removed = removed + redis.call('ZREM', ns .. ':open:' .. fam, ARGV[i])
+    redis.call('ZREM', ns .. ':openlast:' .. fam, ARGV[i])
+    redis.call('HSET', key, 'closed', '1')
+  end
+end
 return removed
 """
 
@@ -184,6 +190,8 @@ class IncidentIndex(Protocol):
 
     async def close(self, incident_id: str) -> bool: ...
 
+    async def close_many(self, incident_ids: Sequence[str]) -> int: ...
+
     async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]: ...
 
     async def source_ids_many(self, incident_ids: Sequence[str], limit: int = 1000) -> list[list[str]]: ...
@@ -238,8 +246,13 @@ class RedisIncidentIndex:
 
     async def close(self, incident_id: str) -> bool:
         """Take an incident out of the open index: nothing merges into it any more."""
-        removed = await self._close(keys=[f"{self._ns}:inc:{incident_id}"], args=[self._ns, incident_id])
-        return bool(removed)
+        return await self.close_many([incident_id]) > 0
+
+    async def close_many(self, incident_ids: Sequence[str]) -> int:
+        """:meth:`close` for many, in one round trip; returns how many were still open."""
+        if not incident_ids:
+            return 0
+        return int(await self._close(keys=[], args=[self._ns, *incident_ids]))
 
     async def incident_of(self, source_id: str) -> str | None:
         """The incident a source was merged into or opened, if it was seen."""

@@ -28,6 +28,26 @@ if redis.call('SMOVE', KEYS[1], KEYS[2], ARGV[1]) == 1 then return 1 end
 return redis.call('SADD', KEYS[2], ARGV[1])
 """
 
+# Open (+) or close (-) many tasks in order, in one call: KEYS[i] is the unit's set, ARGV[2i-1] the op, ARGV[2i] the
+# task id. Answers nothing useful; each step is idempotent (a task counts once per unit).
+_HOLDS = """
+for i = 1, #KEYS do
+  if ARGV[2 * i - 1] == '+' then
+    redis.call('SADD', KEYS[i], ARGV[2 * i])
+  else
+    redis.call('SREM', KEYS[i], ARGV[2 * i])
+  end
+end
+return #KEYS
+"""
+
+# KEYS = units' sets; answers the size of each.
+_LOADS = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('SCARD', KEYS[i]) end
+return out
+"""
+
 
 class RedisClient(Protocol):
     """The part of redis-py's client API the store uses (sync or asyncio)."""
@@ -110,6 +130,8 @@ class AsyncUnitStore:
         self.client = client
         self.keys = _Keys(namespace)
         self._move = client.register_script(_MOVE)
+        self._holds = client.register_script(_HOLDS)
+        self._loads = client.register_script(_LOADS)
 
     async def open_task(self, unit_id: str, task_id: str) -> bool:
         return bool(await self.client.sadd(self.keys.open(unit_id), task_id))
@@ -119,20 +141,27 @@ class AsyncUnitStore:
 
     async def open_tasks(self, holds: Iterable[tuple[str, str]]) -> None:
         """Count many (unit, task) at once; each task counts once per unit."""
-        pipe = self.client.pipeline(transaction=False)
-        for unit_id, task_id in holds:
-            pipe.sadd(self.keys.open(unit_id), task_id)
-        await pipe.execute()
+        await self.apply_holds([("+", unit_id, task_id) for unit_id, task_id in holds])
+
+    async def apply_holds(self, steps: Iterable[tuple[str, str, str]]) -> None:
+        """Open (``+``) or close (``-``) each (unit, task) in order, in one round trip."""
+        keys: list[str] = []
+        args: list[str] = []
+        for op, unit_id, task_id in steps:
+            keys.append(self.keys.open(unit_id))
+            args += [op, task_id]
+        if keys:
+            await self._holds(keys=keys, args=args)
 
     async def move_task(self, task_id: str, from_unit: str, to_unit: str) -> bool:
         return bool(await self._move(keys=[self.keys.open(from_unit), self.keys.open(to_unit)], args=[task_id]))
 
     async def loads(self, unit_ids: Iterable[str]) -> dict[str, int]:
         units = list(unit_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for unit_id in units:
-            pipe.scard(self.keys.open(unit_id))
-        return {unit_id: int(n) for unit_id, n in zip(units, await pipe.execute(), strict=True)}
+        if not units:
+            return {}
+        counts = await self._loads(keys=[self.keys.open(unit_id) for unit_id in units], args=[])
+        return {unit_id: int(n) for unit_id, n in zip(units, counts, strict=True)}
 
     async def set_position(self, unit_id: str, lat: float, lon: float) -> None:
         await self.client.geoadd(self.keys.positions, (lon, lat, unit_id))

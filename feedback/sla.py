@@ -8,6 +8,7 @@ person in the city would not expect.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,6 +18,7 @@ _SPAN_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_span(text: str) -> tuple[float, float]:
     """``"1d4h30m"`` -> (days, minutes): (1.0, 270.0)."""
     match = _SPAN_RE.match(text)
@@ -51,6 +53,10 @@ class BusinessCalendar:
         """The moment when ``minutes`` of working time have passed after ``start``."""
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
+        # remembered: a batch dispatches many orders at one moment, and every view recomputes their deadlines
+        return _add_working_minutes(self, start, start.tzinfo, minutes)
+
+    def _add_working_minutes(self, start: datetime, minutes: float) -> datetime:
         if not any(day in _WEEKDAYS for day in self.days):
             raise ValueError("the calendar has no working days")
         local = start.astimezone(self.zone)
@@ -85,6 +91,12 @@ class BusinessCalendar:
                     total += (finish - begin).total_seconds() / 60
             day += timedelta(days=1)
         return total
+
+
+@functools.lru_cache(maxsize=8192)
+def _add_working_minutes(calendar: BusinessCalendar, start: datetime, zone: object, minutes: float) -> datetime:
+    # ``zone`` is in the key because equal instants in different zones hash alike but answer in their own zone
+    return calendar._add_working_minutes(start, minutes)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class _Batch:
     applied_ids: dict[str, list[str]] = field(default_factory=dict)
     out: list[_Out] = field(default_factory=list)
     refusals: list[tuple[str, str, str, str]] = field(default_factory=list)
+    sources: dict[str, list[str]] = field(default_factory=dict)  # of orders a verification may close
+    holds: list[tuple[str, str, str]] = field(default_factory=list)  # units' open tasks: (+ or -, unit, task)
 
 
 class Lifecycle:
@@ -166,6 +168,10 @@ class Lifecycle:
         done = await with_retry("orders_applied", lambda: self.orders.applied(pairs))
         sensors = await self._sensor_orders([e for _, e in parsed])
         batch = _Batch(orders=dict(loaded), before=dict(loaded), out=out)
+        closing = list(dict.fromkeys(e.incident_id for _, e in parsed if e.type == "verify"))
+        if closing:  # a verification is followed by the close, which lists every source: one round trip for all
+            listed = await with_retry("incident_sources", lambda: self.incidents.source_ids_many(closing))
+            batch.sources = dict(zip(closing, listed, strict=True))
         seen: set[str] = set()
         for (envelope, lifecycle_event), was_applied in zip(parsed, done, strict=True):
             if was_applied or lifecycle_event.event_id in seen:
@@ -215,7 +221,7 @@ class Lifecycle:
         queue = list(step.then)
         while queue:
             follow = queue.pop(0)
-            built = await self._follow_up(order, e, follow)
+            built = await self._follow_up(order, e, follow, batch.sources)
             if built is None:
                 continue
             follow_event, extra = built
@@ -238,9 +244,11 @@ class Lifecycle:
             records.append(self._realarm(order, sensors[order.sensor_id], e))
         batch.orders[incident] = order
         after = _hold(order)
-        if self.units is not None and before != after:  # a unit's load: its orders still in its hands
-            units = self.units
-            await with_retry("unit_holds", lambda: _move_hold(units, before, after))
+        if before != after:  # a unit's load: its orders still in its hands (written with the batch)
+            if before is not None:
+                batch.holds.append(("-", *before))
+            if after is not None:
+                batch.holds.append(("+", *after))
         batch.applied_ids.setdefault(incident, []).extend(applied)
         if records:
             batch.out.append(_Out(f"life:{e.event_id}", records))
@@ -253,12 +261,14 @@ class Lifecycle:
         return (self.topics.feedback, earlier, _stamped(reopen, cause.at))
 
     async def _follow_up(
-        self, order: WorkOrder, cause: LifecycleEvent, follow: FollowUp
+        self, order: WorkOrder, cause: LifecycleEvent, follow: FollowUp, known: dict[str, list[str]] | None = None
     ) -> tuple[dict[str, Any], list[Record]] | None:
         at = cause.at
         incident = order.incident_id
         if follow.kind == "close":
-            sources = await with_retry("incident_sources", lambda: self.incidents.source_ids(incident))
+            sources = (known or {}).get(incident)
+            if sources is None:
+                sources = await with_retry("incident_sources", lambda: self.incidents.source_ids(incident))
             record = event("close", incident, "engine", at, key=cause.event_id, task_id=order.task_id,
                            unit_id=order.unit_id, source_ids=sources)  # fmt: skip
             return _stamped(record, at), []
@@ -400,11 +410,14 @@ class Lifecycle:
             if order is not None and incident in batch.applied_ids
         ]
         await self.orders.save(changes)
+        if self.units is not None and batch.holds:
+            units, holds = self.units, batch.holds
+            await with_retry("unit_holds", lambda: units.apply_holds(holds))
         for refusal in batch.refusals:
             await with_retry("order_refuse", lambda r=refusal: self.orders.refuse(*r))
-        for change in changes:
-            if change.after.state in FINISHED:  # nothing merges into it any more (idempotent)
-                await with_retry("incident_close", lambda i=change.after.incident_id: self.incidents.close(i))
+        finished = [c.after.incident_id for c in changes if c.after.state in FINISHED]
+        if finished:  # nothing merges into them any more (idempotent)
+            await with_retry("incident_close", lambda: self.incidents.close_many(finished))
         futures = []
         confirm = []
         for item, claim in zip(batch.out, claims, strict=True):
@@ -499,13 +512,6 @@ class Lifecycle:
 def _hold(order: WorkOrder | None) -> tuple[str, str] | None:
     """(unit, task) while the order is in a unit's hands, else None."""
     return (order.unit_id, order.task_id) if order is not None and order.state in ACTIVE else None
-
-
-async def _move_hold(units: Any, before: tuple[str, str] | None, after: tuple[str, str] | None) -> None:
-    if before is not None:
-        await units.close_task(*before)
-    if after is not None:
-        await units.open_task(*after)
 
 
 def _stamped(record: dict[str, Any], at: datetime) -> dict[str, Any]:

@@ -98,14 +98,15 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _fast(raw: bytes) -> dict[str, Any] | None:
-    """The common case at C speed: a flat JSON object whose every key appears once in the bytes.
+    """The common case at C speed: a flat JSON object that cannot hide a duplicate key.
 
-    orjson refuses NaN, Infinity, invalid UTF-8 and bad JSON but keeps the last of
-    duplicate keys; a key that appears only once in the raw bytes, of a record
-    with no escapes at all (so no key can be spelt two ways, plain and with a
-    unicode escape), cannot hold a duplicate. Anything else (escapes, nested objects
-    or arrays, a key seen twice, any orjson error) returns None: the strict
-    parser decides, with its precise reasons.
+    orjson refuses NaN, Infinity, invalid UTF-8 and bad JSON but keeps the last
+    of duplicate keys. In bytes with no backslash every string, key or value,
+    is written between exactly two quote characters, so a flat object (no
+    nested object or array) holds ``quotes / 2 - string values`` keys as
+    written; if that equals the keys orjson kept, none was repeated. Anything
+    else (escapes, nesting, any orjson error) returns None: the strict parser
+    decides, with its precise reasons.
     """
     if b"\\" in raw:
         return None
@@ -115,9 +116,15 @@ def _fast(raw: bytes) -> dict[str, Any] | None:
         return None
     if type(value) is not dict:
         return None
-    for key, item in value.items():
-        if type(item) is dict or type(item) is list or raw.count(b'"' + key.encode() + b'"') != 1:
+    strings = 0
+    for item in value.values():
+        kind = type(item)
+        if kind is str:
+            strings += 1
+        elif kind is dict or kind is list:
             return None
+    if raw.count(b'"') != 2 * (len(value) + strings):
+        return None
     return value
 
 
