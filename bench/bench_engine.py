@@ -1,9 +1,8 @@
 """The engine alone: batches of reports or readings through discovery and dispatch, real Redis, no broker.
 
-Separates CityLoop's own per-record cost from Faust's and the broker's: the
-sink resolves every send at once. Reports are spread over the demo city with
-one in three a neighbour's repeat of an earlier problem (so merging is
-exercised); readings come from 2,000 sensors on static thresholds.
+Separates CityLoop's own per-record cost from the broker's: the sink resolves
+every send at once. The workloads are bench/common.py's (a day of reports, one
+in three a repeat; readings from 2,000 sensors on static thresholds).
 
     python -m bench.bench_engine --kind reports --count 20000
 """
@@ -13,21 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import statistics
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.common import drop_namespace, reading_records, report_records
 from classifiers import seed_classifier
 from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import load_city_pack
-from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
+from dispatch.demo_city import write_demo_city
 from streams.engine import Engine
 from streams.outcomes import Envelope
 from streams.state import DetectorStore, Ledger, TriageQueue
@@ -50,43 +48,14 @@ class InstantSink:
 
 
 def report_envelopes(count: int, run: str) -> list[Envelope]:
-    rng = random.Random(5)
-    min_lon, min_lat, max_lon, max_lat = bounds()
-    now = datetime.now(UTC).isoformat()
-    texts = ["deep pothole near the school", "street light out", "bins overflowing", "flooded underpass", "loud music"]
-    problems: list[tuple[float, float, str]] = []
-    result = []
-    for i in range(count):
-        if problems and i % 3 == 2:
-            lat, lon, code = rng.choice(problems)
-            lat, lon = lat + rng.gauss(0, 0.0003), lon + rng.gauss(0, 0.0004)
-        else:
-            lat, lon, code = (
-                rng.uniform(min_lat, max_lat),
-                rng.uniform(min_lon, max_lon),
-                rng.choice(CATEGORIES)["code"],
-            )
-            problems.append((lat, lon, code))
-        record = {"report_id": f"{run}-{i}", "source": "app", "text": rng.choice(texts), "lat": lat, "lon": lon,
-                  "reported_at": now}  # fmt: skip
-        if i % 2:
-            record["service_code"] = code
-        result.append(Envelope(json.dumps(record).encode(), None, "b.reports", 0, i, time.time()))
-    return result
+    now = time.time()
+    return [Envelope(json.dumps(r).encode(), None, "b.reports", 0, i, now) for i, r in
+            enumerate(report_records(count, run))]  # fmt: skip
 
 
 def reading_envelopes(count: int, run: str) -> list[Envelope]:
-    rng = random.Random(6)
-    min_lon, min_lat, max_lon, max_lat = bounds()
-    result = []
-    for i in range(count):
-        sensor = i % 2000
-        record = {"sensor_id": f"{run}-s{sensor}", "kind": "water_level", "value": rng.uniform(0, 25), "unit": "cm",
-                  "lat": min_lat + (max_lat - min_lat) * (sensor % 50) / 50,
-                  "lon": min_lon + (max_lon - min_lon) * (sensor // 50) / 40,
-                  "observed_at": datetime.fromtimestamp(1_790_000_000 + i, UTC).isoformat()}  # fmt: skip
-        result.append(Envelope(json.dumps(record).encode(), None, "b.readings", 0, i, None))
-    return result
+    return [Envelope(json.dumps(r).encode(), None, "b.readings", 0, i, None) for i, r in
+            enumerate(reading_records(count, run))]  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,13 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await process(envelopes[start : start + args.batch])
             rates.append(args.count / (time.perf_counter() - started))
     finally:
-        cursor = 0
-        while True:
-            cursor, keys = await client.scan(cursor, match=f"{namespace}:*", count=5000)
-            if keys:
-                await client.delete(*keys)
-            if cursor == 0:
-                break
+        await drop_namespace(client, namespace)
         await client.aclose()
     median = round(statistics.median(rates))
     return {"kind": args.kind, "count": args.count, "batch": args.batch, "median_per_s": median,

@@ -14,72 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from dispatch.demo_city import CATEGORIES, bounds
+from bench.common import encoded, free_port, reading_records, report_records
 from streams.admin import ensure_topics
 from streams.devbroker import start_broker
 from streams.topics import Topics
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def records(kind: str, count: int) -> list[tuple[bytes, bytes]]:
-    rng = random.Random(1)
-    min_lon, min_lat, max_lon, max_lat = bounds()
-    now = datetime.now(UTC).isoformat()
-    texts = [
-        "deep pothole near the school",
-        "street light out",
-        "bins overflowing",
-        "flooded underpass",
-        "loud music at night",
-    ]
-    result = []
-    for i in range(count):
-        lat, lon = rng.uniform(min_lat, max_lat), rng.uniform(min_lon, max_lon)
-        if kind == "reports":
-            record = {
-                "report_id": f"b-{i}",
-                "source": "app",
-                "text": rng.choice(texts),
-                "lat": lat,
-                "lon": lon,
-                "reported_at": now,
-            }
-            if i % 2:
-                record["service_code"] = CATEGORIES[i % len(CATEGORIES)]["code"]
-            key = record["report_id"]
-        else:
-            sensor = i % 2000
-            record = {
-                "sensor_id": f"s-{sensor}",
-                "kind": "water_level",
-                "value": rng.uniform(0, 25),
-                "unit": "cm",
-                "lat": lat,
-                "lon": lon,
-                "observed_at": datetime.fromtimestamp(1_790_000_000 + i, UTC).isoformat(),
-            }
-            key = record["sensor_id"]
-        result.append((key.encode(), json.dumps(record).encode()))
-    return result
+    """The shared workloads (bench/common.py), keyed as producers key them."""
+    if kind == "reports":
+        return encoded(report_records(count, "b"), "report_id")
+    return encoded(reading_records(count, "b"), "sensor_id")
 
 
 def preload(bootstrap: str, topic: str, payloads: list[tuple[bytes, bytes]]) -> float:
@@ -185,7 +141,7 @@ def main() -> None:
     samples: list[tuple[float, float]] = []
     try:
         while True:
-            time.sleep(0.1)
+            time.sleep(0.25)  # a scrape costs the worker CPU: four a second are enough
             if worker.poll() is not None:
                 raise SystemExit(f"worker exited: see {workdir / 'worker.log'}")
             try:
@@ -193,7 +149,7 @@ def main() -> None:
             except OSError:
                 continue
             samples.append((time.perf_counter(), done))
-            if len(samples) % 10 == 0:  # a progress line a second
+            if len(samples) % 4 == 0:  # a progress line a second
                 print(f"{done:>8.0f}/{args.count} processed", file=sys.stderr, flush=True)
             if done >= args.count:
                 break

@@ -1,9 +1,12 @@
-"""The Faust app: topics, agents and the worker's web views (/metrics, /health).
+"""The worker: a Faust app that runs the batch consumer, the SLA timer and the web views (/metrics, /health).
 
-Agents are short: take a batch of events, wrap them as envelopes, hand them to
-the engine, and retry the whole batch (unacknowledged) if the broker or Redis
-fails underneath. Per-record problems never reach this level: the engine
-dead-letters them.
+Faust runs the worker process (start-up and shutdown, signals, timers, the web
+server, its producer). The three input topics are read by one batch consumer
+(streams/ingest.py) rather than by Faust agents, whose per-event path cost more
+than the work itself. Handlers are short: hand a batch of envelopes to the
+engine or the lifecycle, and retry the whole batch (uncommitted) if the broker
+or Redis fails underneath. Per-record problems never reach this level: the
+engine dead-letters them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from dispatch.store import AsyncUnitStore
-from streams import lag, metrics, observability, transport
+from streams import lag, observability, transport
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
@@ -47,23 +50,6 @@ class FaustSink:
 
     async def send(self, topic: str, key: bytes, value: bytes) -> Any:
         return await self._app.producer.send(topic, key, value, None, None, None)
-
-
-def _envelopes(events: list[Any]) -> list[Envelope]:
-    result = []
-    for event in events:
-        message = event.message
-        result.append(
-            Envelope(
-                value=message.value,
-                key=message.key,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                timestamp=message.timestamp,
-            )
-        )
-    return result
 
 
 TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
@@ -168,21 +154,26 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         units=AsyncUnitStore(redis_client, settings.redis_namespace),
     )
     app.cityloop_engine = engine  # type: ignore[attr-defined]
-    state = {"assigned": 0}
 
-    feedback_topic = app.topic(topics.feedback, partitions=settings.partitions)
-
-    # the hot inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
+    # the inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
     async def reports(envelopes: list[Envelope]) -> None:
         await _process("reports", engine.process_reports, engine, envelopes)
 
     async def readings(envelopes: list[Envelope]) -> None:
         await _process("readings", engine.process_readings, engine, envelopes)
 
+    # the closed loop (issue 5): work orders from feedback events, and the SLA timer
+    lifecycle = build_lifecycle(engine, redis_client, settings)
+    app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
+
+    async def feedback(envelopes: list[Envelope]) -> None:
+        await _process("feedback", engine.process_feedback, engine, envelopes)  # triage decisions
+        await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
+
     ingest = BatchIngest(
         bootstrap=settings.kafka_bootstrap,
         group_id=f"{settings.consumer_group}-ingest",
-        handlers={topics.reports: reports, topics.readings: readings},
+        handlers={topics.reports: reports, topics.readings: readings, topics.feedback: feedback},
         batch_size=settings.batch_size,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         loop=app.loop,
@@ -191,39 +182,17 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     app.service(ingest)
     app.cityloop_ingest = ingest  # type: ignore[attr-defined]
 
-    # the closed loop (issue 5): work orders from feedback events, and the SLA timer
-    lifecycle = build_lifecycle(engine, redis_client, settings)
-    app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
-
-    # One agent reads the feedback topic: two agents on one topic share each message, and a message taken in a
-    # batch by one of them was seen never to be fully acknowledged (offsets stuck, shutdown waiting forever).
-    @app.agent(feedback_topic, name="apply_feedback")
-    async def apply_feedback(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_window):
-            envelopes = _envelopes(events)
-            await _process("feedback", engine.process_feedback, engine, envelopes)  # triage decisions
-            await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
-
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
     async def fire_deadlines() -> None:
         await fire_safely(lifecycle)
 
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        state["assigned"] = len(assigned)
-        metrics.READY.set(1 if assigned else 0)
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        metrics.READY.set(0)
-
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        ready = state["assigned"] > 0
+        assigned = len(ingest.offsets.assigned)
+        ready = assigned > 0
         body = {
             "status": "ready" if ready else "starting",
-            "assigned_partitions": state["assigned"],
-            "ingest_partitions": len(ingest.offsets.assigned),
+            "assigned_partitions": assigned,
             "city": pack.name,
             "city_version": pack.version,
         }

@@ -81,6 +81,7 @@ class BatchIngest(Service):
         self.committed: dict[TopicPartition, int] = {}  # the group's position per partition, as last committed
         self._done: dict[TopicPartition, int] = {}  # next offset to process, per partition, not yet committed
         self._last_commit = time.monotonic()
+        self._turns = list(handlers)
         self.consumer: AIOKafkaConsumer | None = None
 
     # ------------------------------------------------------------- lifecycle
@@ -94,7 +95,6 @@ class BatchIngest(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
         )
@@ -113,9 +113,10 @@ class BatchIngest(Service):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
+        consumer = self.consumer
         while not self.should_stop:
             try:
-                got = await self.consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                got = await self._next(consumer)
             except (KafkaError, OSError):
                 log.exception("fetching from the broker failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
@@ -123,6 +124,24 @@ class BatchIngest(Service):
             if got:
                 await self._handle(got)
             await self._commit()
+
+    async def _next(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """The next batch, taking each topic in turn so a backlog on one never starves another.
+
+        aiokafka drains its buffered partitions in the order their fetches
+        arrived, so without this a backlog of reports would hold the feedback
+        topic (units' acknowledgements, the ops centre's decisions) behind it.
+        """
+        assigned = consumer.assignment()
+        for _ in range(len(self._handlers)):
+            topic = self._turns[0]
+            self._turns.append(self._turns.pop(0))
+            partitions = [tp for tp in assigned if tp.topic == topic]
+            if partitions:
+                got = await consumer.getmany(*partitions, timeout_ms=0, max_records=self._batch_size)
+                if got:
+                    return got
+        return await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
 
     async def _handle(self, got: dict[TopicPartition, list[Any]]) -> None:
         by_topic: dict[str, list[Any]] = {}
@@ -172,10 +191,12 @@ class BatchIngest(Service):
             self.committed.pop(tp, None)
         self.offsets.revoke(tps)
         metrics.INGEST_PARTITIONS.set(len(self.offsets.assigned))
+        metrics.READY.set(1 if self.offsets.assigned else 0)
 
     def assigned(self, tps: set[TopicPartition]) -> None:
         self.offsets.assign(tps)
         metrics.INGEST_PARTITIONS.set(len(tps))
+        metrics.READY.set(1 if tps else 0)
         log.info("ingest holds %d partitions: %s", len(tps), ", ".join(f"{tp.topic}[{tp.partition}]" for tp in
                                                                      sorted(tps)))  # fmt: skip
 
