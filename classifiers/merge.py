@@ -41,7 +41,7 @@ def merge_tokens(text: str) -> tuple[str, ...]:
     """
     tokens: list[str] = []
     for word in _WORD_RE.findall(normalise_text(text)):
-        if any(_is_cjk(c) for c in word):
+        if not word.isascii() and any(_is_cjk(c) for c in word):
             chars = [c for c in word if _is_cjk(c)]
             tokens.extend(a + b for a, b in zip(chars, chars[1:], strict=False))
             continue

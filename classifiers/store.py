@@ -276,9 +276,9 @@ def _text(value: Any) -> str:
 
 
 def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
-    incident_id, opened, distance, similarity, lat, lon, category, first, last, count, origin, conf, by = (
-        _text(v) for v in reply[:13]
-    )
+    incident_id, opened, distance, similarity, lat, lon, category, first, last, count, origin, conf, by = [
+        v.decode() if type(v) is bytes else str(v) for v in reply[:13]
+    ]
     return MergeDecision(
         incident_id=incident_id,
         opened=opened == "1",
@@ -294,5 +294,5 @@ def _decision(sighting: Sighting, reply: list[Any]) -> MergeDecision:
         origin=origin,
         confidence=float(conf),
         classified_by=by,
-        listed=tuple(sorted(_text(v) for v in reply[13])) if len(reply) > 13 else (),
+        listed=tuple(sorted([_text(v) for v in reply[13]])) if len(reply) > 13 else (),
     )

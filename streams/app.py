@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,13 +45,45 @@ log = logging.getLogger(__name__)
 
 
 class FaustSink:
-    """Sends through the worker's own producer; returns the delivery future."""
+    """Sends through the worker's own producer (aiokafka under Faust), one record batch per partition.
+
+    A record costs a coroutine, a partitioner call and a future when sent alone
+    (about a sixth of a busy worker's time); here a call's records are grouped
+    by partition, appended to aiokafka batches, and each batch is one send.
+    Partitions are chosen as Kafka's default partitioner does (murmur2 of the
+    key), so records keep the partition any other client would give them.
+    """
 
     def __init__(self, app: faust.App) -> None:
         self._app = app
+        self._partitions: dict[str, list[int]] = {}
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Any:
-        return await self._app.producer.send(topic, key, value, None, None, None)
+    async def _partitions_of(self, producer: Any, topic: str) -> list[int]:
+        known = self._partitions.get(topic)
+        if known is None:
+            known = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+        return known
+
+    async def send_all(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+        producer = self._app.producer._producer  # the started aiokafka producer under Faust's
+        if producer is None:
+            raise ConnectionError("the worker's producer is not running")
+        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+        for topic, key, value in records:
+            partitions = await self._partitions_of(producer, topic)
+            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            groups.setdefault((topic, partition), []).append((key, value))
+        futures = []
+        for (topic, partition), items in groups.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
 
 
 TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
@@ -131,6 +165,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
         producer_acks=-1,
+        producer_max_batch_size=256 * 1024,  # a batch's records for one partition go in one produce request
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,

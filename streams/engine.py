@@ -15,11 +15,10 @@ re-enters here.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -49,9 +48,13 @@ MAX_LISTED_SOURCES = 50
 
 
 class Sink(Protocol):
-    """Where output records go; ``send`` returns a future resolved when the broker has the record."""
+    """Where output records go: ``send_all`` returns once the broker has acknowledged every record.
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]: ...
+    The records of one call may be sent in any grouping, but records with the
+    same topic and key keep their order (they land on one partition, in order).
+    """
+
+    async def send_all(self, records: Sequence[tuple[str, bytes, bytes]]) -> None: ...
 
 
 @dataclass
@@ -178,16 +181,17 @@ class Engine:
         for envelope, report in self._decoded(envelopes, decode_report, now, pending):
             if report.report_id in seen:  # repeated within the batch: one outcome is enough
                 result.duplicates += 1
-                metrics.child(metrics.DUPLICATES, "report").inc()
+                metrics.tally(metrics.DUPLICATES, "report")
                 continue
             seen.add(report.report_id)
             valid.append((envelope, report))
-            metrics.child(metrics.INGESTED, "report", metrics.source_label(report.source)).inc()
+            metrics.tally(metrics.INGESTED, "report", metrics.source_label(report.source))
         classified, failed = self._isolated(self._classify, [(e, (e, r)) for e, r in valid], now, "discover")
         pending.extend(failed)
         pending.extend(await self._discover([sighting for _, sighting in classified], now))
         await self._emit(pending, result, "reports")
         metrics.child(metrics.BATCH_SECONDS, "reports").observe(time.perf_counter() - started)
+        metrics.flush()
         return result
 
     def _classify(self, items: list[tuple[Envelope, Report]], now: datetime) -> list[_Sighted]:
@@ -233,7 +237,7 @@ class Engine:
                 )
                 metrics.CONFIDENCE.observe(prediction.confidence)
         for sighting in result:
-            metrics.child(metrics.CLASSIFIED, sighting.method).inc()
+            metrics.tally(metrics.CLASSIFIED, sighting.method)
         return result
 
     # --------------------------------------------------------------- discovery
@@ -368,7 +372,7 @@ class Engine:
         records += self._task_records(
             incident, assignment.unit_id, assignment.rule, assignment.explanation, now, assignment.co_notify
         )
-        metrics.child(metrics.INCIDENTS, s.origin, d.category).inc()
+        metrics.tally(metrics.INCIDENTS, s.origin, d.category)
         return _Pending(s.ledger_key, records, s.origin, s.envelope.timestamp)
 
     def _joined(self, s: _Sighted, d: MergeDecision, source_ids: list[str], now: datetime) -> _Pending:
@@ -399,7 +403,7 @@ class Engine:
             similarity=d.similarity,
             sources=d.sources,
         )
-        metrics.child(metrics.MERGES, s.origin, d.category).inc()
+        metrics.tally(metrics.MERGES, s.origin, d.category)
         return _Pending(
             s.ledger_key,
             [(self.topics.incidents, d.incident_id, incident), (self.topics.feedback, d.incident_id, merged)],
@@ -437,7 +441,7 @@ class Engine:
             top=s.top,
             why=why,
         )
-        metrics.child(metrics.TRIAGE, "queued").inc()
+        metrics.tally(metrics.TRIAGE, "queued")
         return _Pending(
             s.ledger_key,
             [(self.topics.incidents, s.new_incident_id, incident), (self.topics.feedback, s.new_incident_id, queued)],
@@ -489,7 +493,7 @@ class Engine:
                            category=incident["category"], lat=incident["lat"], lon=incident["lon"],
                            address=incident.get("address"), origin=incident["origin"],
                            source_id=incident["source_ids"][0], rule=rule)  # fmt: skip
-        metrics.child(metrics.ASSIGNMENTS, unit_id, rule).inc()
+        metrics.tally(metrics.ASSIGNMENTS, unit_id, rule)
         records = [(self.topics.tasks, incident_id, task), (self.topics.feedback, incident_id, dispatched)]
         # units near a boundary, or named by a rule, hear about it without owning it
         for other in co_notify:
@@ -534,7 +538,7 @@ class Engine:
                 pending.append(self._dead_letter("detect", "unknown_kind", reason, envelope, now))
                 continue
             readings.append((envelope, reading))
-            metrics.child(metrics.INGESTED, "reading", "sensor").inc()
+            metrics.tally(metrics.INGESTED, "reading", "sensor")
         kinds = {r.sensor_id: r.kind for _, r in readings}
         stored = await self.detectors.load(sorted(kinds))
         states = {sid: self._state(kinds[sid], alarm, model) for sid, (alarm, model) in stored.items()}
@@ -554,21 +558,22 @@ class Engine:
                 )
             if new_state is state:
                 result.stale += 1
-                metrics.child(metrics.STALE_READINGS, reading.kind).inc()
+                metrics.tally(metrics.STALE_READINGS, reading.kind)
                 continue
             states[reading.sensor_id] = new_state
             if change is AlarmChange.OPENED:
                 opened.append(self._alarm(envelope, reading, new_state))
-                metrics.child(metrics.ALARMS, reading.kind, "opened").inc()
+                metrics.tally(metrics.ALARMS, reading.kind, "opened")
             elif change is AlarmChange.CLEARED:
                 cleared.append((reading, state))
-                metrics.child(metrics.ALARMS, reading.kind, "cleared").inc()
+                metrics.tally(metrics.ALARMS, reading.kind, "cleared")
         pending.extend(await self._discover(opened, now))
         pending.extend(await self._clear_events(cleared, now))
         await self._emit(pending, result, "readings")
         changed = {sid: s for sid, s in states.items() if s != before.get(sid)}
         await self.detectors.save(changed)
         metrics.child(metrics.BATCH_SECONDS, "readings").observe(time.perf_counter() - started)
+        metrics.flush()
         return result
 
     def _state(self, kind: str, alarm: DetectorState, model: bytes | None) -> Any:
@@ -667,7 +672,7 @@ class Engine:
             reason = f"incident {incident_id} is not waiting in the triage queue"
             pending.append(self._dead_letter("triage", "not_in_triage", reason, envelope, now))
             return None
-        metrics.child(metrics.TRIAGE, "decided").inc()
+        metrics.tally(metrics.TRIAGE, "decided")
         # the decision is a labelled example for retraining: text and category travel together
         label = event(
             "triaged",
@@ -755,22 +760,20 @@ class Engine:
 
     async def _emit(self, pending: list[_Pending], result: BatchResult, stream: str) -> None:
         claims = await self.ledger.claim([(p.key, {"records": p.records}) for p in pending])
-        futures = []
+        out: list[tuple[str, bytes, bytes]] = []
         to_confirm = []
         sent: list[tuple[_Pending, list[Any]]] = []
         for item, claim in zip(pending, claims, strict=True):
             if claim.status == SENT:
                 result.duplicates += 1
-                metrics.child(metrics.DUPLICATES, item.kind.split(":")[0]).inc()
+                metrics.tally(metrics.DUPLICATES, item.kind.split(":")[0])
                 continue
             records = claim.payload["records"] if claim.status == RESEND else item.records
-            for topic, key, record in records:
-                value = orjson.dumps(record)
-                futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
+            out += [(topic, key.encode("utf-8"), orjson.dumps(record)) for topic, key, record in records]
             to_confirm.append(claim.key)
             sent.append((item, records))
-        if futures:
-            await asyncio.gather(*futures)
+        if out:
+            await self.sink.send_all(out)
         await self.ledger.confirm(to_confirm)
         done = time.time()
         for item, records in sent:
@@ -779,8 +782,8 @@ class Engine:
                 _, stage, code = item.kind.split(":")
                 result.dead_lettered += 1
                 result.reasons[code] = result.reasons.get(code, 0) + 1
-                metrics.child(metrics.DEAD_LETTERS, stage, code).inc()
-                metrics.child(metrics.PROCESSED, stream, "deadletter").inc()
+                metrics.tally(metrics.DEAD_LETTERS, stage, code)
+                metrics.tally(metrics.PROCESSED, stream, "deadletter")
                 continue
             result.accepted += 1
             result.merged += item.kind.startswith("merged")
@@ -795,8 +798,9 @@ class Engine:
                 if item.kind == "triage"
                 else "other"
             )
-            metrics.child(metrics.PROCESSED, stream, outcome).inc()
+            metrics.tally(metrics.PROCESSED, stream, outcome)
             if opened:
                 result.tasks += 1
                 if item.kind == "report" and item.appended_at is not None:
                     metrics.REPORT_TO_TASK.observe(max(0.0, done - item.appended_at))
+        metrics.flush()

@@ -29,12 +29,13 @@ repeats nothing and loses nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from classifiers.store import IncidentIndex
 from dispatch import CityPack, Dispatcher
@@ -418,22 +419,20 @@ class Lifecycle:
         finished = [c.after.incident_id for c in changes if c.after.state in FINISHED]
         if finished:  # nothing merges into them any more (idempotent)
             await with_retry("incident_close", lambda: self.incidents.close_many(finished))
-        futures = []
+        out: list[tuple[str, bytes, bytes]] = []
         confirm = []
         for item, claim in zip(batch.out, claims, strict=True):
             if claim.status == SENT:
                 result.duplicates += 1
                 continue
             records = claim.payload["records"] if claim.status == RESEND else item.records
-            for topic, key, record in records:
-                value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
+            out += _encoded(records)
             result.emitted += len(records)
             result.tasks += sum(topic == self.topics.tasks for topic, _, _ in records)
             result.dead_lettered += item.kind.startswith("deadletter")
             confirm.append(claim.key)
-        if futures:
-            await asyncio.gather(*futures)
+        if out:
+            await self.sink.send_all(out)
         await self.ledger.confirm(confirm)
         result.accepted += len(changes)
 
@@ -462,16 +461,14 @@ class Lifecycle:
         sent = 0
         if out:
             claims = await self.ledger.claim([(o.key, {"records": o.records}) for o in out])
-            futures = []
+            encoded: list[tuple[str, bytes, bytes]] = []
             for item, claim in zip(out, claims, strict=True):
                 if claim.status == SENT:
                     continue
-                records = claim.payload["records"] if claim.status == RESEND else item.records
-                for topic, key, record in records:
-                    value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-                    futures.append(await self.sink.send(topic, key.encode("utf-8"), value))
-                    sent += 1
-            await asyncio.gather(*futures)
+                encoded += _encoded(claim.payload["records"] if claim.status == RESEND else item.records)
+            sent = len(encoded)
+            if encoded:
+                await self.sink.send_all(encoded)
             await self.ledger.confirm([c.key for c in claims if c.status != SENT])
             acked = self.clock()
             for item, claim in zip(out, claims, strict=True):
@@ -512,6 +509,10 @@ class Lifecycle:
 def _hold(order: WorkOrder | None) -> tuple[str, str] | None:
     """(unit, task) while the order is in a unit's hands, else None."""
     return (order.unit_id, order.task_id) if order is not None and order.state in ACTIVE else None
+
+
+def _encoded(records: Sequence[Record] | list[Any]) -> list[tuple[str, bytes, bytes]]:
+    return [(topic, key.encode("utf-8"), orjson.dumps(record)) for topic, key, record in records]
 
 
 def _stamped(record: dict[str, Any], at: datetime) -> dict[str, Any]:

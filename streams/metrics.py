@@ -21,6 +21,25 @@ def child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
+_tallies: dict[tuple[Any, ...], float] = {}
+
+
+def tally(metric: Any, *labels: str, amount: float = 1.0) -> None:
+    """Count towards a counter; :func:`flush` adds the sums (one locked increment per label set, not per record)."""
+    key = (metric, *labels)
+    _tallies[key] = _tallies.get(key, 0.0) + amount
+
+
+def flush() -> None:
+    """Add what :func:`tally` counted since the last flush (call at the end of each batch)."""
+    if not _tallies:
+        return
+    items = list(_tallies.items())
+    _tallies.clear()
+    for (metric, *labels), amount in items:
+        child(metric, *labels).inc(amount)
+
+
 INGESTED = Counter(
     "cityloop_ingested_total",
     "Valid records accepted from the input topics.",

@@ -7,6 +7,7 @@ the same input always yields the same records.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ def task_id_for(incident_id: str, attempt: int = 1) -> str:
     return f"{incident_id.replace('inc-', 'tsk-', 1)}-{attempt}"
 
 
+@functools.lru_cache(maxsize=1024)
 def iso(moment: datetime) -> str:
+    """ISO 8601 with Z for UTC; remembered, since a batch stamps every record with one moment."""
     return moment.isoformat().replace("+00:00", "Z")
 
 

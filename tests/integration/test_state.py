@@ -66,14 +66,10 @@ class FlakySink:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.fail_next = True
 
-    async def send(self, topic: str, key: bytes, value: bytes):  # type: ignore[no-untyped-def]
-        self.sent.append((topic, key, value))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def send_all(self, records) -> None:  # type: ignore[no-untyped-def]
+        self.sent.extend(records)
         if self.fail_next:
-            future.set_exception(ConnectionError("broker went away"))
-        else:
-            future.set_result(None)
-        return future
+            raise ConnectionError("broker went away")
 
 
 def test_a_batch_whose_delivery_failed_is_sent_again_with_the_same_outcome(namespace, redis_url, tmp_path):
