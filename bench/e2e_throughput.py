@@ -1,12 +1,15 @@
-"""End-to-end throughput of one worker, against the broker's raw ceiling in the same run.
+"""End-to-end throughput of real workers on a backlog, against the broker's raw ceiling in the same run.
 
-Pre-loads the reports (or readings) topic with N records using kafka-python,
-measures a raw kafka-python consume + json.loads of the same records (the
-ceiling a pipeline could reach on this broker from Python), then starts one
-`cityloop worker` and times how fast it turns the backlog into tasks (reports)
-or detector updates (readings), by sampling the worker's /metrics.
+Pre-loads the reports (or readings) topic with N records (bench/common.py's
+workloads), measures a raw kafka-python consume + json.loads of the same
+records, then starts ``--workers`` `cityloop worker` processes in one consumer
+group and times how fast they turn the backlog into outcomes, by sampling their
+/metrics four times a second: reports count when their outcome (task, merge,
+triage, dead letter) is acknowledged by the broker, readings when accepted.
+The rate is the steady part, from 10% to 90% of the backlog. Each worker's peak
+RSS is read from /proc.
 
-    python -m bench.e2e_throughput --kind reports --count 20000
+    python -m bench.e2e_throughput --kind reports --count 20000 [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
+import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.common import encoded, free_port, reading_records, report_records
@@ -79,7 +84,7 @@ def metric_sum(port: int, name: str, having: str = "") -> float:
 
 
 def worker_peak_rss_mb(pid: int) -> float | None:
-    """The worker's peak resident memory (VmHWM), from /proc; None where /proc is not there."""
+    """A process's peak resident memory (VmHWM), from /proc; None where /proc is not there."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -90,108 +95,149 @@ def worker_peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def start_worker(bootstrap: str, redis_url: str, prefix: str, workdir: Path, batch_size: int = 500,
+                 name: str = "worker") -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+    """A `cityloop worker` on the bench's topics; returns the process and its metrics port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap,
+        "CITYLOOP_REDIS_URL": redis_url,
+        "CITYLOOP_TOPIC_PREFIX": prefix,
+        "CITYLOOP_WEB_PORT": str(port),
+        "CITYLOOP_DATA_DIR": str(workdir),
+        "CITYLOOP_BATCH_SIZE": str(batch_size),
+    }
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - the worker writes it until it stops
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("BENCH_LOGLEVEL", "warning")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, port
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print("warning: a worker did not stop within 30 s of SIGTERM; killing it", file=sys.stderr)
+            worker.kill()
+            worker.wait()
+
+
+def drop_prefix(redis_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    batch = []
+    for key in client.scan_iter(f"{prefix}:*", count=5000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch = []
+    if batch:
+        client.delete(*batch)
+    client.close()
+
+
+def backlog_run(bootstrap: str, redis_url: str, kind: str, count: int, *, workers: int = 1, batch_size: int = 500,
+                ceiling: bool = True, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Preload ``count`` records, start ``workers`` workers, and time the backlog; see the module docstring."""
+    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-"))
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    topics = Topics(prefix)
+    ensure_topics(bootstrap, topics.all(), partitions=4)
+    topic = topics.reports if kind == "reports" else topics.readings
+    produce_rate = preload(bootstrap, topic, records(kind, count))
+    consume_rate = raw_consume_rate(bootstrap, topic, count) if ceiling else None
+    # a report always has an outcome; a normal reading has none, so readings count when accepted
+    counter, having = (
+        ("cityloop_processed_total", 'stream="reports"')
+        if kind == "reports"
+        else ("cityloop_ingested_total", 'kind="reading"')
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    for n in range(workers):
+        process, port = start_worker(bootstrap, redis_url, prefix, workdir, batch_size, name=f"worker{n}")
+        procs.append(process)
+        ports.append(port)
+    samples: list[tuple[float, float]] = []
+    started = time.perf_counter()
+    peaks: list[float | None] = []
+    try:
+        while True:
+            time.sleep(0.25)  # a scrape costs the worker CPU: four a second are enough
+            for process in procs:
+                if process.poll() is not None:
+                    raise SystemExit(f"a worker exited: see {workdir}")
+            try:
+                done = sum(metric_sum(port, counter, having) for port in ports)
+            except OSError:
+                continue
+            samples.append((time.perf_counter(), done))
+            if progress and len(samples) % 4 == 0:  # a progress line a second
+                print(f"{done:>8.0f}/{count} {kind} processed", file=sys.stderr, flush=True)
+            if done >= count:
+                break
+            if time.perf_counter() - started > 600:
+                raise SystemExit("gave up after 600 s")
+    finally:
+        peaks = [worker_peak_rss_mb(p.pid) for p in procs]
+        stop_workers(procs)
+        drop_prefix(redis_url, prefix)
+    first = next(t for t, n in samples if n > 0)
+    t10 = next(t for t, n in samples if n >= 0.1 * count)
+    t90 = next(t for t, n in samples if n >= 0.9 * count)
+    steady = 0.8 * count / (t90 - t10) if t90 > t10 else float("nan")
+    return {
+        "kind": kind,
+        "count": count,
+        "workers": workers,
+        "batch_size": batch_size,
+        "preload_produce_per_s": round(produce_rate),
+        "kafka_python_consume_per_s": None if consume_rate is None else round(consume_rate),
+        "overall_per_s": round(count / (samples[-1][0] - first)),
+        "steady_per_s": round(steady),
+        "peak_rss_mb": peaks,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=["reports", "readings"], default="reports")
     parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=1, help="workers in one consumer group")
     parser.add_argument("--bootstrap", help="use this broker instead of starting a Tansu")
     parser.add_argument("--redis", default=os.environ.get("CITYLOOP_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", dest="json_out", help="write results as JSON to this file")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-"))
     broker_pid = None
     bootstrap = args.bootstrap
     if not bootstrap:
-        broker = start_broker("127.0.0.1", free_port(), workdir / "broker.log")
+        broker = start_broker("127.0.0.1", free_port(), Path(tempfile.mkdtemp(prefix="cityloop-broker-")) / "log")
         bootstrap, broker_pid = broker.bootstrap, broker.pid
-    prefix = f"bench{uuid.uuid4().hex[:6]}"
-    topics = Topics(prefix)
-    ensure_topics(bootstrap, topics.all(), partitions=4)
-    topic = topics.reports if args.kind == "reports" else topics.readings
-    payloads = records(args.kind, args.count)
-    produce_rate = preload(bootstrap, topic, payloads)
-    ceiling = raw_consume_rate(bootstrap, topic, args.count)
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap,
-        "CITYLOOP_REDIS_URL": args.redis,
-        "CITYLOOP_TOPIC_PREFIX": prefix,
-        "CITYLOOP_WEB_PORT": str(port),
-        "CITYLOOP_DATA_DIR": str(workdir),
-        "CITYLOOP_BATCH_SIZE": str(args.batch_size),
-    }
-    log = open(workdir / "worker.log", "wb")
-    started = time.perf_counter()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("BENCH_LOGLEVEL", "warning")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    # a report always has an outcome; a normal reading has none, so readings count when accepted
-    counter, having = (
-        ("cityloop_processed_total", 'stream="reports"')
-        if args.kind == "reports"
-        else ("cityloop_ingested_total", 'kind="reading"')
-    )
-    samples: list[tuple[float, float]] = []
     try:
-        while True:
-            time.sleep(0.25)  # a scrape costs the worker CPU: four a second are enough
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited: see {workdir / 'worker.log'}")
-            try:
-                done = metric_sum(port, counter, having)
-            except OSError:
-                continue
-            samples.append((time.perf_counter(), done))
-            if len(samples) % 4 == 0:  # a progress line a second
-                print(f"{done:>8.0f}/{args.count} processed", file=sys.stderr, flush=True)
-            if done >= args.count:
-                break
-            if time.perf_counter() - started > 600:
-                raise SystemExit("gave up after 600 s")
+        result = backlog_run(bootstrap, args.redis, args.kind, args.count, workers=args.workers,
+                             batch_size=args.batch_size)  # fmt: skip
     finally:
-        peak_rss_mb = worker_peak_rss_mb(worker.pid)
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            # seen after a large backlog: the worker does not finish stopping (see BENCHMARKS.md); measurements stand
-            print("warning: the worker did not stop within 30 s of SIGTERM; killing it", file=sys.stderr)
-            worker.kill()
-            worker.wait()
         if broker_pid:
             os.kill(broker_pid, signal.SIGTERM)
+    result["cpus"] = os.cpu_count()
     print(file=sys.stderr)
-    first = next(t for t, n in samples if n > 0)
-    t10 = next(t for t, n in samples if n >= 0.1 * args.count)
-    t90 = next(t for t, n in samples if n >= 0.9 * args.count)
-    overall = args.count / (samples[-1][0] - first)
-    steady = 0.8 * args.count / (t90 - t10) if t90 > t10 else float("nan")
-    result = {
-        "kind": args.kind,
-        "count": args.count,
-        "batch_size": args.batch_size,
-        "preload_produce_per_s": round(produce_rate),
-        "raw_consume_ceiling_per_s": round(ceiling),
-        "worker_overall_per_s": round(overall),
-        "worker_steady_per_s": round(steady),
-        "ratio_of_ceiling": round(steady / ceiling, 3),
-        "cpus": os.cpu_count(),
-        "worker_peak_rss_mb": peak_rss_mb,
-    }
-    print(f"{'stage':<40}{'records/s':>12}")
-    print(f"{'kafka-python produce (preload)':<40}{result['preload_produce_per_s']:>12,}")
-    print(f"{'kafka-python consume + json.loads':<40}{result['raw_consume_ceiling_per_s']:>12,}")
-    print(f"{'worker end to end, first->last':<40}{result['worker_overall_per_s']:>12,}")
-    print(f"{'worker end to end, steady (10%->90%)':<40}{result['worker_steady_per_s']:>12,}")
-    print(f"steady rate = {result['ratio_of_ceiling']:.1%} of the raw consume ceiling")
-    print(f"worker peak RSS {peak_rss_mb} MB")
+    print(f"{'stage':<44}{'records/s':>12}")
+    print(f"{'kafka-python produce (preload)':<44}{result['preload_produce_per_s']:>12,}")
+    print(f"{'kafka-python consume + json.loads':<44}{result['kafka_python_consume_per_s']:>12,}")
+    print(f"{f'{args.workers} worker(s) end to end, first->last':<44}{result['overall_per_s']:>12,}")
+    print(f"{f'{args.workers} worker(s) end to end, steady (10%->90%)':<44}{result['steady_per_s']:>12,}")
+    share = result["steady_per_s"] / result["kafka_python_consume_per_s"]
+    print(f"steady rate = {share:.1%} of the raw consume ceiling")
+    print(f"worker peak RSS (MB): {', '.join(str(p) for p in result['peak_rss_mb'])}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))
 
