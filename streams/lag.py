@@ -11,16 +11,16 @@ what Kafka defines as the end of the log for consumers; aiokafka keeps the lates
 floor against any broker that gets the watermark wrong, the end is also never less than the highest offset fetched
 + 1 (a record that was fetched exists).
 
-The position is the offset the worker committed (Faust's committed offsets, read from the group at assignment and
-updated at every commit, one per second): what a restarted worker would resume from, so the lag counts every record
+The position is the offset the worker committed (the batch consumer's commits, about one a second, or Faust's for
+any topic a Faust agent reads): what a restarted worker would resume from, so the lag counts every record
 not yet safely processed. Before the first commit on a partition nothing was committed by the group, the position is
 the first offset this worker saw there.
 
-Limit: aiokafka does not fetch a partition again while records it fetched from it are still buffered, and Faust stops
-fetching a partition whose stream buffer is full, so while a worker is stuck (Redis down, a slow batch) a partition's
-end can be the watermark of its last fetch, older than the log: the lag is then a lower bound, still > 0 while
-anything waits, and exact again as soon as the worker fetches that partition (measured: 1,153 of 1,500 once, 1,500 of
-1,500 in other runs). A separate lag exporter that fetches on its own would close that gap.
+Limit: aiokafka does not fetch a partition again while records it fetched from it are still buffered, so while a
+worker is stuck (Redis down, a slow batch) a partition's end can be the watermark of its last fetch, older than the
+log: the lag is then a lower bound, still > 0 while anything waits, and exact again as soon as the worker fetches
+that partition (measured: 1,153 of 1,500 once, 1,500 of 1,500 in other runs). A separate lag exporter that fetches
+on its own would close that gap.
 
 Only partitions assigned to this worker are reported, so summing over workers does not count a partition twice
 (except for a moment during a rebalance).

@@ -1,6 +1,6 @@
 """The closed loop in the worker: work orders from feedback events, follow-ups, and the SLA timer.
 
-The ``run_lifecycle`` agent hands batches of ``<prefix>.feedback`` records to
+The worker's batch consumer hands batches of ``<prefix>.feedback`` records to
 :meth:`Lifecycle.process`. Each lifecycle event is applied to its order by the
 pure core (:func:`feedback.apply`); what must follow (re-dispatch after a
 rejection, arbitration, the close after a verification, a new task after a
