@@ -17,9 +17,15 @@ occasional excursion over the flood threshold (a few alarms open and clear).
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from dispatch.demo_city import CATEGORIES, bounds
@@ -83,6 +89,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def broker(bootstrap: str | None) -> Iterator[str]:
+    """The given broker, or a Tansu started for the benchmark and stopped after it."""
+    if bootstrap:
+        yield bootstrap
+        return
+    from streams.devbroker import start_broker
+
+    started = start_broker("127.0.0.1", free_port(), Path(tempfile.mkdtemp(prefix="cityloop-broker-")) / "log")
+    try:
+        yield started.bootstrap
+    finally:
+        os.kill(started.pid, signal.SIGTERM)
 
 
 async def drop_namespace(client: Any, namespace: str) -> int:

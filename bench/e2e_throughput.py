@@ -30,9 +30,8 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import encoded, free_port, reading_records, report_records
+from bench.common import broker, encoded, free_port, reading_records, report_records
 from streams.admin import ensure_topics
-from streams.devbroker import start_broker
 from streams.topics import Topics
 
 
@@ -217,17 +216,9 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out", help="write results as JSON to this file")
     args = parser.parse_args()
 
-    broker_pid = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker = start_broker("127.0.0.1", free_port(), Path(tempfile.mkdtemp(prefix="cityloop-broker-")) / "log")
-        bootstrap, broker_pid = broker.bootstrap, broker.pid
-    try:
+    with broker(args.bootstrap) as bootstrap:
         result = backlog_run(bootstrap, args.redis, args.kind, args.count, workers=args.workers,
                              batch_size=args.batch_size)  # fmt: skip
-    finally:
-        if broker_pid:
-            os.kill(broker_pid, signal.SIGTERM)
     result["cpus"] = os.cpu_count()
     print(file=sys.stderr)
     print(f"{'stage':<44}{'records/s':>12}")

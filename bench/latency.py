@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
@@ -29,10 +28,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import free_port, report_records
+from bench.common import broker, report_records
 from bench.e2e_throughput import drop_prefix, start_worker, stop_workers, worker_peak_rss_mb
 from streams.admin import ensure_topics
-from streams.devbroker import start_broker
 from streams.outcomes import stable_id
 from streams.topics import Topics
 
@@ -137,16 +135,8 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("CITYLOOP_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
-    broker_pid = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker = start_broker("127.0.0.1", free_port(), Path(tempfile.mkdtemp(prefix="cityloop-broker-")) / "log")
-        bootstrap, broker_pid = broker.bootstrap, broker.pid
-    try:
+    with broker(args.bootstrap) as bootstrap:
         result = latency_run(bootstrap, args.redis, args.rate, args.seconds)
-    finally:
-        if broker_pid:
-            os.kill(broker_pid, signal.SIGTERM)
     print(json.dumps(result, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2))

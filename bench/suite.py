@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,11 +35,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import encoded, free_port, report_records
+from bench.common import broker, encoded, report_records
 from bench.e2e_throughput import backlog_run
 from bench.latency import latency_run
 from streams.admin import ensure_topics
-from streams.devbroker import start_broker
 
 
 def say(text: str) -> None:
@@ -138,11 +136,6 @@ def main() -> None:
     n_reports, n_readings, n_ceiling = (8_000, 20_000, 20_000) if quick else (30_000, 80_000, 60_000)
     seconds = 8.0 if quick else 20.0
     workdir = Path(tempfile.mkdtemp(prefix="cityloop-suite-"))
-    broker_pid = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker = start_broker("127.0.0.1", free_port(), workdir / "broker.log")
-        bootstrap, broker_pid = broker.bootstrap, broker.pid
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
         "machine": {
@@ -153,7 +146,7 @@ def main() -> None:
         },  # fmt: skip
         "quick": quick,
     }
-    try:
+    with broker(args.bootstrap) as bootstrap:
         say(f"1. broker ceiling: raw aiokafka, {n_ceiling:,} records")
         results["ceiling"] = asyncio.run(broker_ceiling(bootstrap, n_ceiling))
         say(f"   {results['ceiling']}")
@@ -184,9 +177,6 @@ def main() -> None:
         say(f"6. scaling: two workers on {n_reports:,} reports")
         results["reports_2"] = backlog_run(bootstrap, args.redis, "reports", n_reports, workers=2, ceiling=False)
         say(f"   {results['reports_2']['steady_per_s']:,}/s")
-    finally:
-        if broker_pid:
-            os.kill(broker_pid, signal.SIGTERM)
     results["finished_at"] = datetime.now(UTC).isoformat()
     Path(args.json_out).write_text(json.dumps(results, indent=2, default=str))
     print(table(results))

@@ -156,19 +156,22 @@ class Observer(threading.Thread):
                 seen.triage_decided += 1
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+def _wait_ready(
+    what: str, url: str, ready: Callable[[bytes], bool], process: subprocess.Popen[bytes], timeout: float, log: Path
+) -> None:
+    """Poll ``url`` until it answers 200 with a body ``ready`` accepts; fail if ``process`` exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {process.returncode}; see {log}")
+            raise RuntimeError(f"the {what} exited with code {process.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-                if json.loads(response.read()).get("status") == "ready":
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200 and ready(response.read()):
                     return
         except (OSError, ValueError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the worker was not ready within {timeout:.0f} s; see {log}")
+    raise RuntimeError(f"the {what} was not ready within {timeout:.0f} s; see {log}")
 
 
 def run_demo(
@@ -230,34 +233,20 @@ def run_demo(
             "CITYLOOP_API_HOST": "127.0.0.1",
             "CITYLOOP_OPEN311_API_KEYS": f"demo-{run_id}",
         }
-        worker_log = logs / f"demo-{run_id}-worker.log"
-        with open(worker_log, "wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        cleanup.append(lambda: _terminate(worker.pid))
-        started_pids.append(worker.pid)
-        echo(f"worker   pid {worker.pid}, log {worker_log}")
-        api_log = logs / f"demo-{run_id}-api.log"
-        with open(api_log, "wb") as log:
-            api = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "api", "--loglevel", "warning"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        cleanup.append(lambda: _terminate(api.pid))
-        started_pids.append(api.pid)
-        echo(f"api      pid {api.pid}, log {api_log}")
+        processes = {}
+        for command in ("worker", "api"):
+            log_path = logs / f"demo-{run_id}-{command}.log"
+            process = _spawn(command, env, log_path)
+            cleanup.append(lambda pid=process.pid: _terminate(pid))
+            started_pids.append(process.pid)
+            processes[command] = (process, log_path)
+            echo(f"{command:<8} pid {process.pid}, log {log_path}")
+        (worker, worker_log), (api, api_log) = processes["worker"], processes["api"]
         echo("         waiting for the worker to join its consumer group ...")
-        _wait_ready(web_port, worker, 90, worker_log)
+        health = f"http://127.0.0.1:{web_port}/health"
+        _wait_ready("worker", health, lambda body: json.loads(body).get("status") == "ready", worker, 90, worker_log)
         api_url = f"http://127.0.0.1:{api_port}"
-        _wait_api(api_url, api, 60, api_log)
+        _wait_ready("API", f"{api_url}/open311/v2/services.json", lambda body: True, api, 60, api_log)
         pack = load_city_pack(city)
         tokens = _issue_tokens(redis_url, topics.prefix, [u.id for u in pack.spec.units])
         ops_unit = pack.spec.fallback_unit
@@ -353,19 +342,16 @@ def _play(
         producer.close()
 
 
-def _wait_api(url: str, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the API exited with code {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"{url}/open311/v2/services.json", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the API did not answer within {timeout:.0f} s; see {log}")
+def _spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``cityloop <command>`` in a child process, its output in ``log_path``."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", command, "--loglevel", "warning"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def _issue_tokens(redis_url: str, namespace: str, units: list[str]) -> dict[str, str]:
