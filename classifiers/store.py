@@ -123,6 +123,28 @@ return out
 """
 
 
+# ARGV = namespace, then (incident id, category, family) triples: an open incident moves to its new category's
+# family, so later reports of that category can join it. Answers how many were open and moved.
+_RECATEGORISE = """
+local ns, moved = ARGV[1], 0
+for i = 2, #ARGV, 3 do
+  local id, cat, fam = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = ns .. ':inc:' .. id
+  local h = redis.call('HMGET', key, 'fam', 'lat', 'lon', 'last', 'closed')
+  if h[1] then
+    redis.call('HSET', key, 'cat', cat, 'fam', fam)
+    local removed = redis.call('ZREM', ns .. ':open:' .. h[1], id)
+    redis.call('ZREM', ns .. ':openlast:' .. h[1], id)
+    if removed == 1 and not h[5] then
+      redis.call('GEOADD', ns .. ':open:' .. fam, h[3], h[2], id)
+      redis.call('ZADD', ns .. ':openlast:' .. fam, h[4], id)
+      moved = moved + 1
+    end
+  end
+end
+return moved
+"""
+
 # ARGV = namespace, then incident ids; answers how many left the open index.
 _CLOSE = """
 local ns, removed = ARGV[1], 0
@@ -192,6 +214,8 @@ class IncidentIndex(Protocol):
 
     async def close_many(self, incident_ids: Sequence[str]) -> int: ...
 
+    async def recategorise(self, changes: Sequence[tuple[str, str, str]]) -> int: ...
+
     async def source_ids(self, incident_id: str, limit: int = 1000) -> list[str]: ...
 
     async def source_ids_many(self, incident_ids: Sequence[str], limit: int = 1000) -> list[list[str]]: ...
@@ -209,6 +233,7 @@ class RedisIncidentIndex:
         self._grace = grace_s
         self._merge = client.register_script(_MERGE_BATCH)
         self._close = client.register_script(_CLOSE)
+        self._recategorise = client.register_script(_RECATEGORISE)
 
     async def merge_or_open(
         self,
@@ -247,6 +272,13 @@ class RedisIncidentIndex:
     async def close(self, incident_id: str) -> bool:
         """Take an incident out of the open index: nothing merges into it any more."""
         return await self.close_many([incident_id]) > 0
+
+    async def recategorise(self, changes: Sequence[tuple[str, str, str]]) -> int:
+        """(incident, new category, its merge family): an open incident now merges as its new category."""
+        if not changes:
+            return 0
+        args = [self._ns, *(part for change in changes for part in change)]
+        return int(await self._recategorise(keys=[], args=args))
 
     async def close_many(self, incident_ids: Sequence[str]) -> int:
         """:meth:`close` for many, in one round trip; returns how many were still open."""

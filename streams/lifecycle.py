@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from classifiers.merge import MergePolicy
 from classifiers.store import IncidentIndex
 from dispatch import CityPack, Dispatcher
 from dispatch.reroute import reroute
@@ -110,6 +111,7 @@ class _Batch:
     refusals: list[tuple[str, str, str, str]] = field(default_factory=list)
     sources: dict[str, list[str]] = field(default_factory=dict)  # of orders a verification may close
     holds: list[tuple[str, str, str]] = field(default_factory=list)  # units' open tasks: (+ or -, unit, task)
+    recategorised: list[tuple[str, str]] = field(default_factory=list)  # (incident, new category)
 
 
 class Lifecycle:
@@ -140,6 +142,7 @@ class Lifecycle:
         self.clock = clock
         self.timer_lease = timer_lease
         self.units: Any = None  # the units' open-task counters (dispatch's store), set by build_lifecycle
+        self.merge_policy = MergePolicy()  # the engine's, set by build_lifecycle
         self._capacity_units = [u.id for u in pack.spec.units if u.capacity is not None]
         self._field_teams = [u.id for u in pack.spec.units if u.kind == "field_team"]
 
@@ -239,6 +242,8 @@ class Lifecycle:
             records.append((self.topics.feedback, incident, follow_event))
             records.extend(extra)
             queue.extend(follow_step.then)
+        if e.type == "recategorise":  # later reports of the new category should join this incident
+            batch.recategorised.append((incident, order.category or ""))
         if e.type == "assign":  # the ops centre chose the unit: its task goes out like any other
             records.append(self._task(order, e, e.get("reason") or f"assigned by {e.actor}"))
         if e.type == "dispatched" and order.sensor_id and sensors.get(order.sensor_id) not in (None, incident):
@@ -416,6 +421,9 @@ class Lifecycle:
             await with_retry("unit_holds", lambda: units.apply_holds(holds))
         for refusal in batch.refusals:
             await with_retry("order_refuse", lambda r=refusal: self.orders.refuse(*r))
+        if batch.recategorised:
+            moves = [(i, c, self.merge_policy.rule_for(c).family) for i, c in batch.recategorised]
+            await with_retry("incident_recategorise", lambda: self.incidents.recategorise(moves))
         finished = [c.after.incident_id for c in changes if c.after.state in FINISHED]
         if finished:  # nothing merges into them any more (idempotent)
             await with_retry("incident_close", lambda: self.incidents.close_many(finished))
@@ -549,6 +557,7 @@ def build_lifecycle(engine: Any, redis_client: Any, settings: Any) -> Lifecycle:
         timer_lease=timedelta(seconds=settings.timer_lease_s),
     )
     lifecycle.units = engine.units
+    lifecycle.merge_policy = engine.merge_policy
     return lifecycle
 
 

@@ -360,7 +360,7 @@ def test_recategorising_routes_the_order_again_and_tells_both_units(
 
     The order is routed again under the new category (water-west, attempt 2) with the re-routing in the task's
     explanation and the new category's SLA; roads-west's inbox gets a withdrawal and its task is gone from its
-    list and its load, water-west's gets the assignment. A second change that keeps the unit (a burst main is
+    list and its load, water-west's gets the assignment; a later report of a blocked drain there joins the incident. A second change that keeps the unit (a burst main is
     also water-west's) is a new task for the same unit. Stale or unknown changes are refused.
     """
     from dispatch.store import UnitStore
@@ -413,6 +413,10 @@ def test_recategorising_routes_the_order_again_and_tells_both_units(
         assert units.loads(["roads-west", "water-west"]) == {"roads-west": 0, "water-west": 1}
         request = client.get(f"/open311/v2/requests/{posted['service_request_id']}.json").json()[0]
         assert request["agency_responsible"] == "Water crew West"
+        # a neighbour reports the blocked drain itself: it joins the re-categorised incident, no second task
+        post_request(client, service_code="blocked_drain", lat="51.9901", description="drain blocked, road flooded")
+        joined = wait_json(client, f"/ops/incidents/{incident}", lambda b: len(b["sources"]) == 2, headers=ops)
+        assert len(joined["sources"]) == 2
 
         handed = client.post(f"/ops/orders/{incident}/assign", headers=ops,
                              json={"unit_id": "roads-east", "reason": "east has the pump"})  # fmt: skip
