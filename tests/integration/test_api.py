@@ -360,8 +360,9 @@ def test_recategorising_routes_the_order_again_and_tells_both_units(
 
     The order is routed again under the new category (water-west, attempt 2) with the re-routing in the task's
     explanation and the new category's SLA; roads-west's inbox gets a withdrawal and its task is gone from its
-    list and its load, water-west's gets the assignment; a later report of a blocked drain there joins the incident. A second change that keeps the unit (a burst main is
-    also water-west's) is a new task for the same unit. Stale or unknown changes are refused.
+    list and its load, water-west's gets the assignment; a later report of a blocked drain there joins the
+    incident. A second change that keeps the unit (a burst main is also water-west's) is a new task for the same
+    unit. Stale or unknown changes are refused.
     """
     from dispatch.store import UnitStore
 
