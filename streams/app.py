@@ -44,6 +44,15 @@ from streams.topics import Topics
 log = logging.getLogger(__name__)
 
 
+def partition_for(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition Kafka's default partitioner gives a keyed record (Java, kafka-python and aiokafka agree).
+
+    Every writer of a topic must agree: an incident's events come from the
+    worker and from the API, and the lifecycle needs them in one partition.
+    """
+    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+
+
 class FaustSink:
     """Sends through the worker's own producer (aiokafka under Faust), one record batch per partition.
 
@@ -70,8 +79,7 @@ class FaustSink:
             raise ConnectionError("the worker's producer is not running")
         groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
         for topic, key, value in records:
-            partitions = await self._partitions_of(producer, topic)
-            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            partition = partition_for(key, await self._partitions_of(producer, topic))
             groups.setdefault((topic, partition), []).append((key, value))
         futures = []
         for (topic, partition), items in groups.items():
