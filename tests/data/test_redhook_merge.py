@@ -170,7 +170,7 @@ def run_merger(stream: list[dict], redis_url: str, namespace: str, radius: float
         for start in range(0, len(sightings), 50):
             batch = sightings[start : start + 50]
             decisions += await index.merge_or_open(batch, text_weight=text_weight, max_score=max_score)
-        keys = [k async for k in client.scan_iter(f"{namespace}:*")]
+        keys = [k async for k in client.scan_iter(f"{namespace}:*", count=5000)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
