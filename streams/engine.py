@@ -255,7 +255,7 @@ class Engine:
         opened = [(s, d) for s, d in zip(confident, decisions, strict=True) if d.opened]
         joined = [(s, d) for s, d in zip(confident, decisions, strict=True) if not d.opened]
         pending: list[_Pending] = []
-        loads, positions = await self._unit_state() if opened else ({}, {})
+        loads, positions = await self.unit_state() if opened else ({}, {})
         assign = functools.partial(self._assign, loads=loads, positions=positions)
         assigned, failed = self._isolated(assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch")
         if self.units is not None and assigned:
@@ -291,7 +291,7 @@ class Engine:
             classified_by=s.method,
         )
 
-    async def _unit_state(self) -> tuple[dict[str, int] | None, dict[str, Any] | None]:
+    async def unit_state(self) -> tuple[dict[str, int] | None, dict[str, Any] | None]:
         """Open tasks of units with a capacity, and field teams' positions, for load-aware dispatch."""
         if self.units is None:
             return None, None

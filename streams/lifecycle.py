@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,8 +143,8 @@ class Lifecycle:
         self.timer_lease = timer_lease
         self.units: Any = None  # the units' open-task counters (dispatch's store), set by build_lifecycle
         self.merge_policy = MergePolicy()  # the engine's, set by build_lifecycle
-        self._capacity_units = [u.id for u in pack.spec.units if u.capacity is not None]
-        self._field_teams = [u.id for u in pack.spec.units if u.kind == "field_team"]
+        # the units' loads and field teams' positions as dispatch reads them (the engine's), set by build_lifecycle
+        self.unit_state: Callable[[], Awaitable[tuple[Any, Any]]] | None = None
 
     # ---------------------------------------------------------------- events
 
@@ -304,11 +304,7 @@ class Lifecycle:
         new one's an assignment when the order is saved (feedback.store).
         """
         new_category = order.category or ""
-        loads = positions = None
-        if self.units is not None:
-            units = self.units
-            loads = await with_retry("unit_loads", lambda: units.loads(self._capacity_units))
-            positions = await with_retry("unit_positions", lambda: units.positions(self._field_teams))
+        loads, positions = await self.unit_state() if self.unit_state is not None else (None, None)
         try:
             if order.lat is None or order.lon is None or self.pack.category(new_category) is None:
                 raise ValueError("the order has no location or its new category is not in the pack")
@@ -427,22 +423,26 @@ class Lifecycle:
         finished = [c.after.incident_id for c in changes if c.after.state in FINISHED]
         if finished:  # nothing merges into them any more (idempotent)
             await with_retry("incident_close", lambda: self.incidents.close_many(finished))
-        out: list[tuple[str, bytes, bytes]] = []
-        confirm = []
-        for item, claim in zip(batch.out, claims, strict=True):
-            if claim.status == SENT:
-                result.duplicates += 1
-                continue
-            records = claim.payload["records"] if claim.status == RESEND else item.records
-            out += _encoded(records)
+        sent = await self._send(batch.out, claims)
+        result.duplicates += len(batch.out) - len(sent)
+        for item, records in sent:
             result.emitted += len(records)
             result.tasks += sum(topic == self.topics.tasks for topic, _, _ in records)
             result.dead_lettered += item.kind.startswith("deadletter")
-            confirm.append(claim.key)
-        if out:
-            await self.sink.send_all(out)
-        await self.ledger.confirm(confirm)
         result.accepted += len(changes)
+
+    async def _send(self, out: list[_Out], claims: list[Any]) -> list[tuple[_Out, list[Any]]]:
+        """Send every outcome the ledger has not seen acknowledged (a stored one as stored), then confirm them.
+
+        Returns each outcome sent with the records that went out.
+        """
+        sent = [(item, claim.payload["records"] if claim.status == RESEND else item.records)
+                for item, claim in zip(out, claims, strict=True) if claim.status != SENT]  # fmt: skip
+        encoded = [record for _, records in sent for record in _encoded(records)]
+        if encoded:
+            await self.sink.send_all(encoded)
+        await self.ledger.confirm([claim.key for claim in claims if claim.status != SENT])
+        return sent
 
     # ----------------------------------------------------------------- timer
 
@@ -469,20 +469,11 @@ class Lifecycle:
         sent = 0
         if out:
             claims = await self.ledger.claim([(o.key, {"records": o.records}) for o in out])
-            encoded: list[tuple[str, bytes, bytes]] = []
-            for item, claim in zip(out, claims, strict=True):
-                if claim.status == SENT:
-                    continue
-                encoded += _encoded(claim.payload["records"] if claim.status == RESEND else item.records)
-            sent = len(encoded)
-            if encoded:
-                await self.sink.send_all(encoded)
-            await self.ledger.confirm([c.key for c in claims if c.status != SENT])
+            emitted = await self._send(out, claims)
+            sent = sum(len(records) for _, records in emitted)
             acked = self.clock()
-            for item, claim in zip(out, claims, strict=True):
-                if claim.status == SENT:
-                    continue
-                for _, _, record in item.records:
+            for _, records in emitted:
+                for _, _, record in records:
                     stage = record.get("stage") or "sensor"
                     metrics.TIMER_EVENTS.labels(record["type"], stage).inc()
                     if record["type"] in ("sla_warning", "escalate"):  # once per order, stage and deadline
@@ -557,6 +548,7 @@ def build_lifecycle(engine: Any, redis_client: Any, settings: Any) -> Lifecycle:
         timer_lease=timedelta(seconds=settings.timer_lease_s),
     )
     lifecycle.units = engine.units
+    lifecycle.unit_state = engine.unit_state
     lifecycle.merge_policy = engine.merge_policy
     return lifecycle
 
