@@ -39,9 +39,9 @@ def sla_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, A
     }
 
 
-def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: bool = False) -> dict[str, Any]:
-    """The order as its unit (or the ops centre, with ``history``) sees it."""
-    view: dict[str, Any] = {
+def _task_fields(order: WorkOrder) -> dict[str, Any]:
+    """What every view of a task starts with: which task, whose, where, and how far along."""
+    return {
         "task_id": order.task_id,
         "incident_id": order.incident_id,
         "unit_id": order.unit_id,
@@ -51,6 +51,13 @@ def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: b
         "lat": order.lat,
         "lon": order.lon,
         "address": order.address,
+    }
+
+
+def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: bool = False) -> dict[str, Any]:
+    """The order as its unit (or the ops centre, with ``history``) sees it."""
+    view: dict[str, Any] = {
+        **_task_fields(order),
         "origin": order.origin,
         "rule": order.rule,
         "created_at": _iso(order.created_at),
@@ -72,15 +79,7 @@ def task_view(order: WorkOrder, calendar: BusinessCalendar | None, *, history: b
 def assignment_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
     """The short form a unit's push channel carries: enough to show the task and fetch the rest."""
     return {
-        "task_id": order.task_id,
-        "incident_id": order.incident_id,
-        "unit_id": order.unit_id,
-        "attempt": order.attempt,
-        "state": order.state.value,
-        "category": order.category,
-        "lat": order.lat,
-        "lon": order.lon,
-        "address": order.address,
+        **_task_fields(order),
         "rule": order.rule,
         "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
         "resolve_by": _iso(order.deadline("resolve", calendar)),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,17 +89,22 @@ def _summary_line(scores: Evaluation) -> str:
     return f"accuracy {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f}, ECE {scores.ece:.3f} on {scores.rows} rows"
 
 
+def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data`` and ``--text-col``, the same for training and evaluating."""
+    command = click.option(
+        "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
+    )(command)
+    return click.option(
+        "--data",
+        required=True,
+        multiple=True,
+        type=click.Path(path_type=Path),
+        help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+    )(command)
+
+
 @click.command()
-@click.option(
-    "--data",
-    required=True,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
-)
-@click.option(
-    "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
-)
+@_data_options
 @click.option("--label-col", required=True, help="Column with the category (or agency) to learn.")
 @click.option(
     "--out", default="text-model.cityloop", show_default=True, type=click.Path(path_type=Path), help="Model file."
@@ -213,16 +218,7 @@ def train(
 
 @click.command("eval")
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model file.")
-@click.option(
-    "--data",
-    required=True,
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
-)
-@click.option(
-    "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
-)
+@_data_options
 @click.option("--label-col", required=True, help="Column with the true category.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Classes and pairs to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")

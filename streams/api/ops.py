@@ -128,17 +128,23 @@ async def _order(ctx: ApiContext, incident_id: str) -> WorkOrder:
     return order
 
 
+async def _decide(
+    ctx: ApiContext, request: Request, who: Caller, incident_id: str, kind: str, order: WorkOrder | None = None,
+    **fields: Any,
+) -> JSONResponse:  # fmt: skip
+    """The ops centre's event ``kind`` on an order, submitted and answered with the outcome."""
+    order = order or await _order(ctx, incident_id)
+    return await submit(ctx, order, lifecycle_record(ctx, request, kind, order, who.ops_actor, **fields))
+
+
 @router.post("/orders/{incident_id}/verify", summary="Verified fixed: the order closes")
 async def verify(incident_id: str, body: Verify, request: Request, ctx: Ctx, who: Ops) -> JSONResponse:
-    order = await _order(ctx, incident_id)
-    return await submit(ctx, order, lifecycle_record(ctx, request, "verify", order, who.ops_actor, note=body.note))
+    return await _decide(ctx, request, who, incident_id, "verify", note=body.note)
 
 
 @router.post("/orders/{incident_id}/reopen", summary="Not fixed (or the reporter says so): back to its unit")
 async def reopen(incident_id: str, body: Reason, request: Request, ctx: Ctx, who: Ops) -> JSONResponse:
-    order = await _order(ctx, incident_id)
-    return await submit(ctx, order, lifecycle_record(ctx, request, "reopen", order, who.ops_actor,
-                                                     reason=body.reason))  # fmt: skip
+    return await _decide(ctx, request, who, incident_id, "reopen", reason=body.reason)
 
 
 @router.post("/orders/{incident_id}/assign", summary="Arbitrate or reassign: the order goes to this unit")
@@ -147,9 +153,8 @@ async def assign(incident_id: str, body: Assign, request: Request, ctx: Ctx, who
         raise ApiError(400, "unknown_unit", f"unit {body.unit_id!r} is not in {ctx.pack.name}")
     order = await _order(ctx, incident_id)
     attempt = order.attempt + 1
-    record = lifecycle_record(ctx, request, "assign", order, who.ops_actor, task_id=task_id_for(incident_id, attempt),
-                              unit_id=body.unit_id, attempt=attempt, reason=body.reason)  # fmt: skip
-    return await submit(ctx, order, record)
+    return await _decide(ctx, request, who, incident_id, "assign", order, task_id=task_id_for(incident_id, attempt),
+                         unit_id=body.unit_id, attempt=attempt, reason=body.reason)  # fmt: skip
 
 
 @router.post(
@@ -160,16 +165,13 @@ async def recategorise(incident_id: str, body: Recategorise, request: Request, c
     if ctx.pack.category(body.category) is None:
         raise ApiError(400, "unknown_category", f"category {body.category!r} is not in {ctx.pack.name}")
     order = await _order(ctx, incident_id)
-    record = lifecycle_record(ctx, request, "recategorise", order, who.ops_actor, category=body.category,
-                              attempt=order.attempt, reason=body.reason)  # fmt: skip
-    return await submit(ctx, order, record)
+    return await _decide(ctx, request, who, incident_id, "recategorise", order, category=body.category,
+                         attempt=order.attempt, reason=body.reason)  # fmt: skip
 
 
 @router.post("/orders/{incident_id}/cancel", summary="Close without action")
 async def cancel(incident_id: str, body: Reason, request: Request, ctx: Ctx, who: Ops) -> JSONResponse:
-    order = await _order(ctx, incident_id)
-    return await submit(ctx, order, lifecycle_record(ctx, request, "cancel", order, who.ops_actor,
-                                                     reason=body.reason))  # fmt: skip
+    return await _decide(ctx, request, who, incident_id, "cancel", reason=body.reason)
 
 
 @router.post("/orders/{incident_id}/merge", summary="Merge into another incident's order (its reports follow it)")
@@ -181,8 +183,7 @@ async def merge(incident_id: str, body: Merge, request: Request, ctx: Ctx, who: 
     if target.state in FINISHED:
         why = f"incident {body.into} is {target.state.value}; merge into an open one"
         raise ApiError(409, "illegal_transition", why)
-    return await submit(ctx, order, lifecycle_record(ctx, request, "merge_order", order, who.ops_actor,
-                                                     into=body.into, reason=body.reason))  # fmt: skip
+    return await _decide(ctx, request, who, incident_id, "merge_order", order, into=body.into, reason=body.reason)
 
 
 @router.get("/sla", summary="The live SLA board: yellow and red orders by unit and category")
