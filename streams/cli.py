@@ -294,7 +294,7 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from streams.simulator import CitySimulator, paced, utc_now
+    from streams.simulator import CitySimulator, play
     from streams.topics import Topics
 
     settings = _settings(**flags)
@@ -307,20 +307,16 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     except KafkaError as exc:
         raise click.ClickException(f"no broker at {settings.kafka_bootstrap}: {exc}") from None
     counts = {"reports": 0, "garbage": 0, "readings": 0}
-    last_print = last_reading = -1.0
+    last_print = -1.0
     click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka_bootstrap} for {duration:.0f} s")
     try:
-        for elapsed, due in paced(rate, duration):
-            now = utc_now()
-            for _ in range(due):
-                record = simulator.report(now)
+        for elapsed, reports, readings in play(simulator, rate, duration):
+            for record in reports:
                 producer.send(topics.reports, key=record.key, value=record.value)
                 counts["reports" if record.valid else "garbage"] += 1
-            if elapsed - last_reading >= 1.0:
-                last_reading = elapsed
-                for record in simulator.readings(now, elapsed):
-                    producer.send(topics.readings, key=record.key, value=record.value)
-                    counts["readings"] += 1
+            for record in readings:
+                producer.send(topics.readings, key=record.key, value=record.value)
+                counts["readings"] += 1
             if elapsed - last_print >= 5.0:
                 last_print = elapsed
                 click.echo(f"  t={elapsed:5.1f}s  " + "  ".join(f"{k} {v}" for k, v in counts.items()))

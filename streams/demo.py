@@ -39,7 +39,7 @@ from streams.democrews import Crews, demo_time_pack
 from streams.devbroker import start_broker
 from streams.outcomes import stable_id
 from streams.redisconn import redis_answers, start_embedded_redis
-from streams.simulator import CitySimulator, paced, utc_now
+from streams.simulator import CitySimulator, play, utc_now
 from streams.topics import Topics
 
 
@@ -299,12 +299,9 @@ def _play(
     producer = KafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     simulator = CitySimulator(bounds(), run_id, sensors_count=sensors)
     last_print = 0.0
-    last_reading = -1.0
     try:
-        for elapsed, due in paced(rate, duration):
-            now = utc_now()
-            for _ in range(due):
-                record = simulator.report(now)
+        for elapsed, reports, readings in play(simulator, rate, duration):
+            for record in reports:
                 producer.send(topics.reports, key=record.key, value=record.value)
                 if not record.valid:
                     sent.garbage += 1
@@ -315,11 +312,9 @@ def _play(
                     sent.reports[record.report_id] = time.time()
                     sent.categories[record.report_id] = record.category
                     sent.by_incident[stable_id("inc", "report", record.report_id)] = record.report_id
-            if elapsed - last_reading >= 1.0:  # each sensor reports once a second
-                last_reading = elapsed
-                for record in simulator.readings(now, elapsed):
-                    producer.send(topics.readings, key=record.key, value=record.value)
-                    sent.readings += 1
+            for record in readings:  # each sensor reports once a second
+                producer.send(topics.readings, key=record.key, value=record.value)
+                sent.readings += 1
             _decide_triage(producer, topics, sent, seen, delay=2.0)
             if elapsed - last_print >= 1.0:
                 last_print = elapsed

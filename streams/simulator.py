@@ -210,5 +210,21 @@ def paced(rate: float, duration: float) -> Iterator[tuple[float, int]]:
         time.sleep(max(0.0, 0.1 - (time.monotonic() - started - elapsed)))
 
 
+def play(
+    simulator: CitySimulator, rate: float, duration: float
+) -> Iterator[tuple[float, list[SimulatedRecord], list[SimulatedRecord]]]:
+    """(elapsed, reports due now, sensor readings due now) ten times a second: ``rate`` reports a second, and a
+    reading from every sensor once a second, for ``duration`` seconds."""
+    last_reading = -1.0
+    for elapsed, due in paced(rate, duration):
+        now = utc_now()
+        reports = [simulator.report(now) for _ in range(due)]
+        readings: list[SimulatedRecord] = []
+        if elapsed - last_reading >= 1.0:
+            last_reading = elapsed
+            readings = list(simulator.readings(now, elapsed))
+        yield elapsed, reports, readings
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
