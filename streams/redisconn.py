@@ -48,15 +48,33 @@ def embedded_redis_binary() -> str:
     return str(binary)
 
 
-def start_embedded_redis(url: str, workdir: Path, log_path: Path) -> EmbeddedRedis:
-    """Start an embedded Redis on the host and port of ``url`` (loopback only)."""
+def last_lines(path: Path, count: int = 3) -> str:
+    """The last ``count`` non-empty lines of a log file, joined by " | ", or "" when there is none."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-count:])
+
+
+def start_embedded_redis(url: str, workdir: Path, log_path: Path, timeout: float = 10.0) -> EmbeddedRedis:
+    """Start an embedded Redis on the host and port of ``url`` (loopback only).
+
+    ``workdir`` and ``log_path`` may be relative: both are resolved here, because
+    redis-server changes into its ``--dir`` before it opens ``--logfile``, so a
+    relative log path would point somewhere else. A failure says what the log
+    said; a directory made here for a server that never started is removed.
+    """
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise RuntimeError(f"Redis at {url} does not answer, and an embedded one can only run on loopback")
     if port_in_use(host, port):
         raise RuntimeError(f"port {port} on {host} is in use by something that is not answering as Redis")
+    workdir, log_path = workdir.resolve(), log_path.resolve()
+    made_workdir = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
             embedded_redis_binary(),
@@ -78,12 +96,22 @@ def start_embedded_redis(url: str, workdir: Path, log_path: Path) -> EmbeddedRed
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if redis_answers(url, timeout=0.2):
             return EmbeddedRedis(url, process.pid)
         if process.poll() is not None:
-            raise RuntimeError(f"embedded Redis exited with code {process.returncode}; see {log_path}")
+            break
         time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"embedded Redis did not answer within 10 s; see {log_path}")
+    else:
+        process.kill()
+        process.wait()
+    if made_workdir and not any(workdir.iterdir()):
+        workdir.rmdir()
+    said = last_lines(log_path)
+    how = (
+        f"exited with code {process.returncode}"
+        if process.returncode and process.returncode > 0
+        else (f"did not answer within {timeout:g} s")
+    )
+    raise RuntimeError(f"embedded Redis {how}: {said or 'its log is empty'} (log {log_path})")
