@@ -33,6 +33,7 @@ from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from dispatch.store import AsyncUnitStore
 from streams import lag, observability, transport
+from streams.console import quiet_client_libraries
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
@@ -174,6 +175,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         value_serializer="raw",
         producer_acks=-1,
         producer_max_batch_size=256 * 1024,  # a batch's records for one partition go in one produce request
+        datadir=str((settings.data_dir / "worker").resolve()),  # Faust's files, under CITYLOOP_DATA_DIR, not the cwd
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
@@ -248,13 +250,36 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
 
 
 class QuietWorker(faust.Worker):
-    """Faust's worker without its terminal spinner.
+    """Faust's worker as a person at a terminal wants it: CityLoop's own lines, the libraries' only when asked.
 
-    At log levels of WARNING and above Faust sets the *root* logger to DEBUG so
-    that every log record turns its spinner; every library's debug message
-    (aiokafka logs one per record sent) is then formatted and handled. That
-    took about a tenth of a busy worker's time.
+    Without ``verbose``, the Kafka and Faust libraries log errors only (their
+    start-up, group joins and subscriptions are about a hundred lines); the
+    worker says itself when it holds partitions (streams/ingest.py), when a
+    signal stops it and when it has stopped.
+
+    Faust's terminal spinner is off: at log levels of WARNING and above Faust
+    sets the *root* logger to DEBUG so that every log record turns it; every
+    library's debug message (aiokafka logs one per record sent) is then
+    formatted and handled. That took about a tenth of a busy worker's time.
     """
+
+    def __init__(self, *args: Any, verbose: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verbose = verbose
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+        quiet_client_libraries(logging.NOTSET if self.verbose else logging.ERROR)
+
+    def _on_startup_end_spinner(self) -> None:
+        pass  # the ingest says "ready" when it holds partitions, which is what ready means here
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if not self._signal_stop_time:
+            log.info("%s received: stopping; batches in flight finish and their offsets are committed first",
+                     getattr(signal, "name", signal))  # fmt: skip
+        super()._schedule_shutdown(signal)
+
+    def _shutdown_loop(self) -> None:
+        log.info("stopped: every service is down and the ingest committed its offsets")
+        super()._shutdown_loop()

@@ -44,6 +44,24 @@ def envelopes(messages: Iterable[Any]) -> list[Envelope]:
     ]
 
 
+def partition_ranges(tps: Iterable[TopicPartition]) -> str:
+    """``a.reports 0-3, a.feedback 0,2``: the partitions of each topic, runs written as ranges."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    described = []
+    for topic, numbers in sorted(by_topic.items()):
+        numbers.sort()
+        runs: list[list[int]] = []
+        for number in numbers:
+            if runs and number == runs[-1][1] + 1:
+                runs[-1][1] = number
+            else:
+                runs.append([number, number])
+        described.append(f"{topic} " + ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs))
+    return ", ".join(described) or "none"
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, service: BatchIngest) -> None:
         self._service = service
@@ -57,6 +75,8 @@ class _Listener(ConsumerRebalanceListener):
 
 class BatchIngest(Service):
     """Reads ``handlers``' topics in batches and commits what they finished."""
+
+    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
 
     def __init__(
         self,
@@ -197,8 +217,10 @@ class BatchIngest(Service):
         self.offsets.assign(tps)
         metrics.INGEST_PARTITIONS.set(len(tps))
         metrics.READY.set(1 if tps else 0)
-        log.info("ingest holds %d partitions: %s", len(tps), ", ".join(f"{tp.topic}[{tp.partition}]" for tp in
-                                                                     sorted(tps)))  # fmt: skip
+        if tps:
+            log.info("ready: ingest holds %d partitions: %s", len(tps), partition_ranges(tps))
+        else:
+            log.info("ingest holds no partitions: other workers hold them all; this one stands by")
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return None if self.consumer is None else self.consumer.highwater(tp)

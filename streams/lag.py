@@ -89,6 +89,8 @@ class FetchedOffsets:
 class FetchSensor(faust.Sensor):
     """Notes the offset of every record the consumer hands to a stream (Faust calls this once per message)."""
 
+    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
+
     def __init__(self, offsets: FetchedOffsets, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._offsets = offsets

@@ -10,6 +10,7 @@ fetch requests a second and keeps report -> task latency low on any broker.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faust.transport import drivers
@@ -25,6 +26,8 @@ def configure(fetch_max_wait_ms: int) -> None:
 
 
 class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka reads this when it builds its fetcher at start()
@@ -33,6 +36,8 @@ class _ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
 
 class _Consumer(aiokafka_driver.Consumer):
+    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
+
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
