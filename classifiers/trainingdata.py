@@ -47,6 +47,8 @@ def resolve_columns(header: Sequence[str], wanted: Iterable[str], source: str) -
     resolved = []
     for name in wanted:
         found = by_fold.get(fold_column_name(name))
+        if found is None and not [h for h in header if h.strip()]:
+            raise TrainingDataError(f"{source} is empty: no header row, so no column {name!r}")
         if found is None:
             raise TrainingDataError(f"{source} has no column {name!r}; it has: {', '.join(header)}")
         resolved.append(found)

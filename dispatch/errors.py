@@ -11,7 +11,7 @@ class InvalidCityPack(DispatchError):
     """A city pack that cannot be loaded; the message names the file, key and problem."""
 
     def __init__(self, file: str, key: str, problem: str) -> None:
-        super().__init__(f"{file}: {key}: {problem}")
+        super().__init__(f"{file}: {key}: {problem}" if key and key != "-" else f"{file}: {problem}")
         self.file = file
         self.key = key
         self.problem = problem

@@ -8,6 +8,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.connect import KAFKA_HINT, Unreachable
+
 
 def ensure_topics(
     bootstrap: str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0
@@ -24,10 +26,7 @@ def ensure_topics(
             break
         except (KafkaError, OSError) as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"no Kafka broker answers at {bootstrap} ({exc}); start one with `cityloop dev up` "
-                    "or set CITYLOOP_KAFKA_BOOTSTRAP"
-                ) from None
+                raise Unreachable(f"no Kafka broker answers at {bootstrap} ({exc}); {KAFKA_HINT}") from None
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())

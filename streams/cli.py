@@ -13,19 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
-from streams.settings import Settings, load_settings
+from streams.console import (
+    DEBUG_KEY,
+    LATITUDE,
+    LONGITUDE,
+    SECONDS,
+    CliGroup,
+    deployment_options,
+    quiet_client_libraries,
+    settings_from_flags,
+)
+from streams.settings import Settings
 
 DEV_STATE = "dev.json"
 
 
 def _settings(**flags: Any) -> Settings:
-    try:
-        return load_settings(**flags)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.UsageError(f"invalid settings: {problems}") from None
+    return settings_from_flags(**flags)  # type: ignore[no-any-return]
 
 
 def _load_pack(settings: Settings) -> Any:
@@ -34,50 +39,43 @@ def _load_pack(settings: Settings) -> Any:
     return load_pack(settings.city)
 
 
-def common_options(func: Any) -> Any:
-    """Flags shared by commands that talk to the broker, Redis or a city pack."""
-    options = [
-        click.option(
-            "--kafka",
-            "kafka_bootstrap",
-            help="Kafka bootstrap servers [env CITYLOOP_KAFKA_BOOTSTRAP; default 127.0.0.1:9092].",
-        ),
-        click.option(
-            "--redis", "redis_url", help="Redis URL [env CITYLOOP_REDIS_URL; default redis://127.0.0.1:6379/0]."
-        ),
-        click.option("--city", help="City pack directory, or 'demo' [env CITYLOOP_CITY; default demo]."),
-        click.option(
-            "--topic-prefix", help="Topic prefix and Redis namespace [env CITYLOOP_TOPIC_PREFIX; default cityloop]."
-        ),
-        click.option(
-            "--partitions",
-            type=int,
-            help="Partitions for topics CityLoop creates [env CITYLOOP_PARTITIONS; default 4].",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+VERBOSE = click.option(
+    "--verbose", is_flag=True, help="Also show the Kafka and Faust client libraries' logs (connections, group joins)."
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="CITYLOOP_DEBUG",
+    help="Show tracebacks and every client library's log [env CITYLOOP_DEBUG=1].",
+)
 @click.version_option(package_name="cityloop")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """CityLoop: citizen reports and sensor readings in, one task per real-world problem out.
 
     \b
-    Quick start on one machine:
+    See it work, everything on this machine (about a minute and a half):
+      cityloop demo          # broker, Redis, a worker, the API and a simulated city
+    \b
+    Piece by piece:
       cityloop dev up        # start the dev Kafka broker (and Redis if none answers)
       cityloop worker        # run the pipeline on the generated demo city
       cityloop report --text "pothole outside the school" --lat 51.99 --lon 5.06
       cityloop tail tasks    # watch assignments arrive
 
-    Every flag can also be set as a CITYLOOP_* environment variable.
+    Every flag can also be set as a CITYLOOP_* environment variable. A failure
+    is one line saying what failed and what to do; --debug adds the traceback.
     """
+    ctx.meta[DEBUG_KEY] = debug
+    if not debug:
+        quiet_client_libraries()
 
 
 @main.command()
-@common_options
+@deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
 @click.option("--web-port", type=int, help="Port of /metrics and /health [env CITYLOOP_WEB_PORT; default 6066].")
 @click.option("--batch-size", type=int, help="Max records per batch [env CITYLOOP_BATCH_SIZE; default 500].")
 @click.option(
@@ -85,17 +83,26 @@ def main() -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Text model file from `cityloop train` [env CITYLOOP_MODEL; default: the demo city's seed model].",
 )
-@click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def worker(loglevel: str, **flags: Any) -> None:
-    """Run a stream worker: ingest, discover, dispatch, emit tasks.
+@click.option(
+    "--loglevel",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="CityLoop's own log level.",
+)
+@VERBOSE
+def worker(loglevel: str, verbose: bool, **flags: Any) -> None:
+    """Run a stream worker: ingest, discover, dispatch, emit tasks, keep the SLA clocks.
 
     Start as many as there are partitions; they share the work as one consumer
-    group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first.
+    group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first. It
+    logs its own start-up, readiness and warnings; --verbose adds the client
+    libraries'. Its files go under CITYLOOP_DATA_DIR.
     """
 
     from streams.admin import ensure_topics
-    from streams.app import QuietWorker, create_app
-    from streams.redisconn import port_in_use, redis_answers
+    from streams.connect import wait_for_kafka, wait_for_redis
+    from streams.redisconn import port_in_use
     from streams.topics import Topics
 
     settings = _settings(**flags)
@@ -105,34 +112,35 @@ def worker(loglevel: str, **flags: Any) -> None:
             "choose another with --web-port or CITYLOOP_WEB_PORT"
         )
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose:
+        quiet_client_libraries(logging.NOTSET)
     pack = _load_pack(settings)
-    if not redis_answers(settings.redis_url):
-        raise click.ClickException(
-            f"Redis does not answer at {settings.redis_url}; start one with `cityloop dev up` or set CITYLOOP_REDIS_URL"
-        )
-    try:
-        created = ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    if created:
-        click.echo(f"created topics: {', '.join(created)}", err=True)
-    click.echo(
-        f"worker for {pack.name} (pack {pack.version}) on {settings.kafka_bootstrap}, "
-        f"Redis {settings.redis_url}, topics {settings.topic_prefix}.*; "
-        f"text model {settings.model or 'seed (demo city)'}; "
-        f"metrics at http://{settings.web_host}:{settings.web_port}/metrics",
-        err=True,
-    )
+    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    created = ensure_topics(
+        settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions,
+        timeout=settings.connect_timeout_s,
+    )  # fmt: skip
+    from streams.app import QuietWorker, create_app
+
+    click.echo(f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
+    click.echo(f"  kafka   {settings.kafka_bootstrap}" + (f" (created {len(created)} topics)" if created else ""),
+               err=True)  # fmt: skip
+    click.echo(f"  redis   {settings.redis_url}", err=True)
+    click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
+    click.echo(f"  web     http://{settings.web_host}:{settings.web_port}/metrics and /health", err=True)
+    click.echo(f"  files   {settings.data_dir.resolve()}", err=True)
     app = create_app(settings, pack)
-    QuietWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    QuietWorker(app, loglevel=loglevel, quiet=True, verbose=verbose).execute_from_commandline()
 
 
 @main.command()
-@common_options
+@deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
 @click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default: CITYLOOP_WEB_HOST].")
 @click.option("--port", "api_port", type=int, help="Port [env CITYLOOP_API_PORT; default 8080].")
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-def api(loglevel: str, **flags: Any) -> None:
+@VERBOSE
+def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     """Serve the HTTP API: Open311 GeoReport v2, field units' tasks, the ops centre (OpenAPI at /docs).
 
     It reads Redis and writes reports and lifecycle events to Kafka; run at
@@ -142,20 +150,23 @@ def api(loglevel: str, **flags: Any) -> None:
 
     from streams.admin import ensure_topics
     from streams.api import create_api
-    from streams.redisconn import port_in_use, redis_answers
+    from streams.connect import wait_for_kafka, wait_for_redis
+    from streams.redisconn import port_in_use
     from streams.topics import Topics
 
     settings = _settings(**flags)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose:
+        quiet_client_libraries(logging.NOTSET)
     if settings.api_port and port_in_use(settings.api_bind_host, settings.api_port):
         raise click.ClickException(f"port {settings.api_port} on {settings.api_bind_host} is in use; choose --port")
     pack = _load_pack(settings)
-    if not redis_answers(settings.redis_url):
-        raise click.ClickException(f"Redis does not answer at {settings.redis_url}")
-    try:
-        ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    ensure_topics(
+        settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions,
+        timeout=settings.connect_timeout_s,
+    )  # fmt: skip
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
     click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
     uvicorn.run(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port, log_level=loglevel,
@@ -168,7 +179,7 @@ def units() -> None:
 
 
 @units.command("token")
-@common_options
+@deployment_options("redis", "city", "prefix", "wait")
 @click.argument("unit_id")
 @click.option("--holder", help="Who or what carries the token (a person, a tablet); recorded with their actions.")
 @click.option("--revoke", is_flag=True, help="Revoke every token of UNIT_ID instead of issuing one.")
@@ -183,12 +194,14 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
     import redis.asyncio as aioredis
 
     from streams.api.store import ApiStore
+    from streams.connect import wait_for_redis
 
     settings = _settings(**flags)
     pack = _load_pack(settings)
     if pack.unit(unit_id) is None:
         known = ", ".join(u.id for u in pack.spec.units)
         raise click.UsageError(f"unknown unit {unit_id!r}; {pack.name} has: {known}")
+    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
 
     async def run() -> str | int:
         client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
@@ -200,10 +213,7 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
         finally:
             await client.aclose()
 
-    try:
-        outcome = asyncio.run(run())
-    except OSError as exc:
-        raise click.ClickException(f"Redis at {settings.redis_url}: {exc}") from None
+    outcome = asyncio.run(run())
     if revoke:
         click.echo(f"revoked {outcome} token(s) of {unit_id}")
     else:
@@ -211,10 +221,10 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
 
 
 @main.command()
-@click.option("--duration", default=60.0, show_default=True, type=float, help="Seconds of simulated city.")
-@click.option("--rate", default=50.0, show_default=True, type=float, help="Citizen reports per second.")
+@click.option("--duration", default=60.0, show_default=True, type=SECONDS, help="Seconds of simulated city.")
+@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(0.1, 5000), help="Reports per second.")
 @click.option(
-    "--sensors", default=40, show_default=True, type=int, help="Simulated sensors (one reading a second each)."
+    "--sensors", default=40, show_default=True, type=click.IntRange(0, 5000), help="Sensors (a reading a second each)."
 )
 @click.option(
     "--web-port", default=6066, show_default=True, type=int, help="Port of the worker's /metrics and /health."
@@ -228,6 +238,9 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Logs and generated files [default .cityloop].")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the summary as JSON here.")
+@click.option(
+    "--keep-running", is_flag=True, help="After the summary, keep everything up (to try the board) until Ctrl-C."
+)
 def demo(
     duration: float,
     rate: float,
@@ -238,6 +251,7 @@ def demo(
     redis_url: str | None,
     data_dir: Path | None,
     json_out: Path | None,
+    keep_running: bool,
 ) -> None:
     """Run the whole loop on this machine: broker, Redis, a worker, the HTTP API and a simulated city.
 
@@ -246,10 +260,13 @@ def demo(
     worker classifies, dispatches and dead-letters; field crews acknowledge,
     sometimes reject, and resolve their tasks through the API, and a supervisor
     verifies or reopens the work. The demo city runs on demo time (an hour of
-    SLA target lasts 5 seconds), so some tasks run late and escalate. A line of
-    progress a second, then a summary. Ctrl-C stops everything the demo started.
+    SLA target lasts 5 seconds), so some tasks run late and escalate.
+
+    It prints its start-up steps, a board of URLs and an ops-centre token to
+    try in another terminal, a row of progress every few seconds and a summary.
+    It takes about 30 seconds more than --duration. Ctrl-C stops everything the
+    demo started (exit status 130).
     """
-    from streams.demo import run_demo
     from streams.redisconn import port_in_use
 
     settings = _settings(redis_url=redis_url, data_dir=data_dir)
@@ -257,26 +274,29 @@ def demo(
         raise click.UsageError(f"port {web_port} is in use; choose another with --web-port")
     if port_in_use("127.0.0.1", api_port):
         raise click.UsageError(f"port {api_port} is in use; choose another with --api-port")
-    try:
-        summary = run_demo(
-            duration=duration,
-            rate=rate,
-            sensors=sensors,
-            data_dir=settings.data_dir,
-            web_port=web_port,
-            api_port=api_port,
-            kafka=kafka_bootstrap,
-            redis_url=settings.redis_url,
-            echo=click.echo,
-        )
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    click.echo(f"cityloop demo: {duration:g} s of a simulated city on this machine; Ctrl-C stops it all")
+    from streams.demo import run_demo  # a second of imports: after the first line, not before
+
+    summary = run_demo(
+        duration=duration,
+        rate=rate,
+        sensors=sensors,
+        data_dir=settings.data_dir,
+        web_port=web_port,
+        api_port=api_port,
+        kafka=kafka_bootstrap,
+        redis_url=settings.redis_url,
+        echo=click.echo,
+        keep_running=keep_running,
+    )
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2))
+    if summary["interrupted"]:
+        sys.exit(130)
 
 
 @main.command()
-@common_options
+@deployment_options("kafka", "city", "prefix", "wait")
 @click.option("--rate", default=100.0, show_default=True, type=float, help="Citizen reports per second.")
 @click.option("--duration", default=60.0, show_default=True, type=float, help="Seconds to run.")
 @click.option("--sensors", default=100, show_default=True, type=int, help="Sensors, one reading a second each.")
@@ -294,6 +314,7 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from streams.connect import KAFKA_HINT, Unreachable, wait_for_kafka
     from streams.simulator import CitySimulator, play
     from streams.topics import Topics
 
@@ -302,10 +323,11 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     bounds = _pack_bounds(pack)
     topics = Topics(settings.topic_prefix)
     simulator = CitySimulator(bounds, f"sim{uuid.uuid4().hex[:6]}", seed=seed, sensors_count=sensors)
+    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     except KafkaError as exc:
-        raise click.ClickException(f"no broker at {settings.kafka_bootstrap}: {exc}") from None
+        raise Unreachable(f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}); {KAFKA_HINT}") from None
     counts = {"reports": 0, "garbage": 0, "readings": 0}
     last_print = -1.0
     click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka_bootstrap} for {duration:.0f} s")
@@ -456,42 +478,45 @@ def topics() -> None:
 
 
 @topics.command("create")
-@common_options
+@deployment_options("kafka", "prefix", "partitions", "wait")
 def topics_create(**flags: Any) -> None:
     """Create the six topics of the stream contract if they do not exist."""
     from streams.admin import ensure_topics
+    from streams.connect import wait_for_kafka
     from streams.topics import Topics
 
     settings = _settings(**flags)
     names = Topics(settings.topic_prefix).all()
-    try:
-        created = ensure_topics(settings.kafka_bootstrap, names, settings.partitions)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    created = ensure_topics(settings.kafka_bootstrap, names, settings.partitions, timeout=settings.connect_timeout_s)
     for name in names:
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
 
 
 @main.command()
-@common_options
-@click.option("--text", required=True, help="What the resident says.")
-@click.option("--lat", required=True, type=float)
-@click.option("--lon", required=True, type=float)
+@deployment_options("kafka", "prefix", "wait")
+@click.option("--text", required=True, help="What the resident says (at most 4,000 characters).")
+@click.option("--lat", required=True, type=LATITUDE, help="Latitude, WGS 84 decimal degrees.")
+@click.option("--lon", required=True, type=LONGITUDE, help="Longitude, WGS 84 decimal degrees.")
 @click.option("--service-code", help="Category code, if the reporter chose one.")
-@click.option("--source", default="staff", show_default=True)
-@click.option("--id", "report_id", help="Report id [default: generated].")
+@click.option("--source", default="staff", show_default=True, help="Channel the report came in on.")
+@click.option("--id", "report_id", help="Report id, 1-128 printable characters [default: generated].")
 def report(
     text: str, lat: float, lon: float, service_code: str | None, source: str, report_id: str | None, **flags: Any
 ) -> None:
-    """Write one citizen report to the reports topic (a smoke test for a deployment)."""
+    """Write one citizen report to the reports topic (a smoke test for a deployment); prints its id."""
     import uuid
     from datetime import datetime
 
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
+    from streams.connect import produce_one
     from streams.topics import Topics
 
+    if not text.strip():
+        raise click.UsageError("--text is empty: say what the problem is")
+    if len(text) > 4000:
+        raise click.UsageError(f"--text has {len(text)} characters; a report has at most 4,000")
+    if report_id is not None and not (0 < len(report_id) <= 128 and report_id.isprintable()):
+        raise click.UsageError("--id must be 1 to 128 printable characters")
     settings = _settings(**flags)
     record = {
         "report_id": report_id or f"cli-{uuid.uuid4()}",
@@ -503,39 +528,38 @@ def report(
     }
     if service_code:
         record["service_code"] = service_code
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-        producer.send(
-            Topics(settings.topic_prefix).reports, key=record["report_id"].encode(), value=json.dumps(record).encode()
-        ).get(timeout=10)
-        producer.close()
-    except KafkaError as exc:
-        raise click.ClickException(f"could not write to {settings.kafka_bootstrap}: {exc}") from None
+    topic = Topics(settings.topic_prefix).reports
+    produce_one(
+        settings.kafka_bootstrap, topic, record["report_id"].encode(), json.dumps(record).encode(),
+        settings.connect_timeout_s,
+    )  # fmt: skip
     click.echo(record["report_id"])
 
 
 @main.command()
-@common_options
+@deployment_options("kafka", "prefix", "wait")
 @click.argument("stream", type=click.Choice(["reports", "readings", "incidents", "tasks", "feedback", "deadletter"]))
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the newest.")
-@click.option("--max", "limit", type=int, help="Stop after this many records.")
-@click.option("--timeout", type=float, help="Stop after this many seconds without a record.")
+@click.option("--max", "limit", type=click.IntRange(min=1), help="Stop after this many records.")
+@click.option("--timeout", type=SECONDS, help="Stop after this many seconds without a record.")
 def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | None, **flags: Any) -> None:
-    """Print the records of one stream as JSON lines."""
-    from kafka import KafkaConsumer
-
+    """Print the records of one stream as JSON lines (on stdout; what it follows goes to stderr)."""
+    from streams.connect import topic_consumer
     from streams.topics import Topics
 
     settings = _settings(**flags)
     topic = getattr(Topics(settings.topic_prefix), stream)
-    consumer = KafkaConsumer(
+    consumer: Any = topic_consumer(
+        settings.kafka_bootstrap,
         topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        settings.connect_timeout_s,
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
     )
+    where = "from the oldest record" if from_beginning else "from now on"
+    click.echo(f"following {topic} at {settings.kafka_bootstrap} {where}; Ctrl-C stops", err=True)
     count = 0
     try:
         for message in consumer:

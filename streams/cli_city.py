@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from streams.settings import load_settings
+from streams.console import LATITUDE, LONGITUDE, PROBABILITY, check_latlon, settings_from_flags
 
 
 def load_pack(pack: str | None) -> Any:
@@ -23,7 +23,7 @@ def load_pack(pack: str | None) -> Any:
     from dispatch import InvalidCityPack, load_city_pack
     from dispatch.demo_city import write_demo_city
 
-    settings = load_settings(city=pack)
+    settings = settings_from_flags(city=pack)
     path = settings.city
     if path == "demo":
         path = str(write_demo_city(settings.data_dir / "cities" / "demo"))
@@ -31,6 +31,12 @@ def load_pack(pack: str | None) -> Any:
         return load_city_pack(path)
     except InvalidCityPack as exc:
         raise click.ClickException(f"invalid city pack: {exc}") from None
+
+
+def _known_unit(city: Any, unit: str, option: str) -> None:
+    if city.unit(unit) is None:
+        known = ", ".join(u.id for u in city.spec.units)
+        raise click.UsageError(f"{option}: unknown unit {unit!r}; {city.name} has: {known}")
 
 
 def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
@@ -46,10 +52,10 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.command()
 @click.argument("pack", required=False)
 @click.option("--city", "city_flag", hidden=True, help="Same as PACK (older spelling).")
-@click.option("--lat", required=True, type=float)
-@click.option("--lon", required=True, type=float)
+@click.option("--lat", required=True, type=LATITUDE, help="Latitude, WGS 84 decimal degrees.")
+@click.option("--lon", required=True, type=LONGITUDE, help="Longitude, WGS 84 decimal degrees.")
 @click.option("--category", required=True, help="Category code of the incident.")
-@click.option("--confidence", type=float, help="Classifier confidence to record in the explanation.")
+@click.option("--confidence", type=PROBABILITY, help="Classifier confidence (0 to 1) to record in the explanation.")
 @click.option("--source", help="Channel the report came in on (for rules that match on source).")
 @click.option("--at", "at", help="ISO 8601 time with offset for time-of-day rules [default: now].")
 @click.option("--load", "loads", multiple=True, help="UNIT=N open tasks, to see capacity overflow; repeatable.")
@@ -84,16 +90,18 @@ def route(
         raise click.UsageError(f"--at {at!r} is not an ISO 8601 time") from None
     if now.tzinfo is None:
         raise click.UsageError("--at needs a UTC offset, e.g. 2026-11-26T22:30:00+01:00")
-    load_map = {unit: int(n) for unit, n in _pairs(loads, "--load")} if loads else None
+    load_map = {}
+    for unit, count in _pairs(loads, "--load"):
+        _known_unit(city, unit, "--load")
+        if not count.isdigit():
+            raise click.UsageError(f"--load {unit}={count}: the open tasks are a whole number, e.g. {unit}=3")
+        load_map[unit] = int(count)
     position_map = {}
     for unit, where in _pairs(positions, "--position"):
-        try:
-            plat, plon = (float(v) for v in where.split(","))
-        except ValueError:
-            raise click.UsageError(f"--position {unit}={where}: expected LAT,LON") from None
-        position_map[unit] = (plat, plon)
+        _known_unit(city, unit, "--position")
+        position_map[unit] = check_latlon(where, f"--position {unit}={where}")
     assignment = Dispatcher(city).assign(
-        category, lat, lon, confidence, source=source, now=now, loads=load_map, positions=position_map or None
+        category, lat, lon, confidence, source=source, now=now, loads=load_map or None, positions=position_map or None
     )
     if as_json:
         document = {
@@ -124,7 +132,8 @@ def route(
         click.echo(f"nearest team: {json.dumps(explanation['team'])}")
     for notified in explanation.get("co_notify", []):
         click.echo(f"co-notify {notified['unit']}: {notified['why']}")
-    click.echo(f"confidence: {explanation['confidence']}")
+    if explanation.get("confidence") is not None:
+        click.echo(f"confidence: {explanation['confidence']}")
 
 
 @click.group()

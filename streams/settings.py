@@ -20,6 +20,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding durable state.")
+    connect_timeout_s: float = Field(
+        5.0, ge=0, le=3600, description="How long a command keeps trying to reach Kafka and Redis before it gives up."
+    )
     city: str = Field(
         "demo",
         description="Path of a city pack directory, or 'demo' for the generated demo city.",
@@ -90,6 +93,13 @@ class Settings(BaseSettings):
             host, sep, port = server.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a Redis URL (redis://HOST:PORT/DB, rediss://... or unix://PATH)")
         return value
 
     @property

@@ -9,33 +9,30 @@ from typing import Any
 
 import click
 
+from streams.console import deployment_options, settings_from_flags
+
 
 @click.group()
 def triage() -> None:
     """Reports waiting for a person at the ops centre, because the classifier was unsure."""
 
 
-def _settings(**flags: Any) -> Any:
-    from streams.cli import _settings as settings
-
-    return settings(**flags)
-
-
 @triage.command("list")
-@click.option("--redis", "redis_url", help="Redis URL [env CITYLOOP_REDIS_URL].")
-@click.option("--topic-prefix", help="Topic prefix and Redis namespace [env CITYLOOP_TOPIC_PREFIX].")
-@click.option("--limit", default=50, show_default=True, type=int)
+@deployment_options("redis", "prefix", "wait")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-def triage_list(redis_url: str | None, topic_prefix: str | None, limit: int, as_json: bool) -> None:
+def triage_list(limit: int, as_json: bool, **flags: Any) -> None:
     """List the oldest reports waiting for a decision, with the model's guesses."""
     import redis.asyncio as aioredis
 
+    from streams.connect import wait_for_redis
     from streams.state import TriageQueue
 
-    settings = _settings(redis_url=redis_url, topic_prefix=topic_prefix)
+    settings = settings_from_flags(**flags)
+    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
 
     async def waiting() -> list[tuple[str, dict[str, Any]]]:
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
             return await TriageQueue(client, settings.redis_namespace, settings.dedup_ttl_s).waiting(limit)
         finally:
@@ -55,20 +52,23 @@ def triage_list(redis_url: str | None, topic_prefix: str | None, limit: int, as_
 
 
 @triage.command("decide")
+@deployment_options("kafka", "city", "prefix", "wait")
 @click.argument("incident_id")
-@click.option("--category", required=True, help="The category a person chose.")
+@click.option("--category", required=True, help="The category a person chose (one of the city pack's).")
 @click.option("--by", "decided_by", required=True, help="Who decided (kept with the decision, for retraining).")
-@click.option("--kafka", "kafka_bootstrap", help="Kafka bootstrap servers [env CITYLOOP_KAFKA_BOOTSTRAP].")
-@click.option("--topic-prefix", help="Topic prefix [env CITYLOOP_TOPIC_PREFIX].")
-def triage_decide(incident_id: str, category: str, decided_by: str, kafka_bootstrap: str | None,
-                  topic_prefix: str | None) -> None:  # fmt: skip
+def triage_decide(incident_id: str, category: str, decided_by: str, **flags: Any) -> None:
     """File a decision: the worker dispatches the incident (or merges it) under CATEGORY."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
+    from streams.cli_city import load_pack
+    from streams.connect import produce_one
     from streams.topics import Topics
 
-    settings = _settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix)
+    settings = settings_from_flags(**flags)
+    pack = load_pack(settings.city)
+    if pack.category(category) is None:
+        known = ", ".join(c.code for c in pack.spec.categories)
+        raise click.UsageError(f"unknown category {category!r}; {pack.name} has: {known}")
+    if not decided_by.strip():
+        raise click.UsageError("--by is empty: say who decided")
     decision = {
         "type": "triage_decision",
         "incident_id": incident_id,
@@ -76,11 +76,7 @@ def triage_decide(incident_id: str, category: str, decided_by: str, kafka_bootst
         "decided_by": decided_by,
         "at": datetime.now(UTC).isoformat(),
     }
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-        topic = Topics(settings.topic_prefix).feedback
-        producer.send(topic, key=incident_id.encode(), value=json.dumps(decision).encode()).get(timeout=10)
-        producer.close()
-    except KafkaError as exc:
-        raise click.ClickException(f"could not write to {settings.kafka_bootstrap}: {exc}") from None
+    topic = Topics(settings.topic_prefix).feedback
+    produce_one(settings.kafka_bootstrap, topic, incident_id.encode(), json.dumps(decision).encode(),
+                settings.connect_timeout_s)  # fmt: skip
     click.echo(f"decision filed: {incident_id} -> {category} (the worker applies it; unknown ids are dead-lettered)")

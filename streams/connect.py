@@ -1,0 +1,131 @@
+"""Reaching Kafka and Redis from a command: bounded waits, and one clear sentence when they do not answer.
+
+Every command that needs the broker or Redis asks here first, so that a missing
+service costs a few seconds and one line ("no Kafka broker answers at ...;
+start one with ..."), not a client library's retry loop and traceback. The
+wait is ``Settings.connect_timeout_s`` (``--wait``; 5 s by default): enough for
+a broker or Redis that is still starting, short enough for a person at a
+terminal.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from streams.redisconn import redis_answers
+
+KAFKA_HINT = "start one with `cityloop dev up` or set CITYLOOP_KAFKA_BOOTSTRAP"
+REDIS_HINT = "start one with `cityloop dev up` or set CITYLOOP_REDIS_URL"
+
+
+class Unreachable(RuntimeError):
+    """A service a command needs did not answer in time; the message names it and the next step."""
+
+
+def _servers(bootstrap: str) -> list[tuple[str, int]]:
+    servers = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        servers.append((host.strip("[]"), int(port)))
+    return servers
+
+
+def _accepts(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=max(timeout, 0.05)):
+            return True
+    except OSError:
+        return False
+
+
+def _waited(within: float) -> str:
+    return f"tried for {within:g} s; --wait for longer"
+
+
+def wait_for_kafka(bootstrap: str, within: float) -> None:
+    """Return once one of the bootstrap servers accepts a connection; raise :class:`Unreachable` after ``within`` s."""
+    servers = _servers(bootstrap)
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if any(_accepts(host, port, min(1.0, remaining)) for host, port in servers):
+            return
+        if time.monotonic() >= deadline:
+            raise Unreachable(f"no Kafka broker answers at {bootstrap} ({_waited(within)}); {KAFKA_HINT}")
+        time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+
+
+def wait_for_redis(url: str, within: float) -> None:
+    """Return once Redis at ``url`` answers PING; raise :class:`Unreachable` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        if redis_answers(url, timeout=min(1.0, max(remaining, 0.05))):
+            return
+        if time.monotonic() >= deadline:
+            raise Unreachable(f"Redis does not answer at {url} ({_waited(within)}); {REDIS_HINT}")
+        time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
+
+
+def _bound_ms(within: float) -> int:
+    return max(int(within * 1000), 1000)
+
+
+def produce_one(bootstrap: str, topic: str, key: bytes, value: bytes, within: float) -> None:
+    """Write one record and wait for the broker's acknowledgement; :class:`Unreachable` says why it could not."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError, KafkaTimeoutError
+
+    wait_for_kafka(bootstrap, within)
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_block_ms=_bound_ms(within),
+            api_version_auto_timeout_ms=_bound_ms(within),
+        )  # fmt: skip
+    except KafkaError as exc:
+        raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
+    try:
+        producer.send(topic, key=key, value=value).get(timeout=within + 10)
+    except KafkaTimeoutError:
+        raise Unreachable(
+            f"the broker at {bootstrap} did not take a record for {topic} within {within + 10:g} s; "
+            "does the topic exist? `cityloop topics create` creates it"
+        ) from None
+    except KafkaError as exc:
+        raise Unreachable(f"the broker at {bootstrap} refused a record for {topic}: {exc}") from None
+    finally:
+        producer.close(timeout=within)
+
+
+def topic_consumer(bootstrap: str, topic: str, within: float, **config: object) -> object:
+    """A kafka-python consumer subscribed to ``topic``, once the topic exists; :class:`Unreachable` otherwise.
+
+    A topic that does not exist after ``within`` seconds is an error that lists
+    the topics of the same stream under other prefixes (a mistyped prefix is
+    the usual cause).
+    """
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    wait_for_kafka(bootstrap, within)
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=_bound_ms(within), **config)
+    except KafkaError as exc:
+        raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
+    deadline = time.monotonic() + within
+    while True:
+        names = consumer.topics()
+        if topic in names:
+            consumer.subscribe([topic])
+            return consumer
+        if time.monotonic() >= deadline:
+            consumer.close()
+            stream = topic.rpartition(".")[2]
+            others = sorted(n for n in names if n.endswith(f".{stream}") and n != topic)
+            elsewhere = f"; topics of that stream under other prefixes: {', '.join(others[:5])}" if others else ""
+            raise Unreachable(
+                f"topic {topic} does not exist at {bootstrap}: a worker creates it when it starts, or "
+                f"`cityloop topics create`{elsewhere}"
+            )
+        time.sleep(0.5)
