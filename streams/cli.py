@@ -589,4 +589,4 @@ main.add_command(train)
 main.add_command(eval_command, name="eval")
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="cityloop")

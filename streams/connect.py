@@ -81,7 +81,7 @@ def produce_one(bootstrap: str, topic: str, key: bytes, value: bytes, within: fl
     try:
         producer = KafkaProducer(
             bootstrap_servers=bootstrap, acks="all", max_block_ms=_bound_ms(within),
-            api_version_auto_timeout_ms=_bound_ms(within),
+            bootstrap_timeout_ms=_bound_ms(within),
         )  # fmt: skip
     except KafkaError as exc:
         raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
@@ -110,7 +110,7 @@ def topic_consumer(bootstrap: str, topic: str, within: float, **config: object) 
 
     wait_for_kafka(bootstrap, within)
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version_auto_timeout_ms=_bound_ms(within), **config)
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=_bound_ms(within), **config)
     except KafkaError as exc:
         raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
     deadline = time.monotonic() + within

@@ -15,17 +15,17 @@ from typing import Any
 WIDTH = 79  # fits an 80-column terminal without wrapping
 LABEL = 15  # the summary's label column
 
-PROGRESS_COLUMNS = (
+PROGRESS_COLUMNS = (  # (heading, width): room for "99,999" and a space in every column
     ("time", 6),
     ("reports", 8),
     ("incidents", 10),
-    ("tasks", 6),
+    ("tasks", 7),
     ("triage", 7),
-    ("dead", 5),
-    ("acked", 6),
+    ("dead", 7),
+    ("acked", 7),
     ("resolved", 9),
     ("closed", 7),
-    ("late", 5),
+    ("late", 7),
 )
 
 

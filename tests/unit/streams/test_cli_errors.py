@@ -1,0 +1,162 @@
+"""Every command fails the same way: one line on stderr naming what failed and the next step, a non-zero exit, no
+traceback. One test per mistake a new user made on a machine with no broker and no Redis (issue 11's table).
+
+The commands run as a person runs them, in a fresh interpreter, with Kafka and Redis pointed at loopback ports where
+nothing listens. The rows that need a running broker or Redis are in tests/integration/test_cli_services.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Ran:
+    status: int
+    stdout: str
+    stderr: str
+
+    def assert_one_line_error(self, status: int, *fragments: str) -> None:
+        lines = self.stderr.splitlines()
+        assert self.status == status, f"exit {self.status}, stderr:\n{self.stderr}"
+        assert "Traceback" not in self.stderr + self.stdout
+        assert len(lines) == 1, f"{len(lines)} lines on stderr:\n{self.stderr}"
+        assert lines[0].startswith("Error: "), lines[0]
+        assert "unexpected" not in lines[0], f"a known mistake reported as a bug: {lines[0]}"
+        for fragment in fragments:
+            assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+        assert self.stdout == "", f"stdout should be empty on an error: {self.stdout!r}"
+
+
+@pytest.fixture
+def cityloop(tmp_path: Path):
+    """Run `cityloop ARGS...` in a subprocess with no broker and no Redis where the settings point."""
+    kafka, redis = f"127.0.0.1:{closed_port()}", f"redis://127.0.0.1:{closed_port()}/0"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CITYLOOP_")},
+        "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
+        "CITYLOOP_REDIS_URL": redis,
+        "CITYLOOP_DATA_DIR": str(tmp_path / "data"),
+    }
+
+    def run(*args: str, timeout: float = 60) -> Ran:
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        return Ran(done.returncode, done.stdout, done.stderr)
+
+    run.kafka, run.redis = kafka, redis  # type: ignore[attr-defined]
+    return run
+
+
+ROUTE = ("route", "--lat", "52.0", "--lon", "5.05", "--category", "pothole")
+
+
+def test_tail_without_a_broker_gives_up_after_the_default_wait_in_one_line(cityloop):
+    """`cityloop tail tasks` with no broker: one line naming the address and `cityloop dev up`, after 5 s, not 32."""
+    ran = cityloop("tail", "tasks")
+    ran.assert_one_line_error(1, f"no Kafka broker answers at {cityloop.kafka}", "tried for 5 s", "cityloop dev up")
+
+
+def test_triage_list_without_redis_stops_instead_of_retrying_forever(cityloop):
+    ran = cityloop("triage", "list", "--wait", "1")
+    ran.assert_one_line_error(1, f"Redis does not answer at {cityloop.redis}", "CITYLOOP_REDIS_URL")
+
+
+def test_units_token_without_redis_is_one_line(cityloop):
+    ran = cityloop("units", "token", "roads-west", "--wait", "1")
+    ran.assert_one_line_error(1, f"Redis does not answer at {cityloop.redis}")
+
+
+def test_units_token_for_an_unknown_unit_names_the_known_ones(cityloop):
+    ran = cityloop("units", "token", "roads-nowhere")
+    ran.assert_one_line_error(2, "unknown unit 'roads-nowhere'", "roads-west")
+
+
+def test_route_refuses_a_load_that_is_not_a_number(cityloop):
+    ran = cityloop(*ROUTE, "--load", "roads-west=abc")
+    ran.assert_one_line_error(2, "--load roads-west=abc", "whole number")
+
+
+def test_route_refuses_a_load_for_a_unit_the_pack_does_not_have(cityloop):
+    ran = cityloop(*ROUTE, "--load", "nobody=3")
+    ran.assert_one_line_error(2, "unknown unit 'nobody'")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "what"),
+    [("--lat", "nan", "latitude"), ("--lat", "99", "latitude"), ("--lon", "-181", "longitude"),
+     ("--lon", "inf", "longitude")],
+)  # fmt: skip
+def test_route_refuses_coordinates_that_are_not_finite_or_out_of_range(cityloop, flag, value, what):
+    args = list(ROUTE)
+    args[args.index(flag) + 1] = value
+    ran = cityloop(*args)
+    ran.assert_one_line_error(2, f"'{value}' is not a {what}", "cityloop route --help")
+
+
+def test_route_refuses_a_confidence_outside_0_to_1(cityloop):
+    ran = cityloop(*ROUTE, "--confidence", "7")
+    ran.assert_one_line_error(2, "'7' is not a probability")
+
+
+def test_route_refuses_a_position_off_the_globe(cityloop):
+    ran = cityloop(*ROUTE, "--position", "roads-west=52,500")
+    ran.assert_one_line_error(2, "--position roads-west=52,500", "longitude")
+
+
+def test_report_without_a_broker_says_so_and_how_to_start_one(cityloop):
+    ran = cityloop("report", "--text", "pothole", "--lat", "52", "--lon", "5", "--wait", "1")
+    ran.assert_one_line_error(1, f"no Kafka broker answers at {cityloop.kafka}", "cityloop dev up")
+
+
+def test_triage_decide_without_a_broker_says_so_and_how_to_start_one(cityloop):
+    ran = cityloop("triage", "decide", "inc-1", "--category", "pothole", "--by", "ana", "--wait", "1")
+    ran.assert_one_line_error(1, f"no Kafka broker answers at {cityloop.kafka}", "CITYLOOP_KAFKA_BOOTSTRAP")
+
+
+def test_triage_decide_refuses_a_category_the_city_does_not_have(cityloop):
+    ran = cityloop("triage", "decide", "inc-1", "--category", "potholes", "--by", "ana")
+    ran.assert_one_line_error(2, "unknown category 'potholes'")
+
+
+def test_report_refuses_a_latitude_off_the_globe_before_sending_anything(cityloop):
+    """--lat 999 used to print an id and exit 0, to be dead-lettered later; now nothing is sent (no broker needed)."""
+    ran = cityloop("report", "--text", "pothole", "--lat", "999", "--lon", "5")
+    ran.assert_one_line_error(2, "'999' is not a latitude")
+
+
+def test_worker_without_redis_is_one_line_not_a_page_of_client_logs(cityloop):
+    ran = cityloop("worker", "--web-port", str(closed_port()), "--wait", "1")
+    ran.assert_one_line_error(1, f"Redis does not answer at {cityloop.redis}")
+
+
+def test_a_bad_setting_in_the_environment_is_named(cityloop, monkeypatch):
+    ran = cityloop("triage", "list", "--redis", "localhost:6379")
+    ran.assert_one_line_error(2, "redis_url", "not a Redis URL")
+
+
+def test_a_missing_city_pack_is_named_without_a_placeholder(cityloop, tmp_path):
+    ran = cityloop("route", str(tmp_path / "nowhere"), "--lat", "52", "--lon", "5", "--category", "pothole")
+    ran.assert_one_line_error(1, f"invalid city pack: {tmp_path / 'nowhere'}: not a directory")
+
+
+def test_debug_shows_the_traceback_the_one_line_hides(cityloop):
+    """`cityloop --debug` is the way to the traceback, for the rare error that is a bug or needs one."""
+    ran = cityloop("--debug", "report", "--text", "pothole", "--lat", "52", "--lon", "5", "--wait", "0.2")
+    assert ran.status == 1 and "Traceback" in ran.stderr and "Unreachable" in ran.stderr

@@ -1,0 +1,69 @@
+"""What `cityloop demo` prints fits 80 columns, and an interrupted run does not call records in flight lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.demoview import WIDTH, board, progress_header, progress_row, step, summary_lines
+
+TOKEN = "clu_" + "x" * 43  # the length `cityloop units token` gives
+
+
+def summary(**changes) -> dict:
+    big = 99_999
+    base = {
+        "played_s": 60.0,
+        "reports_sent": big, "reports_valid_unique": big, "reports_resent": big, "reports_garbage": big,
+        "reports_opened_incident": big, "reports_merged": big, "reports_triaged": big, "triage_decisions_applied": big,
+        "readings_sent": big, "incidents": {"report": big, "sensor": big}, "merge_ratio": 2.873,
+        "sensor_alarms_cleared": big, "tasks": big,
+        "tasks_by_unit": {f"a-rather-long-unit-name-{i}": big for i in range(17)},
+        "lifecycle_events": {k: big for k in ("ack", "reject", "arbitrate", "resolve", "verify", "reopen", "close",
+                                              "sla_warning", "escalate")},
+        "sla": {"acknowledge": {"met": big, "missed": big}, "resolve": {"met": big, "missed": 0}},
+        "crew_actions": {"ack": big}, "crew_refused": {"ack 409": big}, "crew_errors": 0,
+        "latency_p50_ms": 1234.5, "latency_p99_ms": 12345.6,
+        "dead_letters": {"missing_field": big, "bad_encoding": big, "out_of_range": big, "invalid_json": big},
+        "reports_unaccounted": 0, "garbage_without_dead_letter": 0, "interrupted": False,
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+def too_wide(lines: list[str]) -> list[str]:
+    return [line for line in lines if len(line) > WIDTH]
+
+
+def test_the_progress_table_fits_80_columns_up_to_99999_of_everything():
+    counts = dict.fromkeys(("reports", "incidents", "tasks", "triage", "dead", "acked", "resolved", "closed",
+                            "late"), 99_999)  # fmt: skip
+    lines = [progress_header(), progress_row(3599, counts)]
+    assert not too_wide(lines)
+    assert progress_row(12, counts).split()[0] == "12s"
+    assert len(progress_header().split()) == len(progress_row(12, counts).split()), "a value under every heading"
+
+
+def test_the_board_and_start_up_steps_fit_80_columns_with_five_digit_ports():
+    lines = board(api_url="http://127.0.0.1:65535", metrics_url="http://127.0.0.1:65535/metrics",
+                  kafka="127.0.0.1:65535", prefix="demoabcdef", token=TOKEN, live=True)  # fmt: skip
+    lines += board(api_url="http://127.0.0.1:65535", metrics_url="http://127.0.0.1:65535/metrics",
+                   kafka="127.0.0.1:65535", prefix="demoabcdef", token=TOKEN, live=False)  # fmt: skip
+    lines.append(step("worker", "ready", 12.3))
+    assert not too_wide(lines)
+    assert f"export TOKEN={TOKEN}" in "\n".join(lines), "the token is printed whole, ready to paste"
+
+
+def test_the_summary_fits_80_columns_with_big_numbers_and_long_unit_names():
+    lines = summary_lines(summary())
+    assert not too_wide(lines), too_wide(lines)
+    assert any("unexplained losses: 0" in line for line in lines)
+
+
+@pytest.mark.parametrize("interrupted", [False, True])
+def test_records_in_flight_at_ctrl_c_are_not_counted_as_losses(interrupted):
+    """Stopped early, the reports not yet out are "in flight"; only a run that finished can claim losses."""
+    text = "\n".join(summary_lines(summary(interrupted=interrupted, reports_unaccounted=7)))
+    if interrupted:
+        assert "(interrupted)" in text and "in flight" in text and "7 valid reports" in text
+        assert "losses" not in text.replace("not counted as losses", "")
+    else:
+        assert "unexplained losses: 7" in text and "in flight" not in text
