@@ -292,7 +292,7 @@ def demo(
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2))
     if summary["interrupted"]:
-        sys.exit(130)
+        sys.exit(128 + (summary["signal"] or signal.SIGINT))
 
 
 @main.command()

@@ -208,6 +208,7 @@ def run_demo(
     crews: Crews | None = None
     board_args: dict[str, Any] | None = None
     finished, interrupted = False, False
+    stopped_by = _stop_on_signals()
     try:
         echo("starting up:")
         clock = time.monotonic()
@@ -290,6 +291,7 @@ def run_demo(
     finally:
         _stop(crews, observer, cleanup, echo)
     summary = _full_summary(sent, seen, crews, started_pids, interrupted)
+    summary["signal"] = stopped_by.get("signal") if interrupted else None
     if sent.played_s and not (keep_running and finished):
         _print_summary(summary, echo)
         if board_args is not None:
@@ -298,6 +300,25 @@ def run_demo(
     echo("")
     echo(f"stopped everything the demo started; logs in {logs}")
     return summary
+
+
+def _stop_on_signals() -> dict[str, int]:
+    """Ctrl-C and SIGTERM both stop the demo the same way, everything it started included; returns which came.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored,
+    and then Python would never raise KeyboardInterrupt.
+    """
+    came: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return came
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        came.setdefault("signal", signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    return came
 
 
 def _child_env(kafka: str, redis_url: str, topics: Topics, web_port: int, api_port: int, data_dir: Path, city: Path,
@@ -322,7 +343,10 @@ def _stop(crews: Crews | None, observer: Observer | None, cleanup: list[Callable
           echo: Callable[[str], None]) -> None:  # fmt: skip
     """Stop the people, the observer and every process, even through a second Ctrl-C."""
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: echo("still stopping; a moment ...")) if in_main else None
+    previous = {}
+    if in_main:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: echo("still stopping; a moment ..."))
     try:
         if crews is not None:
             crews.stopping.set()
@@ -336,8 +360,8 @@ def _stop(crews: Crews | None, observer: Observer | None, cleanup: list[Callable
             except Exception as exc:  # noqa: BLE001 - report and keep cleaning up
                 echo(f"cleanup step failed: {exc}")
     finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _full_summary(sent: Sent, seen: Observed, crews: Crews | None, started_pids: list[int],
