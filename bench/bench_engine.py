@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench.common import drop_namespace, reading_records, report_records
+from bench.common import drop_namespace, reading_records, redis_server, report_records
 from classifiers import seed_classifier
 from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
@@ -90,7 +90,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    with redis_server(args.redis) as args.redis:
+        result = asyncio.run(run(args))
     print(f"engine, {args.kind}: {result['median_per_s']:,}/s median of {result['runs']}")
     if args.json_out:
         with open(args.json_out, "w") as fh:

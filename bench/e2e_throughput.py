@@ -30,7 +30,7 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import broker, encoded, free_port, reading_records, report_records
+from bench.common import broker, encoded, free_port, reading_records, redis_server, report_records
 from streams.admin import ensure_topics
 from streams.topics import Topics
 
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--json", dest="json_out", help="write results as JSON to this file")
     args = parser.parse_args()
 
-    with broker(args.bootstrap) as bootstrap:
+    with broker(args.bootstrap) as bootstrap, redis_server(args.redis) as args.redis:
         result = backlog_run(bootstrap, args.redis, args.kind, args.count, workers=args.workers,
                              batch_size=args.batch_size)  # fmt: skip
     result["cpus"] = os.cpu_count()

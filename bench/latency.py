@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import broker, report_records
+from bench.common import broker, redis_server, report_records
 from bench.e2e_throughput import drop_prefix, start_worker, stop_workers, worker_peak_rss_mb
 from streams.admin import ensure_topics
 from streams.outcomes import stable_id
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("CITYLOOP_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--json", dest="json_out")
     args = parser.parse_args()
-    with broker(args.bootstrap) as bootstrap:
+    with broker(args.bootstrap) as bootstrap, redis_server(args.redis) as args.redis:
         result = latency_run(bootstrap, args.redis, args.rate, args.seconds)
     print(json.dumps(result, indent=2))
     if args.json_out:

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import broker, encoded, report_records
+from bench.common import broker, encoded, redis_server, report_records
 from bench.e2e_throughput import backlog_run
 from bench.latency import latency_run
 from streams.admin import ensure_topics
@@ -146,7 +146,7 @@ def main() -> None:
         },  # fmt: skip
         "quick": quick,
     }
-    with broker(args.bootstrap) as bootstrap:
+    with broker(args.bootstrap) as bootstrap, redis_server(args.redis) as args.redis:
         say(f"1. broker ceiling: raw aiokafka, {n_ceiling:,} records")
         results["ceiling"] = asyncio.run(broker_ceiling(bootstrap, n_ceiling))
         say(f"   {results['ceiling']}")
