@@ -56,3 +56,11 @@ def test_drop_rare_classes_reports_what_it_left_out():
     rows = LabelledRows(["a", "b", "c", "d"], ["x", "x", "y", "z"])
     kept, dropped = drop_rare_classes(rows, 2)
     assert kept.labels == ["x", "x"] and dropped == {"y": 1, "z": 1}
+
+
+def test_an_empty_csv_is_called_empty_not_a_file_with_no_columns(tmp_path):
+    """It used to say "has no column 'text'; it has: " with nothing after the colon."""
+    path = tmp_path / "empty.csv"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"empty\.csv is empty: no header row, so no column 'text'$"):
+        read_labelled_csv(path, ["text"], "category")

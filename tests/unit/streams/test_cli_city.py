@@ -69,3 +69,20 @@ def test_route_needs_an_offset_on_at(pack_dir):
     """A local time without an offset is ambiguous; the command says so."""
     result = route(str(pack_dir), *WEST, "--category", "pothole", "--at", "2026-11-26T23:30:00")
     assert result.exit_code != 0 and "UTC offset" in result.output
+
+
+def test_route_without_a_confidence_does_not_print_one(pack_dir):
+    """No --confidence, no "confidence: None" line; with one, it is shown."""
+    without = route(str(pack_dir), *WEST, "--category", "pothole")
+    assert without.exit_code == 0 and "confidence" not in without.output
+    assert "confidence: 0.8" in route(str(pack_dir), *WEST, "--category", "pothole", "--confidence", "0.8").output
+
+
+def test_help_lists_only_the_flags_a_command_uses_and_starts_with_the_demo():
+    """report and tail talk to Kafka only: no --redis, --city or --partitions in their help."""
+    for command in ("report", "tail"):
+        text = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--kafka" in text and "--wait" in text
+        assert not [flag for flag in ("--redis", "--city", "--partitions") if flag in text], command
+    top = CliRunner().invoke(main, ["--help"]).output
+    assert top.index("cityloop demo") < top.index("cityloop dev up") and "--debug" in top
