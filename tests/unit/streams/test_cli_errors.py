@@ -8,7 +8,6 @@ nothing listens. The rows that need a running broker or Redis are in tests/integ
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,12 +15,7 @@ from pathlib import Path
 
 import pytest
 
-
-def closed_port() -> int:
-    """A loopback port with nothing listening on it (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.conftest import free_port as closed_port  # bound once, released: nothing listens
 
 
 @dataclass

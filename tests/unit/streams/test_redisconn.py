@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from pathlib import Path
 
 import pytest
 
 from streams import redisconn
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.integration.conftest import free_port
 
 
 def test_a_relative_data_dir_and_log_path_work(tmp_path, monkeypatch):
