@@ -158,6 +158,8 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
     transport.configure(settings.fetch_max_wait_ms)
+    datadir = (settings.data_dir / "worker").resolve()  # Faust's files: under CITYLOOP_DATA_DIR, not the cwd
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
         settings.consumer_group,
         broker=[f"{transport.SCHEME}://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
@@ -175,7 +177,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         value_serializer="raw",
         producer_acks=-1,
         producer_max_batch_size=256 * 1024,  # a batch's records for one partition go in one produce request
-        datadir=str((settings.data_dir / "worker").resolve()),  # Faust's files, under CITYLOOP_DATA_DIR, not the cwd
+        datadir=str(datadir),
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
