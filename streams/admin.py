@@ -8,7 +8,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.connect import KAFKA_HINT, Unreachable
+from streams.connect import KAFKA_HINT
+from streams.errors import Unreachable
 
 
 def ensure_topics(
@@ -21,12 +22,19 @@ def ensure_topics(
     """
     deadline = time.monotonic() + timeout
     while True:
+        bound_ms = max(int(1000 * (deadline - time.monotonic())), 1000)  # every attempt ends by the deadline
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cityloop-admin", request_timeout_ms=10_000)
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap, client_id="cityloop-admin", request_timeout_ms=max(bound_ms, 10_000),
+                bootstrap_timeout_ms=bound_ms,
+            )  # fmt: skip
             break
         except (KafkaError, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise Unreachable(f"no Kafka broker answers at {bootstrap} ({exc}); {KAFKA_HINT}") from None
+            if time.monotonic() + 0.5 > deadline:
+                raise Unreachable(
+                    f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}; tried for {timeout:g} s); "
+                    f"{KAFKA_HINT}"
+                ) from None
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())

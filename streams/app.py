@@ -283,5 +283,6 @@ class QuietWorker(faust.Worker):
         super()._schedule_shutdown(signal)
 
     def _shutdown_loop(self) -> None:
-        log.info("stopped: every service is down and the ingest committed its offsets")
+        if self.crash_reason is None:
+            log.info("stopped: every service is down and the ingest committed its offsets")
         super()._shutdown_loop()

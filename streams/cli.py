@@ -18,6 +18,8 @@ from streams.console import (
     DEBUG_KEY,
     LATITUDE,
     LONGITUDE,
+    PORT,
+    RATE,
     SECONDS,
     CliGroup,
     deployment_options,
@@ -42,6 +44,7 @@ def _load_pack(settings: Settings) -> Any:
 VERBOSE = click.option(
     "--verbose", is_flag=True, help="Also show the Kafka and Faust client libraries' logs (connections, group joins)."
 )
+API_VERBOSE = click.option("--verbose", is_flag=True, help="Also show the Kafka client library's logs.")
 
 
 @click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,7 +60,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     """CityLoop: citizen reports and sensor readings in, one task per real-world problem out.
 
     \b
-    See it work, everything on this machine (about a minute and a half):
+    See it work, everything on this machine (about 80 seconds):
       cityloop demo          # broker, Redis, a worker, the API and a simulated city
     \b
     Piece by piece:
@@ -91,7 +94,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     help="CityLoop's own log level.",
 )
 @VERBOSE
-def worker(loglevel: str, verbose: bool, **flags: Any) -> None:
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> None:
     """Run a stream worker: ingest, discover, dispatch, emit tasks, keep the SLA clocks.
 
     Start as many as there are partitions; they share the work as one consumer
@@ -106,10 +110,15 @@ def worker(loglevel: str, verbose: bool, **flags: Any) -> None:
     from streams.topics import Topics
 
     settings = _settings(**flags)
+    verbose = verbose or bool(ctx.meta.get(DEBUG_KEY))
     if settings.web_port and port_in_use(settings.web_host, settings.web_port):
         raise click.ClickException(
             f"port {settings.web_port} on {settings.web_host} is in use (another worker?); "
             "choose another with --web-port or CITYLOOP_WEB_PORT"
+        )
+    if settings.model is not None and not settings.model.is_file():
+        raise click.UsageError(
+            f"no model file at {settings.model} (--model / CITYLOOP_MODEL); `cityloop train` makes one"
         )
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose:
@@ -139,7 +148,7 @@ def worker(loglevel: str, verbose: bool, **flags: Any) -> None:
 @click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default: CITYLOOP_WEB_HOST].")
 @click.option("--port", "api_port", type=int, help="Port [env CITYLOOP_API_PORT; default 8080].")
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
-@VERBOSE
+@API_VERBOSE
 def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     """Serve the HTTP API: Open311 GeoReport v2, field units' tasks, the ops centre (OpenAPI at /docs).
 
@@ -222,15 +231,15 @@ def units_token(unit_id: str, holder: str | None, revoke: bool, **flags: Any) ->
 
 @main.command()
 @click.option("--duration", default=60.0, show_default=True, type=SECONDS, help="Seconds of simulated city.")
-@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(0.1, 5000), help="Reports per second.")
+@click.option("--rate", default=50.0, show_default=True, type=RATE, help="Reports per second.")
 @click.option(
     "--sensors", default=40, show_default=True, type=click.IntRange(0, 5000), help="Sensors (a reading a second each)."
 )
 @click.option(
-    "--web-port", default=6066, show_default=True, type=int, help="Port of the worker's /metrics and /health."
+    "--web-port", default=6066, show_default=True, type=PORT, help="Port of the worker's /metrics and /health."
 )
 @click.option(
-    "--api-port", default=8080, show_default=True, type=int, help="Port of the HTTP API (Open311, units, ops)."
+    "--api-port", default=8080, show_default=True, type=PORT, help="Port of the HTTP API (Open311, units, ops)."
 )
 @click.option("--kafka", "kafka_bootstrap", help="Use this broker instead of starting the embedded one.")
 @click.option(
@@ -264,8 +273,9 @@ def demo(
 
     It prints its start-up steps, a board of URLs and an ops-centre token to
     try in another terminal, a row of progress every few seconds and a summary.
-    It takes about 30 seconds more than --duration. Ctrl-C stops everything the
-    demo started (exit status 130).
+    It takes about 20 seconds more than --duration. Ctrl-C (or SIGTERM) stops
+    everything the demo started (exit status 130, or 143), unless --keep-running
+    was given and the run had finished, when Ctrl-C is the way to end it (0).
     """
     from streams.redisconn import port_in_use
 
@@ -297,9 +307,15 @@ def demo(
 
 @main.command()
 @deployment_options("kafka", "city", "prefix", "wait")
-@click.option("--rate", default=100.0, show_default=True, type=float, help="Citizen reports per second.")
-@click.option("--duration", default=60.0, show_default=True, type=float, help="Seconds to run.")
-@click.option("--sensors", default=100, show_default=True, type=int, help="Sensors, one reading a second each.")
+@click.option("--rate", default=100.0, show_default=True, type=RATE, help="Citizen reports per second.")
+@click.option("--duration", default=60.0, show_default=True, type=SECONDS, help="Seconds to run.")
+@click.option(
+    "--sensors",
+    default=100,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Sensors, a reading a second each.",
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed (the same seed, the same city).")
 def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any) -> None:
     """Play the simulated city into any deployment's topics: a load test or a smoke test.
@@ -324,13 +340,16 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     topics = Topics(settings.topic_prefix)
     simulator = CitySimulator(bounds, f"sim{uuid.uuid4().hex[:6]}", seed=seed, sensors_count=sensors)
     wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    bound_ms = max(int(settings.connect_timeout_s * 1000), 1000)
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
+                                 max_block_ms=bound_ms, bootstrap_timeout_ms=bound_ms)  # fmt: skip
     except KafkaError as exc:
         raise Unreachable(f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}); {KAFKA_HINT}") from None
     counts = {"reports": 0, "garbage": 0, "readings": 0}
     last_print = -1.0
-    click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka_bootstrap} for {duration:.0f} s")
+    interrupted = False
+    click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka_bootstrap} for {duration:g} s")
     try:
         for elapsed, reports, readings in play(simulator, rate, duration):
             for record in reports:
@@ -343,11 +362,18 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
                 last_print = elapsed
                 click.echo(f"  t={elapsed:5.1f}s  " + "  ".join(f"{k} {v}" for k, v in counts.items()))
     except KeyboardInterrupt:
-        click.echo("interrupted")
+        interrupted = True
+        click.echo("interrupted: sending what is buffered, then stopping")
+    except KafkaError as exc:
+        raise Unreachable(
+            f"the broker at {settings.kafka_bootstrap} stopped taking records ({exc}); {KAFKA_HINT}"
+        ) from None
     finally:
-        producer.flush()
-        producer.close()
+        producer.flush(timeout=max(settings.connect_timeout_s, 10))
+        producer.close(timeout=max(settings.connect_timeout_s, 10))
     click.echo("sent: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if interrupted:
+        sys.exit(130)
 
 
 def _pack_bounds(pack: Any) -> tuple[float, float, float, float]:
@@ -375,56 +401,102 @@ def _state_path(data_dir: Path) -> Path:
     return data_dir / DEV_STATE
 
 
-def _alive(pid: int) -> bool:
+def _read_state(state_file: Path) -> dict[str, Any] | None:
+    """What `dev up` wrote, or None when there is no state file; a damaged one is a one-line error."""
+    if not state_file.exists():
+        return None
+    try:
+        state = json.loads(state_file.read_text())
+        valid = (
+            isinstance(state, dict)
+            and isinstance(state.get("bootstrap"), str)
+            and isinstance(state.get("redis_url"), str)
+            and all(isinstance(state.get(k), int) and state[k] > 0 for k in ("broker_pid", "redis_pid") if k in state)
+            and "broker_pid" in state
+        )
+    except (OSError, ValueError):
+        valid = False
+    if not valid:
+        raise click.ClickException(
+            f"the dev state file {state_file} is damaged; stop any broker or Redis it started by hand, then delete it"
+        )
+    return state  # type: ignore[no-any-return]
+
+
+def _ours(pid: int, program: str) -> bool:
+    """True when ``pid`` runs and is ``program`` (a pid from an old state file may belong to another process now)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        return False  # another user's process: not one `dev up` started
+    try:
+        return program in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return True  # no /proc here: trust the pid
+
+
+PROGRAMS = {"broker_pid": "tansu", "redis_pid": "redis-server"}
 
 
 @dev.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface the broker listens on.")
-@click.option("--port", default=9092, show_default=True, type=int, help="Broker port.")
+@click.option("--port", default=9092, show_default=True, type=PORT, help="Broker port.")
 @click.option("--redis", "redis_url", help="Redis to use or start [env CITYLOOP_REDIS_URL].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where state and logs go [default .cityloop].")
 def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None) -> None:
-    """Start the dev broker on HOST:PORT and make sure a Redis answers."""
+    """Start the dev broker on HOST:PORT and make sure a Redis answers (an embedded one starts if none does)."""
     from streams.devbroker import start_broker
     from streams.redisconn import redis_answers, start_embedded_redis
 
     settings = _settings(redis_url=redis_url, data_dir=data_dir)
     state_file = _state_path(settings.data_dir)
-    if state_file.exists():
-        previous = json.loads(state_file.read_text())
-        if _alive(previous.get("broker_pid", -1)):
-            raise click.ClickException(
-                f"the dev runtime is already up (broker {previous['bootstrap']}, pid {previous['broker_pid']}); "
-                "`cityloop dev down` stops it"
-            )
+    previous = _read_state(state_file)
+    if previous is not None and _ours(previous["broker_pid"], PROGRAMS["broker_pid"]):
+        raise click.ClickException(
+            f"the dev runtime is already up (broker {previous['bootstrap']}, pid {previous['broker_pid']}); "
+            "`cityloop dev down` stops it"
+        )
     logs = settings.data_dir / "logs"
+    broker = start_broker(host, port, logs / "broker.log")
     try:
-        broker = start_broker(host, port, logs / "broker.log")
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    state: dict[str, Any] = {"bootstrap": broker.bootstrap, "broker_pid": broker.pid, "redis_url": settings.redis_url}
-    if redis_answers(settings.redis_url):
-        redis_note = f"Redis at {settings.redis_url} answers; using it"
-    else:
-        try:
+        state: dict[str, Any] = {"bootstrap": broker.bootstrap, "broker_pid": broker.pid,
+                                 "redis_url": settings.redis_url}  # fmt: skip
+        if redis_answers(settings.redis_url):
+            redis_note = f"Redis at {settings.redis_url} answers; using it"
+        else:
             embedded = start_embedded_redis(settings.redis_url, settings.data_dir / "redis", logs / "redis.log")
-        except RuntimeError as exc:
-            os.kill(broker.pid, signal.SIGTERM)
-            raise click.ClickException(str(exc)) from None
-        state["redis_pid"] = embedded.pid
-        redis_note = f"no Redis answered at {settings.redis_url}; started an embedded one there (pid {embedded.pid})"
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(state, indent=2))
+            state["redis_pid"] = embedded.pid
+            redis_note = (
+                f"no Redis answered at {settings.redis_url}; started an embedded one there (pid {embedded.pid})"
+            )
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state, indent=2))
+    except BaseException:  # whatever stopped it, the broker it started does not outlive it
+        _stop_pid(broker.pid)
+        raise
     click.echo(f"broker: Tansu at {broker.bootstrap} (pid {broker.pid}, log {logs / 'broker.log'})")
     click.echo(f"redis:  {redis_note}")
     click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}")
+
+
+def _stop_pid(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # not our child (started by an earlier `dev up`)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
 
 
 @dev.command("down")
@@ -433,36 +505,30 @@ def dev_down(data_dir: Path | None) -> None:
     """Stop what `cityloop dev up` started."""
     settings = _settings(data_dir=data_dir)
     state_file = _state_path(settings.data_dir)
-    if not state_file.exists():
+    state = _read_state(state_file)
+    if state is None:
         click.echo("the dev runtime is not up (no state file)")
         return
-    state = json.loads(state_file.read_text())
-    for name in ("broker_pid", "redis_pid"):
+    for name, program in PROGRAMS.items():
         pid = state.get(name)
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        if pid and _ours(pid, program):
+            _stop_pid(pid)
             click.echo(f"stopped {name.removesuffix('_pid')} (pid {pid})")
     state_file.unlink()
 
 
 @dev.command("status")
-@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where `dev up` kept its state [default .cityloop].")
 def dev_status(data_dir: Path | None) -> None:
-    """Say whether the dev runtime is up and where."""
+    """Say whether the dev runtime is up and where (exit 0 when both answer, 1 otherwise)."""
     from streams.redisconn import redis_answers
 
     settings = _settings(data_dir=data_dir)
-    state_file = _state_path(settings.data_dir)
-    if not state_file.exists():
+    state = _read_state(_state_path(settings.data_dir))
+    if state is None:
         click.echo("down")
         sys.exit(1)
-    state = json.loads(state_file.read_text())
-    broker_ok = _alive(state["broker_pid"])
+    broker_ok = _ours(state["broker_pid"], PROGRAMS["broker_pid"])
     redis_ok = redis_answers(state["redis_url"])
     click.echo(f"broker {state['bootstrap']}: {'up' if broker_ok else 'DOWN'}")
     click.echo(f"redis {state['redis_url']}: {'answers' if redis_ok else 'NOT ANSWERING'}")
@@ -568,7 +634,7 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
             if limit and count >= limit:
                 break
     except KeyboardInterrupt:
-        pass
+        sys.exit(130)
     finally:
         consumer.close()
 

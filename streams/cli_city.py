@@ -30,7 +30,9 @@ def load_pack(pack: str | None) -> Any:
     try:
         return load_city_pack(path)
     except InvalidCityPack as exc:
-        raise click.ClickException(f"invalid city pack: {exc}") from None
+        raise click.ClickException(
+            f"invalid city pack: {exc} (docs/CITYPACK.md describes packs; `cityloop city demo --out DIR` writes one)"
+        ) from None
 
 
 def _known_unit(city: Any, unit: str, option: str) -> None:
@@ -93,7 +95,7 @@ def route(
     load_map = {}
     for unit, count in _pairs(loads, "--load"):
         _known_unit(city, unit, "--load")
-        if not count.isdigit():
+        if not (count.isascii() and count.isdigit()):
             raise click.UsageError(f"--load {unit}={count}: the open tasks are a whole number, e.g. {unit}=3")
         load_map[unit] = int(count)
     position_map = {}
@@ -207,7 +209,9 @@ def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float
 @click.option("--descriptor-col", help="Column whose common values become the categories' keywords.")
 @click.option("--district-col", help="Column of the district (e.g. community board): one field team per district.")
 @click.option("--district-layer", help="Layer the district column refers to.")
-@click.option("--min-rows", default=1, show_default=True, type=int, help="Skip categories seen fewer times.")
+@click.option(
+    "--min-rows", default=1, show_default=True, type=click.IntRange(min=1), help="Skip categories seen fewer times."
+)
 @click.option("--sla-acknowledge", default="1d", show_default=True, help="Default acknowledge target.")
 @click.option("--sla-resolve", default="10d", show_default=True, help="Default resolve target.")
 @click.option("--sla-clock", default="working", show_default=True, type=click.Choice(["working", "calendar"]))
@@ -238,9 +242,13 @@ def city_init(out: Path, **options: Any) -> None:
             options["min_rows"],
         )
     try:
+        layers = [LayerSource.parse(text) for text in options["layers"]]
+    except DispatchError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
         onboarding = init_city_pack(
             out,
-            [LayerSource.parse(text) for text in options["layers"]],
+            layers,
             name=options["name"] or out.resolve().name,
             timezone=options["timezone"],
             boundary=options["boundary"],

@@ -13,14 +13,11 @@ from __future__ import annotations
 import socket
 import time
 
+from streams.errors import Unreachable
 from streams.redisconn import redis_answers
 
 KAFKA_HINT = "start one with `cityloop dev up` or set CITYLOOP_KAFKA_BOOTSTRAP"
 REDIS_HINT = "start one with `cityloop dev up` or set CITYLOOP_REDIS_URL"
-
-
-class Unreachable(RuntimeError):
-    """A service a command needs did not answer in time; the message names it and the next step."""
 
 
 def _servers(bootstrap: str) -> list[tuple[str, int]]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from typing import Any
 
 import click
 
-from streams.connect import Unreachable
+from streams.errors import ServiceError
 
 # Loggers of the libraries under CityLoop: their start-up and connection chatter is hidden by default.
 CLIENT_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "aiohttp", "redis", "asyncio", "httpx")
@@ -34,6 +35,30 @@ def quiet_client_libraries(level: int = logging.ERROR) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+# Errors the domain packages raise on purpose (bad input, an unusable file): a message for a person, not a bug.
+# Named, not imported, so that `cityloop --help` does not import scikit-learn or shapely.
+DOMAIN_ERRORS = ("classifiers.errors:ClassifierError", "dispatch.errors:DispatchError", "feedback.errors:FeedbackError")
+
+
+def expected(exc: BaseException) -> bool:
+    """True for a failure with a known cause: a service not answering, a file the system refused, a domain error."""
+    if isinstance(exc, ServiceError | OSError):
+        return True
+    for spec in DOMAIN_ERRORS:
+        module, _, name = spec.partition(":")
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, ServiceError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
 class CliGroup(click.Group):
     """The ``cityloop`` group: applies the one-line error rule to every command under it."""
 
@@ -42,12 +67,15 @@ class CliGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # `cityloop tail ... | head`: the reader has what it wanted
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more may reach the closed pipe at exit
+            raise click.exceptions.Exit(141) from None
         except Exception as exc:
             if ctx.meta.get(DEBUG_KEY):
                 raise
-            if isinstance(exc, Unreachable):
-                raise click.ClickException(str(exc)) from exc
-            words = " ".join(str(exc).split()) or "no message"
+            if expected(exc):
+                raise click.ClickException(one_line(describe(exc))) from exc
+            words = one_line(str(exc)) or "no message"
             raise click.ClickException(
                 f"unexpected {type(exc).__name__}: {words[:300]} (a bug: `cityloop --debug ...` shows where)"
             ) from exc
@@ -57,6 +85,9 @@ class CliGroup(click.Group):
             return super().main(*args, standalone_mode=False, **extra)
         try:
             outcome = super().main(*args, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `cityloop` or `cityloop dev` alone: the help, as asked
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            sys.exit(0)
         except click.UsageError as exc:
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             click.echo(f"Error: {one_line(exc.format_message())}{where}", err=True)
@@ -100,6 +131,8 @@ LONGITUDE = FiniteRange("longitude", "a longitude", -180.0, 180.0)
 PROBABILITY = FiniteRange("probability", "a probability", 0.0, 1.0)
 SECONDS = FiniteRange("seconds", "a number of seconds", 0.001, 366 * 86_400.0)
 WAIT = FiniteRange("seconds", "a number of seconds", 0.0, 3600.0)
+RATE = FiniteRange("per-second", "a rate per second", 0.01, 100_000.0)
+PORT = click.IntRange(1, 65535)
 
 
 def check_latlon(text: str, what: str) -> tuple[float, float]:
@@ -135,7 +168,7 @@ _FLAGS: dict[str, Any] = {
         "--wait",
         "connect_timeout_s",
         type=WAIT,
-        help="Seconds to keep trying to reach Kafka and Redis [env CITYLOOP_CONNECT_TIMEOUT_S; default 5].",
+        help="Seconds to keep trying to reach the broker or Redis [env CITYLOOP_CONNECT_TIMEOUT_S; default 5].",
     ),
 }
 
@@ -160,5 +193,8 @@ def settings_from_flags(**flags: Any) -> Any:
     try:
         return load_settings(**flags)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))} (CITYLOOP_{'_'.join(map(str, e['loc'])).upper()}): {e['msg']}"
+            for e in exc.errors()
+        )
         raise click.UsageError(f"invalid settings: {problems}") from None

@@ -39,6 +39,7 @@ from streams.admin import ensure_topics
 from streams.democrews import Crews, demo_time_pack
 from streams.demoview import board, progress_header, progress_row, step, summary_lines
 from streams.devbroker import start_broker
+from streams.errors import FailedToStart
 from streams.outcomes import stable_id
 from streams.redisconn import last_lines, redis_answers, start_embedded_redis
 from streams.simulator import CitySimulator, play, utc_now
@@ -166,8 +167,8 @@ def _wait_ready(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            said = last_lines(log, 2)
-            raise RuntimeError(f"the {what} exited with code {process.returncode}: {said or 'no output'} (log {log})")
+            said = last_lines(log, 2).replace("Error: ", "")
+            raise FailedToStart(f"the {what} exited with code {process.returncode}: {said or 'no output'} (log {log})")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200 and ready(response.read()):
@@ -175,7 +176,7 @@ def _wait_ready(
         except (OSError, ValueError):
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the {what} was not ready within {timeout:.0f} s; see {log}")
+    raise FailedToStart(f"the {what} was not ready within {timeout:.0f} s (log {log})")
 
 
 def run_demo(
@@ -235,7 +236,7 @@ def run_demo(
             echo(step("redis", f"embedded at {embedded.url}", time.monotonic() - clock))
             redis_url = embedded.url
         cleanup.append(lambda: _forget_namespace(redis_url, topics.prefix))
-        ensure_topics(kafka, topics.all(), partitions=4)
+        ensure_topics(kafka, topics.all(), partitions=4, timeout=15)
         city = write_demo_city(data_dir / f"demo-city-{run_id}")
         demo_time_pack(city, SECONDS_PER_HOUR)
         cleanup.append(lambda: shutil.rmtree(city, ignore_errors=True))
@@ -288,8 +289,11 @@ def run_demo(
         interrupted = not finished
         echo("")
         echo("interrupted: stopping everything the demo started ..." if interrupted else "stopping everything ...")
-    finally:
+    except BaseException:
         _stop(crews, observer, cleanup, echo)
+        echo(f"stopped everything the demo started; logs in {logs}")
+        raise
+    _stop(crews, observer, cleanup, echo)
     summary = _full_summary(sent, seen, crews, started_pids, interrupted)
     summary["signal"] = stopped_by.get("signal") if interrupted else None
     if sent.played_s and not (keep_running and finished):
@@ -447,6 +451,7 @@ def _spawn(command: str, env: dict[str, str], log_path: Path) -> subprocess.Pope
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the demo alone, which stops them in order
         )
 
 

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.redisconn import port_in_use
+from streams.errors import FailedToStart
+from streams.redisconn import last_lines, port_in_use
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def broker_binary() -> str:
 def start_broker(host: str, port: int, log_path: Path, timeout: float = 15.0) -> DevBroker:
     """Start Tansu on host:port as a detached process and wait until it accepts connections."""
     if port_in_use(host, port):
-        raise RuntimeError(f"port {port} on {host} is already in use; choose another with --port")
+        raise FailedToStart(f"port {port} on {host} is already in use; choose another with --port")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"tcp://{host}:{port}"
     with open(log_path, "ab") as log:
@@ -40,12 +41,19 @@ def start_broker(host: str, port: int, log_path: Path, timeout: float = 15.0) ->
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if port_in_use(host, port):
-            return DevBroker(f"{host}:{port}", process.pid)
-        if process.poll() is not None:
-            raise RuntimeError(f"the broker exited with code {process.returncode}; see {log_path}")
-        time.sleep(0.02)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if port_in_use(host, port):
+                return DevBroker(f"{host}:{port}", process.pid)
+            if process.poll() is not None:
+                said = last_lines(log_path)
+                raise FailedToStart(
+                    f"the broker exited with code {process.returncode}: {said or 'no output'} (log {log_path})"
+                )
+            time.sleep(0.02)
+    except BaseException:  # Ctrl-C while it starts: it is ours, it goes too
+        process.kill()
+        raise
     process.kill()
-    raise RuntimeError(f"the broker did not listen on {host}:{port} within {timeout:.0f} s; see {log_path}")
+    raise FailedToStart(f"the broker did not listen on {host}:{port} within {timeout:.0f} s (log {log_path})")

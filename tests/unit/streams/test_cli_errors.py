@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,17 +41,17 @@ class Ran:
 def cityloop(tmp_path: Path):
     """Run `cityloop ARGS...` in a subprocess with no broker and no Redis where the settings point."""
     kafka, redis = f"127.0.0.1:{closed_port()}", f"redis://127.0.0.1:{closed_port()}/0"
-    env = {
+    base = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CITYLOOP_")},
         "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
         "CITYLOOP_REDIS_URL": redis,
         "CITYLOOP_DATA_DIR": str(tmp_path / "data"),
     }
 
-    def run(*args: str, timeout: float = 60) -> Ran:
+    def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Ran:
         done = subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
-            timeout=timeout,
+            [sys.executable, "-m", "streams.cli", *args], env={**base, **(env or {})}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
         return Ran(done.returncode, done.stdout, done.stderr)
 
@@ -63,8 +64,11 @@ ROUTE = ("route", "--lat", "52.0", "--lon", "5.05", "--category", "pothole")
 
 def test_tail_without_a_broker_gives_up_after_the_default_wait_in_one_line(cityloop):
     """`cityloop tail tasks` with no broker: one line naming the address and `cityloop dev up`, after 5 s, not 32."""
+    started = time.monotonic()
     ran = cityloop("tail", "tasks")
+    waited = time.monotonic() - started
     ran.assert_one_line_error(1, f"no Kafka broker answers at {cityloop.kafka}", "tried for 5 s", "cityloop dev up")
+    assert 5 <= waited < 30, f"it kept trying for {waited:.1f} s: the default wait is 5 s"
 
 
 def test_triage_list_without_redis_stops_instead_of_retrying_forever(cityloop):
@@ -140,9 +144,42 @@ def test_worker_without_redis_is_one_line_not_a_page_of_client_logs(cityloop):
     ran.assert_one_line_error(1, f"Redis does not answer at {cityloop.redis}")
 
 
-def test_a_bad_setting_in_the_environment_is_named(cityloop, monkeypatch):
-    ran = cityloop("triage", "list", "--redis", "localhost:6379")
-    ran.assert_one_line_error(2, "redis_url", "not a Redis URL")
+def test_a_bad_setting_in_the_environment_is_named_with_its_variable(cityloop):
+    ran = cityloop("triage", "list", env={"CITYLOOP_REDIS_URL": "localhost:6379"})
+    ran.assert_one_line_error(2, "redis_url (CITYLOOP_REDIS_URL)", "'localhost:6379' is not a Redis URL")
+
+
+def test_a_port_out_of_range_is_a_usage_error_not_a_crash(cityloop):
+    ran = cityloop("dev", "up", "--port", "99999")
+    ran.assert_one_line_error(2, "99999 is not in the range 1<=x<=65535")
+
+
+def test_a_damaged_dev_state_file_is_named_and_refused(cityloop, tmp_path):
+    """A state file with no pids (or pid -1, which kill() takes as "every process") is refused, not acted on."""
+    state = tmp_path / "data" / "dev.json"
+    state.parent.mkdir(parents=True)
+    for content in ("{}", '{"bootstrap": "x:1", "redis_url": "redis://x", "broker_pid": -1}', "not json"):
+        state.write_text(content)
+        for command in ("up", "down", "status"):
+            ran = cityloop("dev", command)
+            ran.assert_one_line_error(1, f"the dev state file {state} is damaged", "delete it")
+
+
+def test_cityloop_alone_prints_its_help_and_exits_0(cityloop):
+    for args in ((), ("dev",), ("city",), ("triage",)):
+        ran = cityloop(*args)
+        assert ran.status == 0 and ran.stdout.startswith("Usage: cityloop") and ran.stderr == "", args
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(tmp_path):
+    """`cityloop route ... --json | head -c 10`: no 'unexpected BrokenPipeError', no traceback; exit 141 as SIGPIPE."""
+    env = {**os.environ, "CITYLOOP_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen([sys.executable, "-m", "streams.cli", *ROUTE, "--json"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141 and stderr == "", stderr
 
 
 def test_a_missing_city_pack_is_named_without_a_placeholder(cityloop, tmp_path):

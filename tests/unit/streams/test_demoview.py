@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import click
 import pytest
+from click.testing import CliRunner
 
+import streams.demo
+from streams.cli import main
 from streams.demoview import WIDTH, board, progress_header, progress_row, step, summary_lines
 
 TOKEN = "clu_" + "x" * 43  # the length `cityloop units token` gives
@@ -67,3 +71,19 @@ def test_records_in_flight_at_ctrl_c_are_not_counted_as_losses(interrupted):
         assert "losses" not in text.replace("not counted as losses", "")
     else:
         assert "unexplained losses: 7" in text and "in flight" not in text
+
+
+def test_the_demo_says_what_it_is_about_to_do_before_any_work(monkeypatch, tmp_path):
+    """The first line comes before the demo's imports and start-up (a blank screen for 3-6 s was the complaint)."""
+    printed: list[str] = []
+    printed_before_work: list[list[str]] = []
+
+    def run_demo(**_: object) -> dict:
+        printed_before_work.append(list(printed))
+        return {"interrupted": False, "signal": None}
+
+    monkeypatch.setattr(streams.demo, "run_demo", run_demo)
+    monkeypatch.setattr(click, "echo", lambda message="", **_: printed.append(str(message)))
+    outcome = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path), "--web-port", "1", "--api-port", "2"])
+    assert outcome.exit_code == 0, outcome.output
+    assert printed_before_work == [["cityloop demo: 60 s of a simulated city on this machine; Ctrl-C stops it all"]]
