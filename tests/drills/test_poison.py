@@ -13,7 +13,7 @@ from streams.records import REASON_CODES, Rejected, decode_reading, decode_repor
 from tests.drills.poison import poison, valid_reading, valid_report
 from tests.ops.fixtures import dead_letters, figures, make_report, outcome, total
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
 
 SEED = 20261126
 POISON_REPORTS, POISON_READINGS = 3000, 1000

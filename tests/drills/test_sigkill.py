@@ -19,7 +19,7 @@ from streams.records import REASON_CODES
 from tests.integration.conftest import collect
 from tests.ops.fixtures import dead_letters, encoded, figures, make_report, outcome, send, total
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
 
 VALID, INVALID_EVERY = 1500, 10
 

@@ -12,7 +12,7 @@ import pytest
 from tests.integration.conftest import collect, wait_for
 from tests.ops.fixtures import encoded, figures, make_report, outcome, samples, send, total
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
 
 REPORTS = 2000
 

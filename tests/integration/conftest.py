@@ -1,7 +1,8 @@
-"""Fixtures for the integration layer: the real dev broker, the real Redis, real workers.
+"""Fixtures for the integration layer: the real brokers, the real Redis, real workers.
 
 The broker is the one named by CITYLOOP_TEST_KAFKA_BOOTSTRAP (CI starts one), or
-a Tansu this session starts on a free port. Redis is CITYLOOP_TEST_REDIS_URL
+a Tansu this session starts on a free port; tests marked ``both_brokers`` run
+on Apache Kafka too (tests/conftest.py). Redis is CITYLOOP_TEST_REDIS_URL
 (default redis://127.0.0.1:6379/0). Every test gets its own topic prefix, which
 is also its Redis key namespace, and its keys are deleted afterwards.
 """
@@ -26,6 +27,7 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from streams.apachekafka import missing_tools, start_apache_kafka
 from streams.devbroker import start_broker
 from streams.redisconn import redis_answers, start_embedded_redis
 from streams.topics import Topics
@@ -40,7 +42,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def bootstrap(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The broker under test: Tansu (CITYLOOP_TEST_KAFKA_BOOTSTRAP, or one started here), or Apache Kafka.
+
+    Apache Kafka needs java, and mvn the first time; without them its tests
+    skip, unless CITYLOOP_TEST_REQUIRE_KAFKA=1 (CI) makes that a failure.
+    """
+    if broker_kind == "kafka":
+        yield from apache_kafka(tmp_path_factory)
+        return
     given = os.environ.get("CITYLOOP_TEST_KAFKA_BOOTSTRAP")
     if given:
         yield given
@@ -49,6 +59,36 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker = start_broker("127.0.0.1", free_port(), log)
     yield broker.bootstrap
     os.kill(broker.pid, signal.SIGTERM)
+
+
+def apache_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    missing = missing_tools()
+    if missing:
+        reason = f"Apache Kafka needs {' and '.join(missing)}"
+        if os.environ.get("CITYLOOP_TEST_REQUIRE_KAFKA") == "1":
+            pytest.fail(f"{reason}, and CITYLOOP_TEST_REQUIRE_KAFKA=1 requires it")
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("apache-kafka")
+    kafka = start_apache_kafka(workdir, workdir / "kafka.log")
+    yield kafka.bootstrap
+    stop_process(kafka.pid)
+
+
+def stop_process(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` (Kafka shuts down in a few seconds)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from tests.integration.api_helpers import (
 from tests.integration.conftest import collect, free_port, wait_for
 from tests.integration.loop import short_sla_city
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 
 @pytest.fixture

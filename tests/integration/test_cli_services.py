@@ -14,7 +14,7 @@ import pytest
 from tests.integration.conftest import free_port
 from tests.unit.streams.test_cli_errors import Ran
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 
 def cityloop(*args: str, env: dict[str, str], cwd: Path, timeout: float = 90) -> Ran:

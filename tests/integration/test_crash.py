@@ -14,7 +14,7 @@ import pytest
 from dispatch.demo_city import CATEGORIES, bounds
 from tests.integration.conftest import collect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 TOTAL = 3000
 

@@ -16,7 +16,7 @@ from streams.outcomes import stable_id
 from tests.integration.cityfacts import NaiveCity
 from tests.integration.conftest import collect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 TEXTS = [
     "huge pothole in the road near the bakery",

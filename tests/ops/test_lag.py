@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from streams.lag import partition_lag
 from tests.ops.fixtures import make_report, outcome, samples, total
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 BACKLOG = 1500
 
