@@ -442,28 +442,51 @@ def _ours(pid: int, program: str) -> bool:
 PROGRAMS = {"broker_pid": "tansu", "redis_pid": "redis-server"}
 
 
+def _program(state: dict[str, Any], name: str) -> str:
+    """What the process behind a pid of the state file runs (the broker may be Tansu or Apache Kafka)."""
+    return str(state.get("broker_program", PROGRAMS[name])) if name == "broker_pid" else PROGRAMS[name]
+
+
 @dev.command("up")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface the broker listens on.")
 @click.option("--port", default=9092, show_default=True, type=PORT, help="Broker port.")
 @click.option("--redis", "redis_url", help="Redis to use or start [env CITYLOOP_REDIS_URL].")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where state and logs go [default .cityloop].")
-def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None) -> None:
-    """Start the dev broker on HOST:PORT and make sure a Redis answers (an embedded one starts if none does)."""
-    from streams.devbroker import start_broker
+@click.option(
+    "--kafka",
+    "apache_kafka",
+    is_flag=True,
+    help="Start Apache Kafka (one KRaft node; needs java, and mvn the first time) instead of Tansu.",
+)
+def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None, apache_kafka: bool) -> None:
+    """Start the dev broker on HOST:PORT and make sure a Redis answers (an embedded one starts if none does).
+
+    The broker is Tansu, in memory, ready in milliseconds; with --kafka it is
+    Apache Kafka itself (transactions, real offsets), ready in a few seconds.
+    Either starts empty each time.
+    """
+    from streams.devbroker import DevBroker, start_broker
     from streams.redisconn import redis_answers, start_embedded_redis
 
     settings = _settings(redis_url=redis_url, data_dir=data_dir)
     state_file = _state_path(settings.data_dir)
     previous = _read_state(state_file)
-    if previous is not None and _ours(previous["broker_pid"], PROGRAMS["broker_pid"]):
+    if previous is not None and _ours(previous["broker_pid"], _program(previous, "broker_pid")):
         raise click.ClickException(
             f"the dev runtime is already up (broker {previous['bootstrap']}, pid {previous['broker_pid']}); "
             "`cityloop dev down` stops it"
         )
     logs = settings.data_dir / "logs"
-    broker = start_broker(host, port, logs / "broker.log")
+    if apache_kafka:
+        from streams.apachekafka import KAFKA_VERSION, start_apache_kafka
+
+        click.echo(f"starting Apache Kafka {KAFKA_VERSION} (a few seconds; the first time Maven fetches its jars) ...")
+        node = start_apache_kafka(settings.data_dir / "kafka", logs / "broker.log", host=host, port=port)
+        broker, name, program = DevBroker(node.bootstrap, node.pid), f"Apache Kafka {KAFKA_VERSION}", "kafka.Kafka"
+    else:
+        broker, name, program = start_broker(host, port, logs / "broker.log"), "Tansu", PROGRAMS["broker_pid"]
     try:
-        state: dict[str, Any] = {"bootstrap": broker.bootstrap, "broker_pid": broker.pid,
+        state: dict[str, Any] = {"bootstrap": broker.bootstrap, "broker_pid": broker.pid, "broker_program": program,
                                  "redis_url": settings.redis_url}  # fmt: skip
         if redis_answers(settings.redis_url):
             redis_note = f"Redis at {settings.redis_url} answers; using it"
@@ -478,7 +501,7 @@ def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None) -
     except BaseException:  # whatever stopped it, the broker it started does not outlive it
         _stop_pid(broker.pid)
         raise
-    click.echo(f"broker: Tansu at {broker.bootstrap} (pid {broker.pid}, log {logs / 'broker.log'})")
+    click.echo(f"broker: {name} at {broker.bootstrap} (pid {broker.pid}, log {logs / 'broker.log'})")
     click.echo(f"redis:  {redis_note}")
     click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}")
 
@@ -509,9 +532,9 @@ def dev_down(data_dir: Path | None) -> None:
     if state is None:
         click.echo("the dev runtime is not up (no state file)")
         return
-    for name, program in PROGRAMS.items():
+    for name in PROGRAMS:
         pid = state.get(name)
-        if pid and _ours(pid, program):
+        if pid and _ours(pid, _program(state, name)):
             _stop_pid(pid)
             click.echo(f"stopped {name.removesuffix('_pid')} (pid {pid})")
     state_file.unlink()
@@ -528,7 +551,7 @@ def dev_status(data_dir: Path | None) -> None:
     if state is None:
         click.echo("down")
         sys.exit(1)
-    broker_ok = _ours(state["broker_pid"], PROGRAMS["broker_pid"])
+    broker_ok = _ours(state["broker_pid"], _program(state, "broker_pid"))
     redis_ok = redis_answers(state["redis_url"])
     click.echo(f"broker {state['bootstrap']}: {'up' if broker_ok else 'DOWN'}")
     click.echo(f"redis {state['redis_url']}: {'answers' if redis_ok else 'NOT ANSWERING'}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.apachekafka import missing_tools
 from tests.integration.conftest import free_port
 from tests.integration.test_demo import alive
 from tests.integration.test_readme import listening
@@ -24,11 +25,14 @@ def cityloop(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Completed
                           text=True, timeout=60)  # fmt: skip
 
 
-def test_dev_up_starts_broker_and_redis_with_the_relative_default_data_dir_and_dev_down_stops_both(tmp_path):
+@pytest.mark.parametrize("kafka", [(), ("--kafka",)], ids=["tansu", "apache kafka"])
+def test_dev_up_starts_broker_and_redis_with_the_relative_default_data_dir_and_dev_down_stops_both(tmp_path, kafka):
+    if kafka and missing_tools() and os.environ.get("CITYLOOP_TEST_REQUIRE_KAFKA") != "1":
+        pytest.skip(f"Apache Kafka needs {' and '.join(missing_tools())}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYLOOP_")}
     broker_port, redis_port = free_port(), free_port()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    up = cityloop("dev", "up", "--port", str(broker_port), "--redis", redis_url, cwd=tmp_path, env=env)
+    up = cityloop("dev", "up", "--port", str(broker_port), "--redis", redis_url, *kafka, cwd=tmp_path, env=env)
     state_file = tmp_path / ".cityloop" / "dev.json"
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -37,7 +41,7 @@ def test_dev_up_starts_broker_and_redis_with_the_relative_default_data_dir_and_d
         assert (tmp_path / ".cityloop" / "logs" / "redis.log").stat().st_size > 0, "Redis logs where it was told to"
         status = cityloop("dev", "status", cwd=tmp_path, env=env)
         assert status.returncode == 0 and "up" in status.stdout and "answers" in status.stdout
-        again = cityloop("dev", "up", "--port", str(broker_port), "--redis", redis_url, cwd=tmp_path, env=env)
+        again = cityloop("dev", "up", "--port", str(broker_port), "--redis", redis_url, *kafka, cwd=tmp_path, env=env)
         assert again.returncode == 1 and again.stderr.startswith("Error: the dev runtime is already up")
     finally:
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
