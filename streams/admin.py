@@ -8,31 +8,37 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.connect import KAFKA_HINT
+from streams.connect import KAFKA_HINT, ClientLog, refused
 from streams.errors import Unreachable
+from streams.kafkaaccess import KafkaAccess
 
 
 def ensure_topics(
-    bootstrap: str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0
+    target: KafkaAccess | str, names: list[str], partitions: int, replication: int = 1, timeout: float = 30.0
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
     Waits up to ``timeout`` seconds for the broker, then fails with a message
     that names the address tried.
     """
+    access = KafkaAccess.of(target)
     deadline = time.monotonic() + timeout
     while True:
         bound_ms = max(int(1000 * (deadline - time.monotonic())), 1000)  # every attempt ends by the deadline
         try:
-            admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, client_id="cityloop-admin", request_timeout_ms=max(bound_ms, 10_000),
-                bootstrap_timeout_ms=bound_ms,
-            )  # fmt: skip
+            with ClientLog() as said:
+                admin = KafkaAdminClient(
+                    **access.kafka_python(), client_id="cityloop-admin", request_timeout_ms=max(bound_ms, 10_000),
+                    bootstrap_timeout_ms=bound_ms,
+                )  # fmt: skip
             break
         except (KafkaError, OSError) as exc:
+            denied = refused(access, exc, said)
+            if denied is not None:
+                raise denied from None
             if time.monotonic() + 0.5 > deadline:
                 raise Unreachable(
-                    f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}; tried for {timeout:g} s); "
+                    f"no Kafka broker answers at {access.describe()} ({type(exc).__name__}; tried for {timeout:g} s); "
                     f"{KAFKA_HINT}"
                 ) from None
             time.sleep(0.5)

@@ -157,12 +157,14 @@ def text_model(settings: Settings, pack: CityPack) -> tuple[TextClassifier, Tria
 def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
+    kafka = settings.kafka
     transport.configure(settings.fetch_max_wait_ms)
     datadir = (settings.data_dir / "worker").resolve()  # Faust's files: under CITYLOOP_DATA_DIR, not the cwd
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
         settings.consumer_group,
-        broker=[f"{transport.SCHEME}://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker=[f"{transport.SCHEME}://{server}" for server in kafka.servers],
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",
         # The dev broker takes half the session timeout to complete a group join (STACK.md).
         broker_session_timeout=6.0,
@@ -218,7 +220,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
 
     ingest = BatchIngest(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=kafka,
         group_id=f"{settings.consumer_group}-ingest",
         handlers={topics.reports: reports, topics.readings: readings, topics.feedback: feedback},
         batch_size=settings.batch_size,

@@ -125,15 +125,15 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
         quiet_client_libraries(logging.NOTSET)
     pack = _load_pack(settings)
     wait_for_redis(settings.redis_url, settings.connect_timeout_s)
-    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
     created = ensure_topics(
-        settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions,
+        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions,
         timeout=settings.connect_timeout_s,
     )  # fmt: skip
     from streams.app import QuietWorker, create_app
 
     click.echo(f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
-    click.echo(f"  kafka   {settings.kafka_bootstrap}" + (f" (created {len(created)} topics)" if created else ""),
+    click.echo(f"  kafka   {settings.kafka.describe()}" + (f" (created {len(created)} topics)" if created else ""),
                err=True)  # fmt: skip
     click.echo(f"  redis   {settings.redis_url}", err=True)
     click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
@@ -171,9 +171,9 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
         raise click.ClickException(f"port {settings.api_port} on {settings.api_bind_host} is in use; choose --port")
     pack = _load_pack(settings)
     wait_for_redis(settings.redis_url, settings.connect_timeout_s)
-    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
     ensure_topics(
-        settings.kafka_bootstrap, Topics(settings.topic_prefix).all(), settings.partitions,
+        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions,
         timeout=settings.connect_timeout_s,
     )  # fmt: skip
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
@@ -279,7 +279,7 @@ def demo(
     """
     from streams.redisconn import port_in_use
 
-    settings = _settings(redis_url=redis_url, data_dir=data_dir)
+    settings = _settings(redis_url=redis_url, data_dir=data_dir, kafka_bootstrap=kafka_bootstrap)
     if port_in_use("127.0.0.1", web_port):
         raise click.UsageError(f"port {web_port} is in use; choose another with --web-port")
     if port_in_use("127.0.0.1", api_port):
@@ -294,7 +294,7 @@ def demo(
         data_dir=settings.data_dir,
         web_port=web_port,
         api_port=api_port,
-        kafka=kafka_bootstrap,
+        kafka=settings.kafka if kafka_bootstrap else None,  # with the CITYLOOP_KAFKA_* security settings
         redis_url=settings.redis_url,
         echo=click.echo,
         keep_running=keep_running,
@@ -330,7 +330,7 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from streams.connect import KAFKA_HINT, Unreachable, wait_for_kafka
+    from streams.connect import KAFKA_HINT, ClientLog, Unreachable, unreachable, wait_for_kafka
     from streams.simulator import CitySimulator, play
     from streams.topics import Topics
 
@@ -339,17 +339,18 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
     bounds = _pack_bounds(pack)
     topics = Topics(settings.topic_prefix)
     simulator = CitySimulator(bounds, f"sim{uuid.uuid4().hex[:6]}", seed=seed, sensors_count=sensors)
-    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
     bound_ms = max(int(settings.connect_timeout_s * 1000), 1000)
-    try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
-                                 max_block_ms=bound_ms, bootstrap_timeout_ms=bound_ms)  # fmt: skip
-    except KafkaError as exc:
-        raise Unreachable(f"no Kafka broker answers at {settings.kafka_bootstrap} ({exc}); {KAFKA_HINT}") from None
+    with ClientLog() as said:
+        try:
+            producer = KafkaProducer(**settings.kafka.kafka_python(), acks="all", linger_ms=5,
+                                     max_block_ms=bound_ms, bootstrap_timeout_ms=bound_ms)  # fmt: skip
+        except KafkaError as exc:
+            raise unreachable(settings.kafka, exc, said) from None
     counts = {"reports": 0, "garbage": 0, "readings": 0}
     last_print = -1.0
     interrupted = False
-    click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka_bootstrap} for {duration:g} s")
+    click.echo(f"simulating {pack.name} into {topics.prefix}.* on {settings.kafka.describe()} for {duration:g} s")
     try:
         for elapsed, reports, readings in play(simulator, rate, duration):
             for record in reports:
@@ -366,7 +367,7 @@ def simulate(rate: float, duration: float, sensors: int, seed: int, **flags: Any
         click.echo("interrupted: sending what is buffered, then stopping")
     except KafkaError as exc:
         raise Unreachable(
-            f"the broker at {settings.kafka_bootstrap} stopped taking records ({exc}); {KAFKA_HINT}"
+            f"the broker at {settings.kafka.describe()} stopped taking records ({exc}); {KAFKA_HINT}"
         ) from None
     finally:
         producer.flush(timeout=max(settings.connect_timeout_s, 10))
@@ -576,8 +577,8 @@ def topics_create(**flags: Any) -> None:
 
     settings = _settings(**flags)
     names = Topics(settings.topic_prefix).all()
-    wait_for_kafka(settings.kafka_bootstrap, settings.connect_timeout_s)
-    created = ensure_topics(settings.kafka_bootstrap, names, settings.partitions, timeout=settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
+    created = ensure_topics(settings.kafka, names, settings.partitions, timeout=settings.connect_timeout_s)
     for name in names:
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
 
@@ -619,7 +620,7 @@ def report(
         record["service_code"] = service_code
     topic = Topics(settings.topic_prefix).reports
     produce_one(
-        settings.kafka_bootstrap, topic, record["report_id"].encode(), json.dumps(record).encode(),
+        settings.kafka, topic, record["report_id"].encode(), json.dumps(record).encode(),
         settings.connect_timeout_s,
     )  # fmt: skip
     click.echo(record["report_id"])
@@ -639,7 +640,7 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
     settings = _settings(**flags)
     topic = getattr(Topics(settings.topic_prefix), stream)
     consumer: Any = topic_consumer(
-        settings.kafka_bootstrap,
+        settings.kafka,
         topic,
         settings.connect_timeout_s,
         auto_offset_reset="earliest" if from_beginning else "latest",
@@ -648,7 +649,7 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
         consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
     )
     where = "from the oldest record" if from_beginning else "from now on"
-    click.echo(f"following {topic} at {settings.kafka_bootstrap} {where}; Ctrl-C stops", err=True)
+    click.echo(f"following {topic} at {settings.kafka.describe()} {where}; Ctrl-C stops", err=True)
     count = 0
     try:
         for message in consumer:

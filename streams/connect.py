@@ -10,20 +10,22 @@ terminal.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
 from streams.errors import Unreachable
+from streams.kafkaaccess import KafkaAccess
 from streams.redisconn import redis_answers
 
 KAFKA_HINT = "start one with `cityloop dev up` or set CITYLOOP_KAFKA_BOOTSTRAP"
 REDIS_HINT = "start one with `cityloop dev up` or set CITYLOOP_REDIS_URL"
 
 
-def _servers(bootstrap: str) -> list[tuple[str, int]]:
+def _servers(access: KafkaAccess) -> list[tuple[str, int]]:
     servers = []
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for server in access.servers:
+        host, _, port = server.rpartition(":")
         servers.append((host.strip("[]"), int(port)))
     return servers
 
@@ -40,16 +42,17 @@ def _waited(within: float) -> str:
     return f"tried for {within:g} s; --wait for longer"
 
 
-def wait_for_kafka(bootstrap: str, within: float) -> None:
+def wait_for_kafka(target: KafkaAccess | str, within: float) -> None:
     """Return once one of the bootstrap servers accepts a connection; raise :class:`Unreachable` after ``within`` s."""
-    servers = _servers(bootstrap)
+    access = KafkaAccess.of(target)
+    servers = _servers(access)
     deadline = time.monotonic() + within
     while True:
         remaining = deadline - time.monotonic()
         if any(_accepts(host, port, min(1.0, remaining)) for host, port in servers):
             return
         if time.monotonic() >= deadline:
-            raise Unreachable(f"no Kafka broker answers at {bootstrap} ({_waited(within)}); {KAFKA_HINT}")
+            raise Unreachable(f"no Kafka broker answers at {access.bootstrap} ({_waited(within)}); {KAFKA_HINT}")
         time.sleep(min(0.2, max(deadline - time.monotonic(), 0)))
 
 
@@ -69,33 +72,91 @@ def _bound_ms(within: float) -> int:
     return max(int(within * 1000), 1000)
 
 
-def produce_one(bootstrap: str, topic: str, key: bytes, value: bytes, within: float) -> None:
+class ClientLog(logging.Handler):
+    """What kafka-python logged while a client tried to connect.
+
+    kafka-python retries a refused login until its bootstrap time-out and then
+    raises a bare KafkaTimeoutError ("Unable to bootstrap"); the reason (a
+    SaslAuthenticationFailedError, a certificate that does not verify) is only
+    in its log. This keeps those lines so the error can name the real cause.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> ClientLog:
+        logging.getLogger("kafka").addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger("kafka").removeHandler(self)
+
+
+def refused(access: KafkaAccess, exc: BaseException, said: ClientLog | None = None) -> Unreachable | None:
+    """The one-line error for a broker that answers but will not let us in (credentials, TLS); None otherwise."""
+    from kafka.errors import AuthorizationError, UnsupportedSaslMechanismError
+
+    text = " | ".join([f"{type(exc).__name__}: {exc}", *(said.lines if said else [])])
+    if isinstance(exc, UnsupportedSaslMechanismError) or "UnsupportedSaslMechanism" in text:
+        return Unreachable(f"Kafka at {access.describe()} does not offer {access.mechanism}; ask its operators")
+    if isinstance(exc, AuthorizationError):
+        return Unreachable(f"Kafka at {access.describe()} does not allow this ({exc}); ask its operators for the ACL")
+    if "SaslAuthenticationFailed" in text:
+        line = next(part for part in text.split(" | ") if "SaslAuthenticationFailed" in part)
+        reason = line.rsplit("SaslAuthenticationFailedError: ", 1)[-1].rstrip(")")
+        return Unreachable(
+            f"Kafka at {access.describe()} refused the credentials ({reason[:200]}); check "
+            "CITYLOOP_KAFKA_SASL_USERNAME and the password"
+        )
+    if access.tls and ("CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "certificate" in text):
+        return Unreachable(
+            f"the TLS handshake with Kafka at {access.describe()} failed; check CITYLOOP_KAFKA_SSL_CAFILE and the "
+            "broker's certificate"
+        )
+    return None
+
+
+def unreachable(access: KafkaAccess, exc: BaseException, said: ClientLog | None = None) -> Unreachable:
+    return refused(access, exc, said) or Unreachable(
+        f"no Kafka broker answers at {access.describe()} ({type(exc).__name__}); {KAFKA_HINT}"
+    )
+
+
+def produce_one(target: KafkaAccess | str, topic: str, key: bytes, value: bytes, within: float) -> None:
     """Write one record and wait for the broker's acknowledgement; :class:`Unreachable` says why it could not."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError, KafkaTimeoutError
 
-    wait_for_kafka(bootstrap, within)
-    try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_block_ms=_bound_ms(within),
-            bootstrap_timeout_ms=_bound_ms(within),
-        )  # fmt: skip
-    except KafkaError as exc:
-        raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
+    access = KafkaAccess.of(target)
+    wait_for_kafka(access, within)
+    with ClientLog() as said:
+        try:
+            producer = KafkaProducer(
+                **access.kafka_python(), acks="all", max_block_ms=_bound_ms(within),
+                bootstrap_timeout_ms=_bound_ms(within),
+            )  # fmt: skip
+        except KafkaError as exc:
+            raise unreachable(access, exc, said) from None
     try:
         producer.send(topic, key=key, value=value).get(timeout=within + 10)
     except KafkaTimeoutError:
         raise Unreachable(
-            f"the broker at {bootstrap} did not take a record for {topic} within {within + 10:g} s; "
+            f"the broker at {access.describe()} did not take a record for {topic} within {within + 10:g} s; "
             "does the topic exist? `cityloop topics create` creates it"
         ) from None
     except KafkaError as exc:
-        raise Unreachable(f"the broker at {bootstrap} refused a record for {topic}: {exc}") from None
+        raise refused(access, exc) or Unreachable(
+            f"the broker at {access.describe()} refused a record for {topic}: {exc}"
+        ) from None
     finally:
         producer.close(timeout=within)
 
 
-def topic_consumer(bootstrap: str, topic: str, within: float, **config: object) -> object:
+def topic_consumer(target: KafkaAccess | str, topic: str, within: float, **config: object) -> object:
     """A kafka-python consumer subscribed to ``topic``, once the topic exists; :class:`Unreachable` otherwise.
 
     A topic that does not exist after ``within`` seconds is an error that lists
@@ -105,11 +166,13 @@ def topic_consumer(bootstrap: str, topic: str, within: float, **config: object) 
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
-    wait_for_kafka(bootstrap, within)
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=_bound_ms(within), **config)
-    except KafkaError as exc:
-        raise Unreachable(f"no Kafka broker answers at {bootstrap} ({type(exc).__name__}); {KAFKA_HINT}") from None
+    access = KafkaAccess.of(target)
+    wait_for_kafka(access, within)
+    with ClientLog() as said:
+        try:
+            consumer = KafkaConsumer(**access.kafka_python(), bootstrap_timeout_ms=_bound_ms(within), **config)
+        except KafkaError as exc:
+            raise unreachable(access, exc, said) from None
     deadline = time.monotonic() + within
     while True:
         names = consumer.topics()
@@ -122,7 +185,7 @@ def topic_consumer(bootstrap: str, topic: str, within: float, **config: object) 
             others = sorted(n for n in names if n.endswith(f".{stream}") and n != topic)
             elsewhere = f"; topics of that stream under other prefixes: {', '.join(others[:5])}" if others else ""
             raise Unreachable(
-                f"topic {topic} does not exist at {bootstrap}: a worker creates it when it starts, or "
+                f"topic {topic} does not exist at {access.describe()}: a worker creates it when it starts, or "
                 f"`cityloop topics create`{elsewhere}"
             )
         time.sleep(0.5)

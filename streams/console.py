@@ -195,6 +195,8 @@ def settings_from_flags(**flags: Any) -> Any:
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))} (CITYLOOP_{'_'.join(map(str, e['loc'])).upper()}): {e['msg']}"
+            if e["loc"]
+            else e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         )
         raise click.UsageError(f"invalid settings: {problems}") from None

@@ -40,6 +40,7 @@ from streams.democrews import Crews, demo_time_pack
 from streams.demoview import board, progress_header, progress_row, step, summary_lines
 from streams.devbroker import start_broker
 from streams.errors import FailedToStart
+from streams.kafkaaccess import KafkaAccess
 from streams.outcomes import stable_id
 from streams.redisconn import last_lines, redis_answers, start_embedded_redis
 from streams.simulator import CitySimulator, play, utc_now
@@ -91,7 +92,7 @@ LIFECYCLE_SHOWN = ("ack", "reject", "resolve", "verify", "close", "reopen", "sla
 class Observer(threading.Thread):
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaAccess,
         topics: Topics,
         sent: Sent,
         seen: Observed,
@@ -100,7 +101,7 @@ class Observer(threading.Thread):
         super().__init__(daemon=True)
         self.consumer = KafkaConsumer(
             topics.tasks, topics.incidents, topics.deadletter, topics.feedback,
-            bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+            **kafka.kafka_python(), auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
             fetch_max_wait_ms=20,
         )  # fmt: skip
         self.topics = topics
@@ -187,7 +188,7 @@ def run_demo(
     data_dir: Path,
     web_port: int,
     api_port: int,
-    kafka: str | None,
+    kafka: KafkaAccess | None,
     redis_url: str,
     echo: Callable[[str], None],
     keep_running: bool = False,
@@ -215,12 +216,12 @@ def run_demo(
         clock = time.monotonic()
         if kafka is None:
             broker = start_broker("127.0.0.1", free_port(), logs / f"demo-{run_id}-broker.log")
-            kafka = broker.bootstrap
+            kafka = KafkaAccess(broker.bootstrap)
             cleanup.append(lambda: _terminate(broker.pid))
             started_pids.append(broker.pid)
-            echo(step("broker", f"Tansu (embedded) at {kafka}", time.monotonic() - clock))
+            echo(step("broker", f"Tansu (embedded) at {kafka.bootstrap}", time.monotonic() - clock))
         else:
-            echo(step("broker", kafka))
+            echo(step("broker", kafka.describe()))
         clock = time.monotonic()
         if redis_answers(redis_url):
             echo(step("redis", redis_url))
@@ -266,7 +267,7 @@ def run_demo(
         board_args = {
             "api_url": api_url,
             "metrics_url": f"http://127.0.0.1:{web_port}/metrics",
-            "kafka": kafka,
+            "kafka": kafka.bootstrap,
             "prefix": topics.prefix,
             "token": tokens[ops_unit],
         }
@@ -325,12 +326,12 @@ def _stop_on_signals() -> dict[str, int]:
     return came
 
 
-def _child_env(kafka: str, redis_url: str, topics: Topics, web_port: int, api_port: int, data_dir: Path, city: Path,
-               run_id: str) -> dict[str, str]:  # fmt: skip
+def _child_env(kafka: KafkaAccess, redis_url: str, topics: Topics, web_port: int, api_port: int, data_dir: Path,
+               city: Path, run_id: str) -> dict[str, str]:  # fmt: skip
     """The worker's and the API's settings, as the environment of their processes."""
     return {
-        **os.environ,
-        "CITYLOOP_KAFKA_BOOTSTRAP": kafka,
+        **{key: value for key, value in os.environ.items() if not key.startswith("CITYLOOP_KAFKA_")},
+        **kafka.environment(),
         "CITYLOOP_REDIS_URL": redis_url,
         "CITYLOOP_TOPIC_PREFIX": topics.prefix,
         "CITYLOOP_WEB_PORT": str(web_port),
@@ -383,7 +384,7 @@ def _full_summary(sent: Sent, seen: Observed, crews: Crews | None, started_pids:
 
 
 def _play(
-    kafka: str,
+    kafka: KafkaAccess,
     topics: Topics,
     sent: Sent,
     seen: Observed,
@@ -394,7 +395,7 @@ def _play(
     echo: Callable[[str], None],
 ) -> None:
     """Play the simulated city for ``duration`` seconds (``sent.played_s``), printing a row of progress every few."""
-    producer = KafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=5)
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=5)
     simulator = CitySimulator(bounds(), run_id, sensors_count=sensors)
     every = 5.0 if duration >= 30 else 2.0
     last_print = 0.0
@@ -491,9 +492,9 @@ def _decide_triage(producer: KafkaProducer, topics: Topics, sent: Sent, seen: Ob
         producer.send(topics.feedback, key=incident_id.encode(), value=json.dumps(decision).encode())
 
 
-def _drain(kafka: str, topics: Topics, sent: Sent, seen: Observed, timeout: float) -> None:
+def _drain(kafka: KafkaAccess, topics: Topics, sent: Sent, seen: Observed, timeout: float) -> None:
     """Wait for the last reports to be accounted for and the last triage decisions to be applied."""
-    producer = KafkaProducer(bootstrap_servers=kafka, acks="all")
+    producer = KafkaProducer(**kafka.kafka_python(), acks="all")
     try:
         _wait_accounted(producer, topics, sent, seen, timeout)
     finally:

@@ -29,6 +29,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from mode import Service
 
 from streams import lag, metrics
+from streams.kafkaaccess import KafkaAccess
 from streams.outcomes import Envelope
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class BatchIngest(Service):
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaAccess | str,
         group_id: str,
         handlers: dict[str, Handler],
         batch_size: int,
@@ -91,7 +92,7 @@ class BatchIngest(Service):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._bootstrap = [server.strip() for server in bootstrap.split(",")]
+        self._kafka = KafkaAccess.of(kafka)
         self._group_id = group_id
         self._handlers = handlers
         self._batch_size = batch_size
@@ -109,7 +110,7 @@ class BatchIngest(Service):
     async def on_start(self) -> None:
         # Tansu completes a group join after half the session timeout (docs: STACK.md): keep it short
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka.aiokafka(),
             group_id=self._group_id,
             client_id=f"{self._group_id}-consumer",
             enable_auto_commit=False,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.kafkaaccess import KafkaAccess
 
 
 class Settings(BaseSettings):
@@ -16,9 +18,25 @@ class Settings(BaseSettings):
     command-line flag; flags win over the environment, which wins over defaults.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CITYLOOP_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="CITYLOOP_", frozen=True, extra="forbid", env_ignore_empty=True)
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated host:port.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (or kafka_sasl_password_file).")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="A file holding the SASL password (a mounted secret); trailing newlines are ignored."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file of the CAs that sign the brokers' certificates; default: the system's CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that want one.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of the client certificate.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding durable state.")
     connect_timeout_s: float = Field(
         5.0, ge=0, le=3600, description="How long a command keeps trying to reach Kafka and Redis before it gives up."
@@ -94,6 +112,47 @@ class Settings(BaseSettings):
             if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
                 raise ValueError(f"{server!r} is not host:port (a port from 1 to 65535)")
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username):
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs CITYLOOP_KAFKA_SASL_MECHANISM and CITYLOOP_KAFKA_SASL_USERNAME"
+            )
+        if sasl and (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
+            raise ValueError("SASL needs one of CITYLOOP_KAFKA_SASL_PASSWORD and CITYLOOP_KAFKA_SASL_PASSWORD_FILE")
+        if not sasl and (self.kafka_sasl_mechanism or self.kafka_sasl_username or self.kafka_sasl_password):
+            raise ValueError(f"SASL settings are given but the security protocol is {self.kafka_security_protocol}")
+        ssl_files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if not tls and any(ssl_files):
+            raise ValueError(f"TLS files are given but the security protocol is {self.kafka_security_protocol}")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("a client certificate needs its key: set both kafka_ssl_certfile and kafka_ssl_keyfile")
+        for path in (*ssl_files, self.kafka_sasl_password_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"no such file: {path}")
+        return self
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        """How every Kafka client reaches the cluster (the password is read here, from its file if one is set)."""
+        password = None
+        if self.kafka_sasl_password is not None:
+            password = self.kafka_sasl_password.get_secret_value()
+        elif self.kafka_sasl_password_file is not None:
+            password = self.kafka_sasl_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return KafkaAccess(
+            bootstrap=self.kafka_bootstrap,
+            protocol=self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=password,
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+            certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+            keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+        )
 
     @field_validator("redis_url")
     @classmethod

@@ -77,6 +77,6 @@ def triage_decide(incident_id: str, category: str, decided_by: str, **flags: Any
         "at": datetime.now(UTC).isoformat(),
     }
     topic = Topics(settings.topic_prefix).feedback
-    produce_one(settings.kafka_bootstrap, topic, incident_id.encode(), json.dumps(decision).encode(),
+    produce_one(settings.kafka, topic, incident_id.encode(), json.dumps(decision).encode(),
                 settings.connect_timeout_s)  # fmt: skip
     click.echo(f"decision filed: {incident_id} -> {category} (the worker applies it; unknown ids are dead-lettered)")

@@ -48,7 +48,7 @@ def create_api(
         client = redis_client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=30,
                                                          socket_connect_timeout=5)  # fmt: skip
         own_writer = writer is None
-        out = writer or KafkaWriter(settings.kafka_bootstrap)
+        out = writer or KafkaWriter(settings.kafka)
         if own_writer:
             await out.start()  # type: ignore[union-attr]
         if DEV_OPEN311_KEY in settings.open311_keys:

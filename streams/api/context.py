@@ -15,6 +15,7 @@ from feedback import BusinessCalendar, FeedbackError, LifecycleEvent, Policy, Wo
 from feedback.store import RedisOrderStore
 from streams.api.store import ApiStore
 from streams.engine import _calendar
+from streams.kafkaaccess import KafkaAccess
 from streams.lifecycle import policy_for
 from streams.outcomes import stable_id
 from streams.settings import Settings
@@ -31,11 +32,11 @@ class EventWriter(Protocol):
 class KafkaWriter:
     """:class:`EventWriter` on an aiokafka producer (acks from all in-sync replicas; no idempotence: see STACK.md)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, kafka: KafkaAccess | str) -> None:
         from aiokafka import AIOKafkaProducer
 
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=False, linger_ms=0
+            **KafkaAccess.of(kafka).aiokafka(), acks="all", enable_idempotence=False, linger_ms=0
         )
 
     async def start(self) -> None:
