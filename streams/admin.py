@@ -48,7 +48,10 @@ def ensure_topics(
         created = []
         for name in missing:
             try:
-                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication)])
+                # acks=all waits for min.insync.replicas: one fewer than the replicas, so one broker may be down
+                configs = {"min.insync.replicas": str(max(1, replication - 1))} if replication > 1 else {}
+                admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                                              topic_configs=configs)])  # fmt: skip
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass

@@ -127,7 +127,7 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     wait_for_redis(settings.redis_url, settings.connect_timeout_s)
     wait_for_kafka(settings.kafka, settings.connect_timeout_s)
     created = ensure_topics(
-        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions,
+        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
         timeout=settings.connect_timeout_s,
     )  # fmt: skip
     from streams.app import QuietWorker, create_app
@@ -173,7 +173,7 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     wait_for_redis(settings.redis_url, settings.connect_timeout_s)
     wait_for_kafka(settings.kafka, settings.connect_timeout_s)
     ensure_topics(
-        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions,
+        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
         timeout=settings.connect_timeout_s,
     )  # fmt: skip
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
@@ -568,7 +568,7 @@ def topics() -> None:
 
 
 @topics.command("create")
-@deployment_options("kafka", "prefix", "partitions", "wait")
+@deployment_options("kafka", "prefix", "partitions", "replication", "wait")
 def topics_create(**flags: Any) -> None:
     """Create the six topics of the stream contract if they do not exist."""
     from streams.admin import ensure_topics
@@ -578,7 +578,9 @@ def topics_create(**flags: Any) -> None:
     settings = _settings(**flags)
     names = Topics(settings.topic_prefix).all()
     wait_for_kafka(settings.kafka, settings.connect_timeout_s)
-    created = ensure_topics(settings.kafka, names, settings.partitions, timeout=settings.connect_timeout_s)
+    created = ensure_topics(
+        settings.kafka, names, settings.partitions, settings.replication_factor, timeout=settings.connect_timeout_s
+    )
     for name in names:
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
 

@@ -164,6 +164,11 @@ _FLAGS: dict[str, Any] = {
     "partitions": lambda: click.option(
         "--partitions", type=int, help="Partitions for topics CityLoop creates [env CITYLOOP_PARTITIONS; default 4]."
     ),
+    "replication": lambda: click.option(
+        "--replication-factor",
+        type=int,
+        help="Replicas of topics CityLoop creates [env CITYLOOP_REPLICATION_FACTOR; default 1; 3 in production].",
+    ),
     "wait": lambda: click.option(
         "--wait",
         "connect_timeout_s",

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
     )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of topics CityLoop creates.")
+    replication_factor: int = Field(
+        1, ge=1, le=7, description="Replicas of each topic CityLoop creates (3 on a production cluster)."
+    )
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Max records per processing batch.")
