@@ -95,7 +95,7 @@ def worker_peak_rss_mb(pid: int) -> float | None:
 
 
 def start_worker(bootstrap: str, redis_url: str, prefix: str, workdir: Path, batch_size: int = 500,
-                 name: str = "worker") -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+                 name: str = "worker", **env: str) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
     """A `cityloop worker` on the bench's topics; returns the process and its metrics port."""
     port = free_port()
     env = {
@@ -106,6 +106,7 @@ def start_worker(bootstrap: str, redis_url: str, prefix: str, workdir: Path, bat
         "CITYLOOP_WEB_PORT": str(port),
         "CITYLOOP_DATA_DIR": str(workdir),
         "CITYLOOP_BATCH_SIZE": str(batch_size),
+        **env,
     }
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - the worker writes it until it stops
     process = subprocess.Popen(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from classifiers import TextClassifier, seed_classifier
 from classifiers.merge import MergePolicy
-from classifiers.modelfile import load_model
 from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
@@ -140,10 +140,45 @@ async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: 
     return total
 
 
+class TrainingInBackground:
+    """The seed model, trained on a thread while the worker starts (about 1.7 s, as long as a group join on Tansu).
+
+    The engine's first text classification waits for it if it is not done;
+    everything before (imports, Faust, the ingest group join) goes on meanwhile.
+    """
+
+    def __init__(self, train: Callable[[], TextClassifier]) -> None:
+        self._model: TextClassifier | None = None
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._train, args=(train,), name="seed-model", daemon=True).start()
+
+    def _train(self, train: Callable[[], TextClassifier]) -> None:
+        try:
+            self._model = train()
+        except BaseException as exc:  # noqa: BLE001 - kept, and raised where the model is first used
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def model(self) -> TextClassifier:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._model is not None
+        return self._model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model(), name)
+
+
 def text_model(settings: Settings, pack: CityPack) -> tuple[TextClassifier, TriagePolicy]:
     """The city's model file if one is set (with the triage thresholds chosen when it was trained), else the seed."""
     if settings.model is None:
-        return seed_classifier(), TriagePolicy(settings.triage_threshold)
+        seed = TrainingInBackground(seed_classifier)
+        return seed, TriagePolicy(settings.triage_threshold)  # type: ignore[return-value]
+    from classifiers.modelfile import load_model  # skops: most of a second of imports, for model files only
+
     classifier, metadata = load_model(settings.model)
     unknown = sorted(set(classifier.classes) - {c.code for c in pack.spec.categories})
     if unknown:
@@ -154,6 +189,30 @@ def text_model(settings: Settings, pack: CityPack) -> tuple[TextClassifier, Tria
     return classifier, policy
 
 
+class WorkerApp(faust.App):
+    """Faust's app for a worker whose inputs are read by streams/ingest.py: no agents, no tables, no group of its own.
+
+    Faust would wait for its table recovery, which only completes after its
+    consumer joins a group, before it starts timers, web views and services;
+    with no table there is nothing to recover, so it starts them at once. Its
+    consumer subscribes to nothing (streams/transport.py) and joins no group.
+    """
+
+    early_services: list[Any]  # started with the app, right after its producer: the ingest
+
+    async def _wait_for_table_recovery_completed(self) -> bool:
+        if len(self.tables) == 0:
+            return bool(self.should_stop)
+        return bool(await super()._wait_for_table_recovery_completed())
+
+    def on_init_dependencies(self) -> Any:
+        # Faust starts an @app.service only once everything else is up, a second after its table manager waits for
+        # tables; the ingest needs only the producer (its output goes through it), so it starts right after it.
+        dependencies = list(super().on_init_dependencies())
+        after = next((i + 1 for i, d in enumerate(dependencies) if d is self.producer), len(dependencies))
+        return [*dependencies[:after], *getattr(self, "early_services", []), *dependencies[after:]]
+
+
 def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
@@ -161,7 +220,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     transport.configure(settings.fetch_max_wait_ms)
     datadir = (settings.data_dir / "worker").resolve()  # Faust's files: under CITYLOOP_DATA_DIR, not the cwd
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = faust.App(
+    app = WorkerApp(
         settings.consumer_group,
         broker=[f"{transport.SCHEME}://{server}" for server in kafka.servers],
         broker_credentials=kafka.faust_credentials(),
@@ -185,6 +244,9 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         web_bind=settings.web_host,
         web_host=settings.web_host,
         autodiscover=False,
+        # Faust's own consumer reads no CityLoop topic (streams/ingest.py does): without its leader topic it joins
+        # no group, which cost a group join (about 3 s on Tansu) at every start and every rebalance
+        topic_disable_leader=True,
     )
     classifier, triage_policy = text_model(settings, pack)
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
@@ -222,13 +284,15 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     ingest = BatchIngest(
         kafka=kafka,
         group_id=f"{settings.consumer_group}-ingest",
+        group_instance_id=f"{settings.consumer_group}-ingest-{settings.worker_id}" if settings.worker_id else None,
+        session_timeout_s=settings.group_session_timeout_s,
         handlers={topics.reports: reports, topics.readings: readings, topics.feedback: feedback},
         batch_size=settings.batch_size,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         loop=app.loop,
         beacon=app.beacon,
     )
-    app.service(ingest)
+    app.early_services = [ingest]
     app.cityloop_ingest = ingest  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")

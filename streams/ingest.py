@@ -89,11 +89,15 @@ class BatchIngest(Service):
         fetch_max_wait_ms: int,
         commit_interval_s: float = 1.0,
         offsets: lag.FetchedOffsets | None = None,
+        group_instance_id: str | None = None,
+        session_timeout_s: float = 6.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._kafka = KafkaAccess.of(kafka)
         self._group_id = group_id
+        self._group_instance_id = group_instance_id
+        self._session_timeout_s = session_timeout_s
         self._handlers = handlers
         self._batch_size = batch_size
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -112,12 +116,13 @@ class BatchIngest(Service):
         self.consumer = AIOKafkaConsumer(
             **self._kafka.aiokafka(),
             group_id=self._group_id,
+            group_instance_id=self._group_instance_id,  # static membership: a restart resumes without a rebalance
             client_id=f"{self._group_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
+            session_timeout_ms=int(self._session_timeout_s * 1000),
+            heartbeat_interval_ms=max(100, int(self._session_timeout_s * 1000 / 6)),
         )
         self.consumer.subscribe(topics=list(self._handlers), listener=_Listener(self))
         await self.consumer.start()

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     replication_factor: int = Field(
         1, ge=1, le=7, description="Replicas of each topic CityLoop creates (3 on a production cluster)."
     )
+    group_session_timeout_s: float = Field(
+        6.0,
+        ge=0.5,
+        le=300,
+        description="How long the consumer group waits for a silent worker before its partitions go to others: the "
+        "floor of a crashed worker's replacement time. Apache Kafka accepts 6 s and more by default "
+        "(group.min.session.timeout.ms); the dev broker (Tansu) also takes 2 s, and its joins take half of it.",
+    )
+    worker_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",
+        description="A stable name for this worker (a StatefulSet pod's name): its restarts get their partitions "
+        "back at once, without a rebalance (Kafka static membership).",
+    )
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Max records per processing batch.")

@@ -11,6 +11,7 @@ fetch requests a second and keeps report -> task latency low on any broker.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from faust.transport import drivers
@@ -40,6 +41,13 @@ class _Consumer(aiokafka_driver.Consumer):
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def subscribe(self, topics: Iterable[str]) -> None:
+        # The worker declares no Faust agent and no leader topic (streams/ingest.py reads the inputs), so Faust's
+        # subscription is empty: joining a consumer group for nothing cost a group join at every start.
+        wanted = list(topics)
+        if wanted:
+            await super().subscribe(wanted)
 
 
 class Transport(aiokafka_driver.Transport):
