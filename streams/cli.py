@@ -504,7 +504,9 @@ def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None, a
         raise
     click.echo(f"broker: {name} at {broker.bootstrap} (pid {broker.pid}, log {logs / 'broker.log'})")
     click.echo(f"redis:  {redis_note}")
-    click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}")
+    # Tansu takes a short group session (joins last half of it): workers on it restart in about 3 s instead of 6
+    session = "" if apache_kafka else " CITYLOOP_GROUP_SESSION_TIMEOUT_S=2"
+    click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}{session}")
 
 
 def _stop_pid(pid: int) -> None:
