@@ -23,10 +23,11 @@ def ensure_topics(
     """
     access = KafkaAccess.of(target)
     deadline = time.monotonic() + timeout
+    said = ClientLog()  # what kafka-python logged over every attempt: the reason a login failed is only there
     while True:
         bound_ms = max(int(1000 * (deadline - time.monotonic())), 1000)  # every attempt ends by the deadline
         try:
-            with ClientLog() as said:
+            with said:
                 admin = KafkaAdminClient(
                     **access.kafka_python(), client_id="cityloop-admin", request_timeout_ms=max(bound_ms, 10_000),
                     bootstrap_timeout_ms=bound_ms,

@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
+from mode import Service
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -39,60 +40,11 @@ from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
 from streams.outcomes import Envelope
 from streams.settings import Settings
+from streams.sinks import FaustSink, TransactionalSink
 from streams.state import DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
-
-
-def partition_for(key: bytes, partitions: Sequence[int]) -> int:
-    """The partition Kafka's default partitioner gives a keyed record (Java, kafka-python and aiokafka agree).
-
-    Every writer of a topic must agree: an incident's events come from the
-    worker and from the API, and the lifecycle needs them in one partition.
-    """
-    return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-
-
-class FaustSink:
-    """Sends through the worker's own producer (aiokafka under Faust), one record batch per partition.
-
-    A record costs a coroutine, a partitioner call and a future when sent alone
-    (about a sixth of a busy worker's time); here a call's records are grouped
-    by partition, appended to aiokafka batches, and each batch is one send.
-    Partitions are chosen as Kafka's default partitioner does (murmur2 of the
-    key), so records keep the partition any other client would give them.
-    """
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-        self._partitions: dict[str, list[int]] = {}
-
-    async def _partitions_of(self, producer: Any, topic: str) -> list[int]:
-        known = self._partitions.get(topic)
-        if known is None:
-            known = self._partitions[topic] = sorted(await producer.partitions_for(topic))
-        return known
-
-    async def send_all(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
-        producer = self._app.producer._producer  # the started aiokafka producer under Faust's
-        if producer is None:
-            raise ConnectionError("the worker's producer is not running")
-        groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
-        for topic, key, value in records:
-            partition = partition_for(key, await self._partitions_of(producer, topic))
-            groups.setdefault((topic, partition), []).append((key, value))
-        futures = []
-        for (topic, partition), items in groups.items():
-            batch = producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*futures)
 
 
 TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
@@ -110,14 +62,17 @@ async def _process(stream_name: str, handle: Any, engine: Engine, envelopes: lis
     """
     delay, attempts = 0.1, 0
     while True:
+        mark = _checkpoint(engine.sink)
         try:
             return await handle(envelopes)
         except asyncio.CancelledError:
             raise
         except TRANSIENT:
+            _rollback(engine.sink, mark)
             log.exception("%s batch of %d: broker or Redis unavailable; retrying in %.1fs", stream_name,
                           len(envelopes), delay)  # fmt: skip
         except Exception:  # noqa: BLE001 - isolate below, never drop
+            _rollback(engine.sink, mark)
             attempts += 1
             log.exception("%s batch of %d failed (attempt %d)", stream_name, len(envelopes), attempts)
             if attempts >= MAX_ATTEMPTS:
@@ -126,12 +81,24 @@ async def _process(stream_name: str, handle: Any, engine: Engine, envelopes: lis
         delay = min(delay * 2, 10.0)
 
 
+def _checkpoint(sink: Any) -> Any:
+    """Where an exactly-once unit's output stands (streams/sinks.py); None for a sink that sends at once."""
+    return sink.checkpoint() if hasattr(sink, "checkpoint") else None
+
+
+def _rollback(sink: Any, mark: Any) -> None:
+    if mark is not None:  # the failed attempt's output is forgotten; the retry makes it again from the ledger
+        sink.rollback(mark)
+
+
 async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: list[Envelope]) -> BatchResult:
     total = BatchResult(consumed=len(envelopes))
     for envelope in envelopes:
+        mark = _checkpoint(engine.sink)
         try:
             one = await handle([envelope])
         except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
+            _rollback(engine.sink, mark)
             log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
                           envelope.partition, envelope.offset)  # fmt: skip
             one = await engine.reject([envelope], "internal", "processing_error", f"{type(exc).__name__}: {exc}")
@@ -189,6 +156,28 @@ def text_model(settings: Settings, pack: CityPack) -> tuple[TextClassifier, Tria
     return classifier, policy
 
 
+def transactional_sink(settings: Settings) -> TransactionalSink:
+    """The exactly-once sink; its transactional id is the worker's id when it has one (a restart fences the old)."""
+    worker = settings.worker_id or uuid.uuid4().hex[:12]
+    return TransactionalSink(settings.kafka, f"{settings.consumer_group}-{worker}")
+
+
+class SinkService(Service):
+    """Starts the transactional producer before the ingest hands it a batch, and stops it after."""
+
+    logger = logging.getLogger("faust.cityloop")
+
+    def __init__(self, sink: TransactionalSink, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sink = sink
+
+    async def on_start(self) -> None:
+        await self.sink.start()
+
+    async def on_stop(self) -> None:
+        await self.sink.stop()
+
+
 class WorkerApp(faust.App):
     """Faust's app for a worker whose inputs are read by streams/ingest.py: no agents, no tables, no group of its own.
 
@@ -198,6 +187,7 @@ class WorkerApp(faust.App):
     consumer subscribes to nothing (streams/transport.py) and joins no group.
     """
 
+    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
     early_services: list[Any]  # started with the app, right after its producer: the ingest
 
     async def _wait_for_table_recovery_completed(self) -> bool:
@@ -249,6 +239,8 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         topic_disable_leader=True,
     )
     classifier, triage_policy = text_model(settings, pack)
+    transactions = transactional_sink(settings) if settings.processing_guarantee == "exactly_once" else None
+    sink = transactions or FaustSink(app)
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     engine = Engine(
         pack=pack,
@@ -257,7 +249,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         detectors=DetectorStore(redis_client, settings.redis_namespace),
         incidents=RedisIncidentIndex(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
         triage=TriageQueue(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
-        sink=FaustSink(app),
+        sink=sink,
         topics=topics,
         merge_policy=MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s),
         triage_policy=triage_policy,
@@ -291,13 +283,18 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         loop=app.loop,
         beacon=app.beacon,
+        transactions=transactions,
     )
-    app.early_services = [ingest]
+    app.early_services = [ingest] if transactions is None else [SinkService(transactions, loop=app.loop), ingest]
     app.cityloop_ingest = ingest  # type: ignore[attr-defined]
 
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
     async def fire_deadlines() -> None:
-        await fire_safely(lifecycle)
+        if transactions is None:
+            await fire_safely(lifecycle)
+            return
+        async with transactions.unit():  # a round of timer events is one transaction
+            await fire_safely(lifecycle)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -130,6 +130,8 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
         settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
         timeout=settings.connect_timeout_s,
     )  # fmt: skip
+    if settings.processing_guarantee == "exactly_once":
+        _check_transactions(settings)
     from streams.app import QuietWorker, create_app
 
     click.echo(f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
@@ -137,10 +139,33 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
                err=True)  # fmt: skip
     click.echo(f"  redis   {settings.redis_url}", err=True)
     click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
+    click.echo(f"  output  {settings.processing_guarantee.replace('_', ' ')}", err=True)
     click.echo(f"  web     http://{settings.web_host}:{settings.web_port}/metrics and /health", err=True)
     click.echo(f"  files   {settings.data_dir.resolve()}", err=True)
     app = create_app(settings, pack)
     QuietWorker(app, loglevel=loglevel, quiet=True, verbose=verbose).execute_from_commandline()
+
+
+def _check_transactions(settings: Settings) -> None:
+    """exactly_once needs a broker with transactions: find out before the worker starts, in one line if not."""
+    import asyncio
+
+    from streams.sinks import TransactionalSink
+
+    async def probe() -> None:
+        sink = TransactionalSink(settings.kafka, f"{settings.consumer_group}-probe")
+        await sink.start()
+        await sink.stop()
+
+    library = logging.getLogger("aiokafka")
+    level = library.level
+    library.setLevel(logging.CRITICAL)  # its error line would say the same as ours, less clearly
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would leave the main thread without the loop Faust takes
+    try:
+        loop.run_until_complete(probe())
+    finally:
+        loop.close()
+        library.setLevel(level)
 
 
 @main.command()

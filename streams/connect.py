@@ -112,6 +112,12 @@ def refused(access: KafkaAccess, exc: BaseException, said: ClientLog | None = No
             f"Kafka at {access.describe()} refused the credentials ({reason[:200]}); check "
             "CITYLOOP_KAFKA_SASL_USERNAME and the password"
         )
+    if access.sasl and "socket disconnected" in text:
+        # the broker hangs up after a failed login; kafka-python often reads the hang-up before the reason
+        return Unreachable(
+            f"Kafka at {access.describe()} hung up during the SASL login, as it does on refused credentials; check "
+            "CITYLOOP_KAFKA_SASL_USERNAME and the password, and that the broker offers that mechanism"
+        )
     if access.tls and ("CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "certificate" in text):
         return Unreachable(
             f"the TLS handshake with Kafka at {access.describe()} failed; check CITYLOOP_KAFKA_SSL_CAFILE and the "

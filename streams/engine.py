@@ -36,6 +36,7 @@ from feedback import BusinessCalendar, deadline_for
 from streams import metrics
 from streams.outcomes import Envelope, dead_letter, event, iso, iso_ts, stable_id, task_id_for
 from streams.records import Reading, Rejected, Report, decode_reading, decode_report, parse_object
+from streams.sinks import delivered
 from streams.state import RESEND, SENT, DetectorStore, Ledger, TriageQueue, with_retry
 from streams.topics import CONTRACT_VERSION, Topics
 
@@ -48,10 +49,12 @@ MAX_LISTED_SOURCES = 50
 
 
 class Sink(Protocol):
-    """Where output records go: ``send_all`` returns once the broker has acknowledged every record.
+    """Where output records go (streams/sinks.py): at once, acknowledged by the broker, or in the unit's transaction.
 
     The records of one call may be sent in any grouping, but records with the
     same topic and key keep their order (they land on one partition, in order).
+    What must wait until the records are durable (the ledger's marks) goes
+    through ``streams.sinks.delivered``.
     """
 
     async def send_all(self, records: Sequence[tuple[str, bytes, bytes]]) -> None: ...
@@ -774,7 +777,7 @@ class Engine:
             sent.append((item, records))
         if out:
             await self.sink.send_all(out)
-        await self.ledger.confirm(to_confirm)
+        await delivered(self.sink, lambda: self.ledger.confirm(to_confirm))
         done = time.time()
         for item, records in sent:
             result.emitted += len(records)

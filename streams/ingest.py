@@ -31,6 +31,7 @@ from mode import Service
 from streams import lag, metrics
 from streams.kafkaaccess import KafkaAccess
 from streams.outcomes import Envelope
+from streams.sinks import TransactionalSink
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class BatchIngest(Service):
         offsets: lag.FetchedOffsets | None = None,
         group_instance_id: str | None = None,
         session_timeout_s: float = 6.0,
+        transactions: TransactionalSink | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -98,6 +100,7 @@ class BatchIngest(Service):
         self._group_id = group_id
         self._group_instance_id = group_instance_id
         self._session_timeout_s = session_timeout_s
+        self._transactions = transactions
         self._handlers = handlers
         self._batch_size = batch_size
         self._fetch_max_wait_ms = fetch_max_wait_ms
@@ -120,6 +123,8 @@ class BatchIngest(Service):
             client_id=f"{self._group_id}-consumer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # exactly once: read only committed records (the worker reads its own feedback events back)
+            isolation_level="read_committed" if self._transactions is not None else "read_uncommitted",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             session_timeout_ms=int(self._session_timeout_s * 1000),
             heartbeat_interval_ms=max(100, int(self._session_timeout_s * 1000 / 6)),
@@ -176,15 +181,28 @@ class BatchIngest(Service):
                 self.offsets.saw(tp, messages[0].offset)
                 self.offsets.saw(tp, messages[-1].offset)
                 by_topic.setdefault(tp.topic, []).extend(messages)
+        if self._transactions is not None:
+            await self._handle_exactly_once(got, by_topic)
+            return
         for topic, messages in by_topic.items():
             await self._handlers[topic](envelopes(messages))
         for tp, messages in got.items():
             if messages and tp in self.offsets.assigned:
                 self._done[tp] = messages[-1].offset + 1
 
+    async def _handle_exactly_once(self, got: dict[TopicPartition, list[Any]], by_topic: dict[str, list[Any]]) -> None:
+        """Each topic's batch and its offsets in one transaction: its output is seen once or not at all."""
+        assert self._transactions is not None
+        for topic, messages in by_topic.items():
+            offsets = {tp: batch[-1].offset + 1 for tp, batch in got.items() if batch and tp.topic == topic}
+            async with self._transactions.unit(offsets, self._group_id):
+                await self._handlers[topic](envelopes(messages))
+            self.committed.update(offsets)
+            metrics.COMMITS.inc()
+
     async def _commit(self, force: bool = False, only: set[TopicPartition] | None = None) -> None:
-        """Commit finished offsets, at most once per interval unless forced."""
-        if self.consumer is None or not self._done:
+        """Commit finished offsets, at most once per interval unless forced (exactly once: in each transaction)."""
+        if self.consumer is None or not self._done or self._transactions is not None:
             return
         if not force and time.monotonic() - self._last_commit < self._commit_interval:
             return

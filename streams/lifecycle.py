@@ -51,6 +51,7 @@ from streams import metrics
 from streams.engine import BatchResult, Sink
 from streams.outcomes import Envelope, dead_letter, event, iso, task_id_for
 from streams.records import Rejected, parse_object
+from streams.sinks import delivered
 from streams.state import RESEND, SENT, Ledger, with_retry
 from streams.topics import CONTRACT_VERSION, Topics
 
@@ -441,7 +442,8 @@ class Lifecycle:
         encoded = [record for _, records in sent for record in _encoded(records)]
         if encoded:
             await self.sink.send_all(encoded)
-        await self.ledger.confirm([claim.key for claim in claims if claim.status != SENT])
+        confirmed = [claim.key for claim in claims if claim.status != SENT]
+        await delivered(self.sink, lambda: self.ledger.confirm(confirmed))
         return sent
 
     # ----------------------------------------------------------------- timer

@@ -137,6 +137,11 @@ COMMITS = Counter(
     "cityloop_ingest_commits_total",
     "Offset commits of the batch consumer (reports and readings), each for batches the broker acknowledged.",
 )
+TRANSACTIONS = Counter(
+    "cityloop_transactions_total",
+    "Kafka transactions of the exactly-once sink (an input batch's output with its offsets, or a timer round).",
+    ["outcome"],
+)
 
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
 # name for each; the work-order lifecycle sets them. Labels: unit and category come from the city pack, state and

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         "floor of a crashed worker's replacement time. Apache Kafka accepts 6 s and more by default "
         "(group.min.session.timeout.ms); the dev broker (Tansu) also takes 2 s, and its joins take half of it.",
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once: outputs may repeat after a crash, with the same ids (any broker). exactly_once: "
+        "each input batch's outputs and offsets commit in one Kafka transaction (a broker with transactions).",
+    )
     worker_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$",

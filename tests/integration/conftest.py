@@ -215,9 +215,11 @@ def producer(bootstrap: str) -> Iterator[KafkaProducer]:
     client.close()
 
 
-def collect(bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout: float) -> list[Any]:
+def collect(bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout: float,
+            isolation_level: str = "read_uncommitted") -> list[Any]:  # fmt: skip
     """Read ``topic`` from the beginning until ``done(records)`` or the timeout; records as consumed."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             isolation_level=isolation_level)  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
         partitions: set[int] | None = None

@@ -120,7 +120,7 @@ def test_a_wrong_password_is_one_line_naming_the_broker_and_the_mechanism(secure
     for args in (("topics", "create"), ("report", "--text", "pothole", "--lat", "52", "--lon", "5")):
         ran = cityloop(*args, env=wrong, cwd=tmp_path)
         ran.assert_one_line_error(1, secure_env["CITYLOOP_KAFKA_BOOTSTRAP"], f"SASL_SSL, {MECHANISM} as {USER}",
-                                  "refused the credentials")  # fmt: skip
+                                  "check CITYLOOP_KAFKA_SASL_USERNAME and the password")  # fmt: skip
         assert "not-it" not in ran.stderr
 
 

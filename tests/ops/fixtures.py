@@ -78,7 +78,8 @@ class Outcome:
         return {i: t for i, t in self.tasks.items() if len(t) > 1}
 
 
-def outcome(bootstrap: str, topics: Any, report_ids: set[str], timeout: float) -> Outcome:
+def outcome(bootstrap: str, topics: Any, report_ids: set[str], timeout: float,
+            isolation_level: str = "read_uncommitted") -> Outcome:  # fmt: skip
     """Read incidents until every report in ``report_ids`` is a source of one (or the timeout), then the tasks."""
 
     def seen(records: list[Any]) -> set[str]:
@@ -86,7 +87,8 @@ def outcome(bootstrap: str, topics: Any, report_ids: set[str], timeout: float) -
             s.split(":", 1)[1] for m in records for s in json.loads(m.value)["source_ids"] if s.startswith("report:")
         }
 
-    incidents = collect(bootstrap, topics.incidents, lambda rs: report_ids <= seen(rs), timeout=timeout)
+    incidents = collect(bootstrap, topics.incidents, lambda rs: report_ids <= seen(rs), timeout=timeout,
+                        isolation_level=isolation_level)  # fmt: skip
     result = Outcome()
     for message in incidents:
         record = json.loads(message.value)
@@ -95,7 +97,7 @@ def outcome(bootstrap: str, topics: Any, report_ids: set[str], timeout: float) -
                 result.home[source.split(":", 1)[1]].add(record["incident_id"])
     wanted = {i for ids in result.home.values() for i in ids}
     tasks = collect(bootstrap, topics.tasks, lambda rs: wanted <= {json.loads(m.value)["incident_id"] for m in rs},
-                    timeout=30)  # fmt: skip
+                    timeout=30, isolation_level=isolation_level)  # fmt: skip
     for message in tasks:
         task = json.loads(message.value)
         result.tasks[task["incident_id"]].add(task["task_id"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kafka.partitioner import DefaultPartitioner
 
-from streams.app import partition_for
 from streams.outcomes import stable_id
+from streams.sinks import partition_for
 
 
 class _Cluster:
