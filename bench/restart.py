@@ -27,30 +27,16 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from bench.common import broker, redis_server
+from bench.common import broker_of, redis_server
 from bench.e2e_throughput import drop_prefix, start_worker, stop_workers
 from streams.admin import ensure_topics
 from streams.topics import Topics
-
-
-@contextmanager
-def apache_kafka() -> Iterator[str]:
-    from streams.apachekafka import start_apache_kafka
-
-    workdir = Path(tempfile.mkdtemp(prefix="cityloop-bench-kafka-"))
-    node = start_apache_kafka(workdir, workdir / "kafka.log")
-    try:
-        yield node.bootstrap
-    finally:
-        os.kill(node.pid, signal.SIGTERM)
 
 
 def probe(report_id: str) -> bytes:
@@ -207,8 +193,7 @@ def main() -> None:
     leaves: list[dict[str, Any]] = []
     with redis_server(args.redis) as redis_url:
         for kind in args.brokers.split(","):
-            starter = broker(None) if kind == "tansu" else apache_kafka()
-            with starter as bootstrap:
+            with broker_of(kind) as bootstrap:
                 for _, membership, session in (c for c in configs if c[0] == kind):
                     print(f"{kind} at {bootstrap}, {membership} membership, session {session} s: {args.runs} kills",
                           flush=True)  # fmt: skip
