@@ -53,17 +53,24 @@ def java() -> str | None:
 def missing_tools(need_maven: bool = True) -> list[str]:
     """The tools this machine lacks to run Apache Kafka: java always, mvn only while the jars are not cached."""
     missing = [] if java() else ["java (17 or newer)"]
-    if need_maven and not (kafka_home() / "libs" / ".complete").exists() and not shutil.which("mvn"):
+    if need_maven and not _cached() and not shutil.which("mvn"):
         missing.append("mvn (to fetch Kafka's jars from Maven Central once)")
     return missing
+
+
+def _cached() -> bool:
+    marker = kafka_home() / "libs" / ".complete"
+    return marker.exists() and marker.read_text().strip() == KAFKA_VERSION
 
 
 def kafka_libs(echo: bool = False) -> Path:
     """The directory of Kafka's jars, fetched through Maven the first time (about 45 MB; ten seconds here)."""
     libs = kafka_home() / "libs"
     marker = libs / ".complete"
-    if marker.exists():
+    if _cached():
         return libs
+    if marker.exists():  # jars of another version under CITYLOOP_KAFKA_HOME: fetch this one's afresh
+        shutil.rmtree(libs)
     if not shutil.which("mvn"):
         raise FailedToStart(f"Apache Kafka's jars are not in {libs} and there is no mvn to fetch them; install Maven")
     libs.mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,19 @@ class ApacheKafka:
     pid: int
     workdir: Path
     listeners: Mapping[str, str]  # listener name -> host:port, PLAINTEXT included
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64, never starting with a dash.
+
+    StorageTool parses its arguments, so an id such as ``-x3f...`` (one in 16
+    draws of plain base64) reads as an option and the format fails; Kafka's own
+    ``Uuid.randomUuid`` avoids those ids the same way.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start_apache_kafka(
@@ -167,7 +187,7 @@ def start_apache_kafka(
     }
     server_properties = workdir / "server.properties"
     server_properties.write_text("".join(f"{key}={value}\n" for key, value in config.items()))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     classpath = f"{libs}/*"
     jvm = [java() or "java", f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m", "-XX:+UseSerialGC",
            f"-Dlog4j2.configurationFile={LOG_CONFIG}", "-cp", classpath]  # fmt: skip
@@ -197,8 +217,10 @@ def start_apache_kafka(
             time.sleep(0.2)
     except BaseException:  # Ctrl-C while it starts: it is ours, it goes too
         process.kill()
+        process.wait()
         raise
     process.kill()
+    process.wait()
     raise FailedToStart(f"Apache Kafka did not answer on {host}:{port} within {timeout:.0f} s (log {log_path})")
 
 
