@@ -40,7 +40,7 @@ from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
 from streams.outcomes import Envelope
 from streams.settings import Settings
-from streams.sinks import FaustSink, TransactionalSink
+from streams.sinks import CommitAbandoned, FaustSink, TransactionalSink
 from streams.state import DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
@@ -110,8 +110,11 @@ async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: 
 class TrainingInBackground:
     """The seed model, trained on a thread while the worker starts (about 1.7 s, as long as a group join on Tansu).
 
-    The engine's first text classification waits for it if it is not done;
-    everything before (imports, Faust, the ingest group join) goes on meanwhile.
+    Everything before the first batch (imports, Faust, the ingest group join)
+    goes on meanwhile; the report and feedback handlers await :meth:`ready`
+    (off the event loop, so heartbeats go on) before their first batch. If the
+    training fails, the worker stops: a worker that cannot classify text
+    would dead-letter every free-text report while saying it is ready.
     """
 
     def __init__(self, train: Callable[[], TextClassifier]) -> None:
@@ -128,10 +131,16 @@ class TrainingInBackground:
         finally:
             self._done.set()
 
-    def model(self) -> TextClassifier:
-        self._done.wait()
+    async def ready(self) -> None:
+        if not self._done.is_set():
+            await asyncio.to_thread(self._done.wait)
         if self._error is not None:
-            raise self._error
+            raise RuntimeError(f"training the seed text model failed: {self._error}") from self._error
+
+    def model(self) -> TextClassifier:
+        self._done.wait()  # after ready(): at once
+        if self._error is not None:
+            raise RuntimeError(f"training the seed text model failed: {self._error}") from self._error
         assert self._model is not None
         return self._model
 
@@ -259,7 +268,17 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     app.cityloop_engine = engine  # type: ignore[attr-defined]
 
     # the inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
+    async def model_ready() -> None:
+        if isinstance(classifier, TrainingInBackground):
+            try:
+                await classifier.ready()
+            except RuntimeError as exc:
+                log.critical("%s; stopping the worker", exc)
+                await app.crash(exc)
+                raise
+
     async def reports(envelopes: list[Envelope]) -> None:
+        await model_ready()
         await _process("reports", engine.process_reports, engine, envelopes)
 
     async def readings(envelopes: list[Envelope]) -> None:
@@ -270,6 +289,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
 
     async def feedback(envelopes: list[Envelope]) -> None:
+        await model_ready()
         await _process("feedback", engine.process_feedback, engine, envelopes)  # triage decisions
         await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
 
@@ -293,8 +313,11 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         if transactions is None:
             await fire_safely(lifecycle)
             return
-        async with transactions.unit():  # a round of timer events is one transaction
-            await fire_safely(lifecycle)
+        try:  # a round of timer events is one transaction, given up before the deadlines' lease runs out
+            async with transactions.unit(give_up_after=settings.timer_lease_s / 2):
+                await fire_safely(lifecycle)
+        except (CommitAbandoned, ConnectionError) as exc:
+            log.warning("SLA timer round not committed (%s); its deadlines fire again once their lease ends", exc)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
@@ -341,8 +364,8 @@ class QuietWorker(faust.Worker):
 
     def _schedule_shutdown(self, signal: Any) -> None:
         if not self._signal_stop_time:
-            log.info("%s received: stopping; batches in flight finish and their offsets are committed first",
-                     getattr(signal, "name", signal))  # fmt: skip
+            log.info("%s received: stopping; finished batches are committed, one in flight is read again by the "
+                     "next owner of its partitions", getattr(signal, "name", signal))  # fmt: skip
         super()._schedule_shutdown(signal)
 
     def _shutdown_loop(self) -> None:

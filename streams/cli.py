@@ -140,6 +140,9 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     click.echo(f"  redis   {settings.redis_url}", err=True)
     click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
     click.echo(f"  output  {settings.processing_guarantee.replace('_', ' ')}", err=True)
+    if settings.processing_guarantee == "exactly_once" and not settings.worker_id:
+        click.echo("  warning: no CITYLOOP_WORKER_ID, so a restart cannot abort a transaction a crash left open: "
+                   "read_committed readers of its partitions wait up to 15 s", err=True)  # fmt: skip
     click.echo(f"  web     http://{settings.web_host}:{settings.web_port}/metrics and /health", err=True)
     click.echo(f"  files   {settings.data_dir.resolve()}", err=True)
     app = create_app(settings, pack)
@@ -675,6 +678,7 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         group_id=None,
+        isolation_level="read_committed",  # an exactly-once deployment's aborted attempts are not output
         consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),
     )
     where = "from the oldest record" if from_beginning else "from now on"

@@ -574,7 +574,9 @@ class Engine:
         pending.extend(await self._clear_events(cleared, now))
         await self._emit(pending, result, "readings")
         changed = {sid: s for sid, s in states.items() if s != before.get(sid)}
-        await self.detectors.save(changed)
+        # saved once the alarms are out: a batch whose transaction does not commit comes again and must find the
+        # detectors as they were, or its readings would look stale and its alarms never be raised
+        await delivered(self.sink, lambda: self.detectors.save(changed))
         metrics.child(metrics.BATCH_SECONDS, "readings").observe(time.perf_counter() - started)
         metrics.flush()
         return result
@@ -654,8 +656,12 @@ class Engine:
                 decided.append(sighted)
         pending.extend(await self._discover(decided, now))
         await self._emit(pending, result, "feedback")
-        for sighted in decided:
-            await self.triage.done(sighted.new_incident_id)
+
+        async def done() -> None:  # once the decisions' outcomes are out: a replay finds the items still waiting
+            for sighted in decided:
+                await self.triage.done(sighted.new_incident_id)
+
+        await delivered(self.sink, done)
         return result
 
     async def _decision(

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, InvalidSessionTimeoutError, KafkaError
 from mode import Service
 
 from streams import lag, metrics
@@ -111,6 +111,7 @@ class BatchIngest(Service):
         self._last_commit = time.monotonic()
         self._turns = list(handlers)
         self.consumer: AIOKafkaConsumer | None = None
+        self._unit_lock = asyncio.Lock()
 
     # ------------------------------------------------------------- lifecycle
 
@@ -148,6 +149,14 @@ class BatchIngest(Service):
         while not self.should_stop:
             try:
                 got = await self._next(consumer)
+            except InvalidSessionTimeoutError:
+                log.critical(
+                    "the broker refuses a %g s group session (its group.min.session.timeout.ms is higher; Apache "
+                    "Kafka's default is 6 s): set CITYLOOP_GROUP_SESSION_TIMEOUT_S to at least that",
+                    self._session_timeout_s,
+                )
+                await self.crash(RuntimeError("group session timeout refused by the broker"))
+                return
             except (KafkaError, OSError):
                 log.exception("fetching from the broker failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
@@ -191,14 +200,28 @@ class BatchIngest(Service):
                 self._done[tp] = messages[-1].offset + 1
 
     async def _handle_exactly_once(self, got: dict[TopicPartition, list[Any]], by_topic: dict[str, list[Any]]) -> None:
-        """Each topic's batch and its offsets in one transaction: its output is seen once or not at all."""
-        assert self._transactions is not None
-        for topic, messages in by_topic.items():
-            offsets = {tp: batch[-1].offset + 1 for tp, batch in got.items() if batch and tp.topic == topic}
-            async with self._transactions.unit(offsets, self._group_id):
-                await self._handlers[topic](envelopes(messages))
-            self.committed.update(offsets)
-            metrics.COMMITS.inc()
+        """Each topic's batch and its offsets in one transaction: its output is seen once or not at all.
+
+        A rebalance waits for the unit in flight (``revoked`` takes the same
+        lock), so a unit commits offsets only for partitions this worker still
+        holds; records of partitions taken away between two units are left to
+        their new owner, which starts from the last committed offset.
+        """
+        assert self._transactions is not None and self.consumer is not None
+        for topic in by_topic:
+            async with self._unit_lock:
+                parts = {tp: batch for tp, batch in got.items()
+                         if batch and tp.topic == topic and tp in self.offsets.assigned}  # fmt: skip
+                if not parts:
+                    continue
+                # past the last record, and past a transaction marker after it (else the lag would never reach 0)
+                offsets = {tp: max(batch[-1].offset + 1, await self.consumer.position(tp))
+                           for tp, batch in parts.items()}  # fmt: skip
+                messages = [message for batch in parts.values() for message in batch]
+                async with self._transactions.unit(offsets, self._group_id):
+                    await self._handlers[topic](envelopes(messages))
+                self.committed.update(offsets)
+                metrics.COMMITS.inc()
 
     async def _commit(self, force: bool = False, only: set[TopicPartition] | None = None) -> None:
         """Commit finished offsets, at most once per interval unless forced (exactly once: in each transaction)."""
@@ -229,6 +252,9 @@ class BatchIngest(Service):
     # ---------------------------------------------------------- rebalances
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
+        if self._transactions is not None:
+            async with self._unit_lock:  # the unit in flight commits (its partitions still ours) before they go
+                pass
         await self._commit(force=True, only=tps)
         for tp in tps:
             self._done.pop(tp, None)

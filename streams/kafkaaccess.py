@@ -29,6 +29,7 @@ class KafkaAccess:
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    key_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, target: KafkaAccess | str) -> KafkaAccess:
@@ -61,6 +62,7 @@ class KafkaAccess:
             "CITYLOOP_KAFKA_SASL_MECHANISM": self.mechanism, "CITYLOOP_KAFKA_SASL_USERNAME": self.username,
             "CITYLOOP_KAFKA_SASL_PASSWORD": self.password, "CITYLOOP_KAFKA_SSL_CAFILE": self.cafile,
             "CITYLOOP_KAFKA_SSL_CERTFILE": self.certfile, "CITYLOOP_KAFKA_SSL_KEYFILE": self.keyfile,
+            "CITYLOOP_KAFKA_SSL_KEY_PASSWORD": self.key_password,
         }  # fmt: skip
         return env | {key: value for key, value in given.items() if value is not None}
 
@@ -72,13 +74,14 @@ class KafkaAccess:
                        "sasl_plain_password": self.password}  # fmt: skip
         if self.tls:
             config |= {"ssl_cafile": self.cafile, "ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile,
-                       "ssl_check_hostname": True}  # fmt: skip
+                       "ssl_password": self.key_password, "ssl_check_hostname": True}  # fmt: skip
         return config
 
     def ssl_context(self) -> Any:
         from aiokafka.helpers import create_ssl_context
 
-        return create_ssl_context(cafile=self.cafile, certfile=self.certfile, keyfile=self.keyfile)
+        return create_ssl_context(cafile=self.cafile, certfile=self.certfile, keyfile=self.keyfile,
+                                  password=self.key_password)  # fmt: skip
 
     def aiokafka(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka's AIOKafkaProducer and AIOKafkaConsumer."""

@@ -485,7 +485,8 @@ class Lifecycle:
                             metrics.SLA_BREACHES.labels(category, stage).inc()
                     due = datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
                     metrics.TIMER_LAG.observe(max(0.0, (acked - due).total_seconds()))
-        await with_retry("timers_fired", lambda: self.orders.fired(members))
+        # marked fired once the events are out: a round whose transaction does not commit is popped again
+        await delivered(self.sink, lambda: with_retry("timers_fired", lambda: self.orders.fired(members)))
         return sent
 
     def _timer_event(self, order: WorkOrder, member: str, stage: str, level: str, when: datetime) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     )
     kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that want one.")
     kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted client key.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding durable state.")
     connect_timeout_s: float = Field(
         5.0, ge=0, le=3600, description="How long a command keeps trying to reach Kafka and Redis before it gives up."
@@ -145,7 +147,9 @@ class Settings(BaseSettings):
             )
         if sasl and (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
             raise ValueError("SASL needs one of CITYLOOP_KAFKA_SASL_PASSWORD and CITYLOOP_KAFKA_SASL_PASSWORD_FILE")
-        if not sasl and (self.kafka_sasl_mechanism or self.kafka_sasl_username or self.kafka_sasl_password):
+        given_sasl = (self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password,
+                      self.kafka_sasl_password_file)  # fmt: skip
+        if not sasl and any(value is not None for value in given_sasl):
             raise ValueError(f"SASL settings are given but the security protocol is {self.kafka_security_protocol}")
         ssl_files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
         if not tls and any(ssl_files):
@@ -155,6 +159,8 @@ class Settings(BaseSettings):
         for path in (*ssl_files, self.kafka_sasl_password_file):
             if path is not None and not path.is_file():
                 raise ValueError(f"no such file: {path}")
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"cannot read {path} (permissions)")
         return self
 
     @property
@@ -174,6 +180,7 @@ class Settings(BaseSettings):
             cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
             certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
             keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+            key_password=self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
         )
 
     @field_validator("redis_url")

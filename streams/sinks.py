@@ -20,14 +20,16 @@ client agrees) into one aiokafka record batch per partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
@@ -124,31 +126,45 @@ class TransactionalSink:
         self.transactional_id = transactional_id
         self._timeout_ms = transaction_timeout_ms
         self._producer: Any = None
+        self._stopped = False
         self._batches = _Batches()
         self._lock: asyncio.Lock | None = None
 
     async def start(self) -> None:
         """Start the producer and register its transactional id (fencing an earlier holder of it)."""
-        from aiokafka import AIOKafkaProducer
-
         self._lock = asyncio.Lock()
-        self._producer = AIOKafkaProducer(  # aiokafka makes its objects inside the running loop
-            **self._kafka.aiokafka(), transactional_id=self.transactional_id, enable_idempotence=True, acks="all",
-            transaction_timeout_ms=self._timeout_ms, max_batch_size=256 * 1024, linger_ms=0,
-        )  # fmt: skip
+        self._producer = self._new_producer()
         try:
             await self._producer.start()
         except KafkaError as exc:
             await self._producer.stop()
+            self._producer = None
+            if "Authorization" in type(exc).__name__:
+                raise FailedToStart(
+                    f"{self._kafka.describe()} does not let this worker use the transactional id "
+                    f"{self.transactional_id!r} ({type(exc).__name__}); ask its operators for a TransactionalId ACL "
+                    "on it (or the prefix)"
+                ) from None
             raise FailedToStart(
                 f"CITYLOOP_PROCESSING_GUARANTEE=exactly_once needs a broker with transactions, and "
                 f"{self._kafka.describe()} refused a transactional producer ({type(exc).__name__}: {exc}); use "
                 "at_least_once (the default) with this broker"
             ) from None
 
+    def _new_producer(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        return AIOKafkaProducer(  # aiokafka makes its objects inside the running loop
+            **self._kafka.aiokafka(), transactional_id=self.transactional_id, enable_idempotence=True, acks="all",
+            transaction_timeout_ms=self._timeout_ms, request_timeout_ms=min(10_000, self._timeout_ms // 2),
+            max_batch_size=256 * 1024, linger_ms=0,
+        )  # fmt: skip
+
     async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        self._stopped = True
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     # ------------------------------------------------------------ the Sink protocol, inside a unit of work
 
@@ -176,14 +192,18 @@ class TransactionalSink:
     # ------------------------------------------------------------------------------------------ units
 
     @asynccontextmanager
-    async def unit(self, offsets: Mapping[TopicPartition, int] | None = None,
-                   group_id: str | None = None) -> AsyncIterator[None]:  # fmt: skip
+    async def unit(self, offsets: Mapping[TopicPartition, int] | None = None, group_id: str | None = None,
+                   give_up_after: float | None = None) -> AsyncIterator[None]:  # fmt: skip
         """Collect the output of the block, then commit it (with ``offsets`` for ``group_id``) in one transaction.
 
         A block that raises commits nothing: its inputs are not marked read, so
         they come again. A commit the broker refuses is retried with the same
-        records until it goes through; a fenced producer (another worker took
-        this transactional id) stops the worker.
+        records (on a fresh producer with the same transactional id, which
+        aborts whatever the last one left open) until it goes through, or until
+        ``give_up_after`` seconds, when it raises :class:`CommitAbandoned` (the
+        SLA timer: its deadlines are leased, and another worker takes them once
+        the lease runs out). A fenced producer (another worker took this
+        transactional id) raises ProducerFenced and stops the worker.
         """
         token = _current.set(_Unit())
         try:
@@ -191,35 +211,88 @@ class TransactionalSink:
             unit = _current.get()
             assert unit is not None
             if unit.records or offsets:
-                await self._commit(unit, offsets or {}, group_id)
-            for action in unit.actions:  # the ledger learns what the transaction made visible
-                await action()
+                await self._commit(unit, offsets or {}, group_id, give_up_after)
+            for action in unit.actions:  # what the transaction made visible, Redis now learns
+                await _after_commit(action)
         finally:
             _current.reset(token)
 
-    async def _commit(self, unit: _Unit, offsets: Mapping[TopicPartition, int], group_id: str | None) -> None:
-        if self._producer is None or self._lock is None:
-            raise ConnectionError("the transactional producer is not running")
+    async def _commit(self, unit: _Unit, offsets: Mapping[TopicPartition, int], group_id: str | None,
+                      give_up_after: float | None) -> None:  # fmt: skip
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
         delay = 0.1
         while True:
+            if self._stopped or self._lock is None:
+                raise ConnectionError("the transactional producer is not running (the worker is stopping)")
+            if self._producer is None:
+                await self._renew()
             async with self._lock:
-                try:
-                    async with self._producer.transaction():
-                        if unit.records:
-                            await self._batches.send(self._producer, unit.records)
-                        if offsets:
-                            await self._producer.send_offsets_to_transaction(dict(offsets), group_id)
-                    metrics.TRANSACTIONS.labels("committed").inc()
-                    return
-                except ProducerFenced:
-                    metrics.TRANSACTIONS.labels("fenced").inc()
-                    raise
-                except KafkaError as exc:
-                    metrics.TRANSACTIONS.labels("aborted").inc()
-                    log.warning("transaction of %d records aborted (%s); retrying in %.1f s", len(unit.records),
-                                exc, delay)  # fmt: skip
+                if self._producer is None:
+                    pass  # could not start one: wait and try again
+                else:
+                    try:
+                        async with self._producer.transaction():
+                            if unit.records:
+                                await self._batches.send(self._producer, unit.records)
+                            if offsets:
+                                await self._producer.send_offsets_to_transaction(dict(offsets), group_id)
+                        metrics.TRANSACTIONS.labels("committed").inc()
+                        return
+                    except ProducerFenced:
+                        metrics.TRANSACTIONS.labels("fenced").inc()
+                        raise
+                    except KafkaError as exc:
+                        metrics.TRANSACTIONS.labels("aborted").inc()
+                        if not getattr(exc, "retriable", True) and not isinstance(exc, KafkaConnectionError):
+                            raise  # an ACL, a record too large: retrying changes nothing
+                        log.warning("transaction of %d records aborted (%s); retrying in %.1f s",
+                                    len(unit.records), exc, delay)  # fmt: skip
+                        await self._discard()
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise CommitAbandoned(f"no commit within {give_up_after:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+    async def _discard(self) -> None:
+        """A producer whose transaction failed may be stuck in an error state: the next attempt starts a new one."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+
+    async def _renew(self) -> None:
+        """A new producer with the same transactional id (starting it aborts what the last one left open)."""
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            log.warning("restarting the transactional producer failed (%s); trying again", exc)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            return
+        self._producer = producer
+
+
+class CommitAbandoned(RuntimeError):
+    """A unit's transaction could not be committed in the time it was given; nothing of it is visible."""
+
+
+async def _after_commit(action: Action) -> None:
+    """Tell Redis what a committed transaction made visible. Retried while Redis is away; any other failure is
+    logged and left: the transaction stands, and at worst a later replay of the same input sends its stored records
+    again (at-least-once, with the same ids)."""
+    delay = 0.05
+    while True:
+        try:
+            await action()
+            return
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.warning("after a commit, Redis is away (%s); retrying in %.2f s", exc, delay)
+        except Exception:  # noqa: BLE001 - the transaction is committed; do not stop the stream over its bookkeeping
+            log.exception("after a commit, its bookkeeping in Redis failed; left as is")
+            return
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def delivered(sink: Any, action: Action) -> None:

@@ -41,6 +41,10 @@ class FakeProducer:
         self.committed.append(self.open)
         self.open = None
 
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
     def create_batch(self) -> Batch:
         return Batch()
 
@@ -63,6 +67,7 @@ def sink_with(producer: FakeProducer) -> TransactionalSink:
     sink = TransactionalSink.__new__(TransactionalSink)
     TransactionalSink.__init__(sink, kafka=None, transactional_id="t")  # type: ignore[arg-type]
     sink._producer, sink._lock = producer, asyncio.Lock()
+    sink._new_producer = lambda: producer  # a retry starts "a new producer": the same fake
     return sink
 
 
