@@ -34,7 +34,7 @@ from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from dispatch.store import AsyncUnitStore
 from streams import lag, observability, transport
-from streams.console import quiet_client_libraries
+from streams.console import quiet_client_libraries, throttle_client_errors
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
 from streams.lifecycle import build_lifecycle, fire_safely
@@ -358,6 +358,8 @@ class QuietWorker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         quiet_client_libraries(logging.NOTSET if self.verbose else logging.ERROR)
+        if not self.verbose:
+            throttle_client_errors(logger)  # a broker outage: a few lines a minute, not 75 a second
 
     def _on_startup_end_spinner(self) -> None:
         pass  # the ingest says "ready" when it holds partitions, which is what ready means here
@@ -370,5 +372,14 @@ class QuietWorker(faust.Worker):
 
     def _shutdown_loop(self) -> None:
         if self.crash_reason is None:
-            log.info("stopped: every service is down and the ingest committed its offsets")
+            ingest = getattr(self.app, "cityloop_ingest", None)
+            behind = ingest.uncommitted_at_stop if ingest is not None else 0
+            if behind:
+                log.warning(
+                    "stopped; the last offsets of %d partition(s) could not be committed (is the broker reachable?): "
+                    "their next owner reads those records again and makes nothing twice",
+                    behind,
+                )
+            else:
+                log.info("stopped: every service is down and the ingest committed its offsets")
         super()._shutdown_loop()

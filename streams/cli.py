@@ -137,6 +137,8 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     click.echo(f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
     click.echo(f"  kafka   {settings.kafka.describe()}" + (f" (created {len(created)} topics)" if created else ""),
                err=True)  # fmt: skip
+    for risk in settings.kafka.risks():
+        click.echo(f"  warning: {risk}", err=True)
     click.echo(f"  redis   {settings.redis_url}", err=True)
     click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
     click.echo(f"  output  {settings.processing_guarantee.replace('_', ' ')}", err=True)
@@ -187,6 +189,7 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
 
     from streams.admin import ensure_topics
     from streams.api import create_api
+    from streams.api.serve import GracefulServer
     from streams.connect import wait_for_kafka, wait_for_redis
     from streams.redisconn import port_in_use
     from streams.topics import Topics
@@ -206,8 +209,11 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     )  # fmt: skip
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
     click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
-    uvicorn.run(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port, log_level=loglevel,
-                server_header=False)  # fmt: skip
+    for risk in settings.kafka.risks():
+        click.echo(f"warning: {risk}", err=True)
+    config = uvicorn.Config(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port,
+                            log_level=loglevel, server_header=False)  # fmt: skip
+    GracefulServer(config).run()
 
 
 @main.group()

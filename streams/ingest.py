@@ -109,6 +109,7 @@ class BatchIngest(Service):
         self.committed: dict[TopicPartition, int] = {}  # the group's position per partition, as last committed
         self._done: dict[TopicPartition, int] = {}  # next offset to process, per partition, not yet committed
         self._last_commit = time.monotonic()
+        self.uncommitted_at_stop = 0  # partitions whose finished offsets the last commit at stop could not write
         self._turns = list(handlers)
         self.consumer: AIOKafkaConsumer | None = None
         self._unit_lock = asyncio.Lock()
@@ -137,6 +138,7 @@ class BatchIngest(Service):
         if self.consumer is None:
             return
         await self._commit(force=True)
+        self.uncommitted_at_stop = len(self._done)
         await self.consumer.stop()
         self.consumer = None
 
@@ -157,8 +159,8 @@ class BatchIngest(Service):
                 )
                 await self.crash(RuntimeError("group session timeout refused by the broker"))
                 return
-            except (KafkaError, OSError):
-                log.exception("fetching from the broker failed; retrying in 1 s")
+            except (KafkaError, OSError) as exc:
+                log.warning("fetching from the broker failed (%r); retrying in 1 s", exc)
                 await asyncio.sleep(1.0)
                 continue
             if got:
@@ -238,8 +240,8 @@ class BatchIngest(Service):
             # the partitions moved to another worker meanwhile: it starts from the last commit, and the ledger
             # turns what it sees again into nothing new
             log.info("offsets not committed (%s); the new owner of those partitions resumes earlier", exc)
-        except KafkaError:
-            log.exception("committing offsets failed; retrying at the next batch")
+        except KafkaError as exc:
+            log.warning("committing offsets failed (%r); retrying at the next batch", exc)
             return
         else:
             self.committed.update(offsets)

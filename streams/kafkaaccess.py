@@ -55,6 +55,13 @@ class KafkaAccess:
         how = f"{self.protocol}, {self.mechanism} as {self.username}" if self.sasl else self.protocol
         return f"{self.bootstrap} ({how})"
 
+    def risks(self) -> list[str]:
+        """What a careful operator should hear about this access at start-up (the settings allow it)."""
+        said = []
+        if self.protocol == "SASL_PLAINTEXT" and self.mechanism == "PLAIN":
+            said.append("SASL PLAIN over SASL_PLAINTEXT sends the Kafka password unencrypted; use SASL_SSL or SCRAM")
+        return said
+
     def environment(self) -> dict[str, str]:
         """The ``CITYLOOP_KAFKA_*`` variables that give a child process (a worker, the API) this same access."""
         env = {"CITYLOOP_KAFKA_BOOTSTRAP": self.bootstrap, "CITYLOOP_KAFKA_SECURITY_PROTOCOL": self.protocol}

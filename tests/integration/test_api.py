@@ -15,7 +15,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 from tests.integration.api_helpers import (
     OPEN311_KEY,
     api_client,
@@ -341,9 +341,12 @@ def test_cityloop_api_serves_openapi_and_pushes_new_assignments_over_sse(
                            headers={**bearer(token), "Last-Event-ID": "0-0"})  # fmt: skip
         assert "event: assignment" in missed.text, "reconnecting with Last-Event-ID replays what was missed"
         assert httpx.get(f"{base}/units/me/events").status_code == 401
-    finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+        assert process.wait(timeout=20) == 0, "a graceful stop on SIGTERM exits 0, as the README says"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=20)
 
 
 def _answers(url: str) -> bool:

@@ -54,3 +54,13 @@ def test_the_password_can_come_from_a_mounted_secret_file(tmp_path):
 def test_incomplete_or_contradictory_security_settings_are_refused_at_start(given, says):
     with pytest.raises(ValidationError, match=says):
         load_settings(**given)
+
+
+def test_a_password_sent_in_clear_is_named_at_start_and_nothing_else_is():
+    clear = load_settings(**{**SASL, "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_mechanism": "PLAIN"})
+    assert clear.kafka.risks() == [
+        "SASL PLAIN over SASL_PLAINTEXT sends the Kafka password unencrypted; use SASL_SSL or SCRAM"
+    ]
+    scram = load_settings(**{**SASL, "kafka_security_protocol": "SASL_PLAINTEXT"})
+    assert scram.kafka.risks() == [] and load_settings(**SASL).kafka.risks() == []
+    assert load_settings().kafka.risks() == []
