@@ -26,8 +26,10 @@ from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import load_city_pack
 from dispatch.demo_city import write_demo_city
+from streams.citypolicy import policy_for
 from streams.engine import Engine
 from streams.outcomes import Envelope
+from streams.settings import load_settings
 from streams.state import DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
@@ -65,7 +67,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for repeat in range(args.repeats):
             engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 3600), DetectorStore(client, namespace),
                             RedisIncidentIndex(client, namespace, ttl_s=3600), TriageQueue(client, namespace, 3600),
-                            sink, Topics(namespace), triage_policy=TriagePolicy(0.0))  # fmt: skip
+                            sink, Topics(namespace), policy_for(pack, load_settings()),
+                            triage_policy=TriagePolicy(0.0))  # fmt: skip
             make = report_envelopes if args.kind == "reports" else reading_envelopes
             envelopes = make(args.count, f"r{repeat}")
             process = engine.process_reports if args.kind == "reports" else engine.process_readings

@@ -30,9 +30,11 @@ from classifiers.store import RedisIncidentIndex
 from dispatch import Dispatcher, load_city_pack
 from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
 from feedback.store import RedisOrderStore
-from streams.api.context import calendar_of
-from streams.lifecycle import Lifecycle, policy_for
-from streams.outcomes import Envelope, event, stable_id, task_id_for
+from streams.citypolicy import calendar_of, policy_for
+from streams.ids import stable_id, task_id_for
+from streams.lifecycle import Lifecycle
+from streams.outcomes import Envelope, event
+from streams.pipeline.emit import Emitter
 from streams.settings import load_settings
 from streams.state import Ledger
 from streams.topics import Topics
@@ -74,11 +76,10 @@ async def one_run(args: argparse.Namespace, pack_dir: Path) -> dict[str, float]:
     lifecycle = Lifecycle(
         pack,
         Dispatcher(pack),
-        policy_for(pack, calendar, settings),
+        policy_for(pack, settings, calendar),
         RedisOrderStore(client, namespace, calendar),
         RedisIncidentIndex(client, namespace),
-        Ledger(client, namespace, 3600),
-        NullSink(),
+        Emitter(Ledger(client, namespace, 3600), NullSink()),
         topics,
         clock=lambda: clock["now"],
     )

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.common import broker, redis_server, report_records
 from bench.e2e_throughput import drop_prefix, start_worker, stop_workers, worker_peak_rss_mb
 from streams.admin import ensure_topics
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 from streams.topics import Topics
 
 

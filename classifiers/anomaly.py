@@ -44,6 +44,7 @@ fitted to one series; see the report printed by that test.
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ from typing import Any, Literal
 import numpy as np
 
 from classifiers.sensors import AlarmChange, DetectorState, ThresholdDetector
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86400.0
 Direction = Literal["both", "above", "below"]
@@ -214,6 +217,21 @@ class AdaptiveDetector:
         object.__setattr__(self, "day_memory_s", self.memory_days * DAY_S)
         object.__setattr__(self, "gap_s", width if self.max_gap_s is None else self.max_gap_s)
         object.__setattr__(self, "warm_weight", 1.0 - math.exp(-self.warmup_days / self.memory_days))
+
+    method = "sensor_pattern"  # how an incident it opens was classified
+
+    def restore(self, alarm: DetectorState, model: bytes | None = None) -> AdaptiveState:
+        """The state to step from, given what was stored: the learnt model, else a fresh one keeping the alarm.
+
+        An unreadable model (another version, damaged) is relearnt rather than
+        stopping the sensor's stream.
+        """
+        if model is not None:
+            try:
+                return AdaptiveState.from_bytes(model)
+            except ValueError as exc:
+                log.warning("unreadable adaptive model (%s); relearning the sensor's pattern", exc)
+        return AdaptiveState(alarm=alarm.alarm, since=alarm.since, last_observed=alarm.last_observed)
 
     def slot(self, observed: float, utc_offset_s: float | None = None) -> int:
         """The time-of-day slot of an epoch time, in local time."""

@@ -43,11 +43,16 @@ class ThresholdDetector:
         if self.direction == "below" and not self.close_at > self.open_at:
             raise ValueError("close_at must be above open_at when alarming below")
 
-    def step(self, state: DetectorState, value: float, observed: float) -> tuple[DetectorState, AlarmChange | None]:
+    method = "sensor_threshold"  # how an incident it opens was classified
+
+    def step(
+        self, state: DetectorState, value: float, observed: float, utc_offset_s: float | None = None
+    ) -> tuple[DetectorState, AlarmChange | None]:
         """Apply one reading; readings not newer than the last applied are ignored.
 
         Ignoring old readings makes a redelivered reading a no-op, which is what
-        at-least-once delivery needs.
+        at-least-once delivery needs. ``utc_offset_s`` is accepted so that every
+        detector steps alike; fixed limits do not depend on the time of day.
         """
         if observed <= state.last_observed:
             return state, None
@@ -60,3 +65,7 @@ class ThresholdDetector:
         if state.alarm and clears:
             return DetectorState(False, 0.0, observed), AlarmChange.CLEARED
         return DetectorState(state.alarm, state.since, observed), None
+
+    def restore(self, alarm: DetectorState, model: bytes | None = None) -> DetectorState:
+        """The state to step from, given what was stored: the alarm (fixed limits learn nothing)."""
+        return alarm

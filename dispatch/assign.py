@@ -96,6 +96,14 @@ class Dispatcher:
             positions=positions,
         )[0]
 
+    def covering_units(self, category: str, lat: float, lon: float) -> list[str]:
+        """Units that handle ``category`` and cover the point, in declared order, the one a rule names included.
+
+        Whom a task rejected by its unit may go to next (feedback.next_unit).
+        """
+        candidates = self.assign(category, lat, lon).explanation["candidates"]
+        return [entry["unit"] for entry in candidates if entry["outcome"] in ("chosen", "lost")]
+
     def assign_batch(
         self,
         categories: Sequence[str],

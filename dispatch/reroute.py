@@ -28,6 +28,11 @@ class Reroute:
     def moved(self) -> bool:
         return self.assignment.unit_id != self.previous_unit
 
+    @property
+    def why(self) -> str:
+        """One sentence: the category change, and who takes over (or stays)."""
+        return str(self.assignment.explanation["recategorised"]["why"])
+
 
 def reroute(
     dispatcher: Dispatcher,

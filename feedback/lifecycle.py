@@ -27,6 +27,8 @@ from feedback.orders import (
     Transition,
     WorkOrder,
     allowed_events,
+    dispatch_clocks,
+    sensor_of_source,
 )
 from feedback.sla import BusinessCalendar, StageClock
 
@@ -242,22 +244,12 @@ def _stop(order: WorkOrder, stages: Sequence[str], at: datetime, policy: Policy)
     return order
 
 
-def _sensor_of(source_id: str | None) -> str | None:
-    """``sensor:<id>:<opened at>`` -> ``<id>``."""
-    if not source_id or not source_id.startswith("sensor:"):
-        return None
-    return source_id[len("sensor:") :].rsplit(":", 1)[0]
-
-
 def _create(event: LifecycleEvent, policy: Policy) -> WorkOrder:
     category = event.get("category")
     source_id = event.get("source_id")
-    sensor = _sensor_of(source_id) if event.get("origin") == "sensor" else None
+    sensor = sensor_of_source(source_id) if event.get("origin") == "sensor" else None
     sla = policy.slas.get(category) if isinstance(category, str) else None
-    clocks = {}
-    if sla is not None:  # acknowledge and resolve run from the dispatch
-        for stage, span in (("acknowledge", sla.acknowledge), ("resolve", sla.resolve)):
-            clocks[stage] = replace(StageClock.fresh(span, sla.clock, policy.calendar), since=event.at)
+    clocks = dispatch_clocks(sla, event.at, policy.calendar)
     return WorkOrder(
         incident_id=event.incident_id,
         state=State.DISPATCHED,
@@ -364,7 +356,7 @@ def _notice(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> S
             clock = replace(clock, warned=True)
         return Step(order.with_clock(stage, clock))
     if kind == "merged":
-        sensor = _sensor_of(event.get("source_id"))
+        sensor = sensor_of_source(event.get("source_id"))
         if sensor is None:  # a repeat report: the incident index counts it; the order does not change
             return Step(order, ignored="a repeat report changes nothing on the order")
         # a re-alarm: whatever quiet period was running is over

@@ -143,6 +143,23 @@ class SlaSpec:
     clock: str = "calendar"
 
 
+def dispatch_clocks(sla: SlaSpec | None, at: datetime, calendar: BusinessCalendar | None) -> dict[str, StageClock]:
+    """The clocks a dispatch starts: acknowledge and resolve run from it (none without a target)."""
+    if sla is None:
+        return {}
+    return {
+        stage: replace(StageClock.fresh(span, sla.clock, calendar), since=at)
+        for stage, span in (("acknowledge", sla.acknowledge), ("resolve", sla.resolve))
+    }
+
+
+def sensor_of_source(source_id: object) -> str | None:
+    """``sensor:<id>:<opened at>`` -> ``<id>`` (an alarm's source id); None for any other source."""
+    if not isinstance(source_id, str) or not source_id.startswith("sensor:"):
+        return None
+    return source_id[len("sensor:") :].rsplit(":", 1)[0]
+
+
 @dataclass(frozen=True)
 class Rejection:
     unit_id: str

@@ -9,12 +9,38 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from feedback.orders import State, WorkOrder
+from feedback.orders import SlaSpec, State, WorkOrder, dispatch_clocks
 from feedback.sla import BusinessCalendar
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def task_sla(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """The ``sla`` block of the task record of the order's current attempt: its running deadlines."""
+    return {
+        "clock": None if order.sla is None else order.sla.clock,
+        "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
+        "resolve_by": _iso(order.deadline("resolve", calendar)),
+        "verify_within": None if order.sla is None else order.sla.verify,
+    }
+
+
+def dispatch_sla(sla: SlaSpec | None, at: datetime, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """The ``sla`` block of a first task dispatched ``at``: the same clocks the new order starts with."""
+    clocks = dispatch_clocks(sla, at, calendar)
+
+    def due(stage: str) -> str | None:
+        clock = clocks.get(stage)
+        return None if clock is None else _iso(clock.due(calendar))
+
+    return {
+        "clock": None if sla is None else sla.clock,
+        "acknowledge_by": due("acknowledge"),
+        "resolve_by": due("resolve"),
+        "verify_within": None if sla is None else sla.verify,
+    }
 
 
 def sla_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import faust
@@ -28,21 +27,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from classifiers import TextClassifier, seed_classifier
-from classifiers.merge import MergePolicy
-from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
-from dispatch.store import AsyncUnitStore
 from streams import lag, observability, transport
 from streams.console import quiet_client_libraries, throttle_client_errors
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
-from streams.lifecycle import build_lifecycle, fire_safely
 from streams.outcomes import Envelope
 from streams.settings import Settings
 from streams.sinks import CommitAbandoned, FaustSink, TransactionalSink
-from streams.state import DetectorStore, Ledger, TriageQueue
+from streams.timer import fire_safely
 from streams.topics import Topics
+from streams.wiring import worker_parts
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +212,6 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     """Build the worker app for one deployment (settings) and city (pack)."""
     topics = Topics(settings.topic_prefix)
     kafka = settings.kafka
-    transport.configure(settings.fetch_max_wait_ms)
     datadir = (settings.data_dir / "worker").resolve()  # Faust's files: under CITYLOOP_DATA_DIR, not the cwd
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = WorkerApp(
@@ -251,20 +246,8 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     transactions = transactional_sink(settings) if settings.processing_guarantee == "exactly_once" else None
     sink = transactions or FaustSink(app)
     redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    engine = Engine(
-        pack=pack,
-        classifier=classifier,
-        ledger=Ledger(redis_client, settings.redis_namespace, settings.dedup_ttl_s),
-        detectors=DetectorStore(redis_client, settings.redis_namespace),
-        incidents=RedisIncidentIndex(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
-        triage=TriageQueue(redis_client, settings.redis_namespace, ttl_s=settings.dedup_ttl_s),
-        sink=sink,
-        topics=topics,
-        merge_policy=MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s),
-        triage_policy=triage_policy,
-        max_skew=timedelta(seconds=settings.max_clock_skew_s),
-        units=AsyncUnitStore(redis_client, settings.redis_namespace),
-    )
+    parts = worker_parts(settings, pack, classifier, triage_policy, redis_client, sink)
+    engine, lifecycle = parts.engine, parts.lifecycle
     app.cityloop_engine = engine  # type: ignore[attr-defined]
 
     # the inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
@@ -284,8 +267,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     async def readings(envelopes: list[Envelope]) -> None:
         await _process("readings", engine.process_readings, engine, envelopes)
 
-    # the closed loop (issue 5): work orders from feedback events, and the SLA timer
-    lifecycle = build_lifecycle(engine, redis_client, settings)
+    # the closed loop: work orders from feedback events, and the SLA timer
     app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
 
     async def feedback(envelopes: list[Envelope]) -> None:
@@ -311,11 +293,11 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
     async def fire_deadlines() -> None:
         if transactions is None:
-            await fire_safely(lifecycle)
+            await fire_safely(parts.timer)
             return
         try:  # a round of timer events is one transaction, given up before the deadlines' lease runs out
             async with transactions.unit(give_up_after=settings.timer_lease_s / 2):
-                await fire_safely(lifecycle)
+                await fire_safely(parts.timer)
         except (CommitAbandoned, ConnectionError) as exc:
             log.warning("SLA timer round not committed (%s); its deadlines fire again once their lease ends", exc)
 
@@ -333,7 +315,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
 
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
     ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
-    observability.install(app, topics, extra=[ingest_lag])
+    observability.install(app, topics, [ingest_lag])
     return app
 
 

@@ -40,8 +40,8 @@ from streams.democrews import Crews, demo_time_pack
 from streams.demoview import board, progress_header, progress_row, step, summary_lines
 from streams.devbroker import start_broker
 from streams.errors import FailedToStart
+from streams.ids import stable_id
 from streams.kafkaaccess import KafkaAccess
-from streams.outcomes import stable_id
 from streams.redisconn import last_lines, redis_answers, start_embedded_redis
 from streams.simulator import CitySimulator, play, utc_now
 from streams.topics import Topics

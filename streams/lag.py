@@ -11,10 +11,10 @@ what Kafka defines as the end of the log for consumers; aiokafka keeps the lates
 floor against any broker that gets the watermark wrong, the end is also never less than the highest offset fetched
 + 1 (a record that was fetched exists).
 
-The position is the offset the worker committed (the batch consumer's commits, about one a second, or Faust's for
-any topic a Faust agent reads): what a restarted worker would resume from, so the lag counts every record
-not yet safely processed. Before the first commit on a partition nothing was committed by the group, the position is
-the first offset this worker saw there.
+The position is the offset the worker committed (the batch consumer's commits, about one a second, or its
+transactions' offsets with exactly-once output): what a restarted worker would resume from, so the lag counts every
+record not yet safely processed. Before the first commit on a partition nothing was committed by the group, the
+position is the first offset this worker saw there.
 
 Limit: aiokafka does not fetch a partition again while records it fetched from it are still buffered, so while a
 worker is stuck (Redis down, a slow batch) a partition's end can be the watermark of its last fetch, older than the
@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import faust
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
@@ -86,19 +85,6 @@ class FetchedOffsets:
             self.first.pop(tp, None)
 
 
-class FetchSensor(faust.Sensor):
-    """Notes the offset of every record the consumer hands to a stream (Faust calls this once per message)."""
-
-    logger = logging.getLogger("faust.cityloop")  # its "Starting..."/"Stopping..." lines: Faust's, behind --verbose
-
-    def __init__(self, offsets: FetchedOffsets, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._offsets = offsets
-
-    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
-        self._offsets.saw(tp, offset)
-
-
 @dataclass
 class LagSource:
     """One consumer's view: what it fetched, the log end it last saw per partition, and its group's positions."""
@@ -106,16 +92,6 @@ class LagSource:
     offsets: FetchedOffsets
     highwater: Callable[[Any], int | None]
     committed: Callable[[], Mapping[Any, int]]
-
-
-def faust_source(app: faust.App, offsets: FetchedOffsets) -> LagSource:
-    def highwater(tp: Any) -> int | None:
-        try:
-            return app.consumer.highwater(tp)
-        except (AssertionError, KeyError, AttributeError, RuntimeError):  # revoked since, or not started
-            return None
-
-    return LagSource(offsets, highwater, lambda: getattr(app.consumer, "_committed_offset", {}))
 
 
 class LagCollector:
@@ -158,24 +134,11 @@ class LagCollector:
         yield family
 
 
-def install(
-    app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY, extra: Sequence[LagSource] = ()
-) -> FetchedOffsets:
-    """Track fetched offsets and assignments of ``app`` and serve its lag, and ``extra`` consumers', at ``/metrics``."""
-    offsets = FetchedOffsets()
-    app.sensors.add(FetchSensor(offsets))
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        offsets.assign(assigned)
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        offsets.revoke(revoked)
-
+def install(sources: Sequence[LagSource], topics: Topics, registry: CollectorRegistry = REGISTRY) -> LagCollector:
+    """Serve the lag of ``sources`` (the worker's batch consumer) at ``/metrics``; one collector per process."""
     global _installed
     if _installed is not None:  # one worker per process; a second app (tests) replaces the first's collector
         registry.unregister(_installed)
-    _installed = LagCollector([faust_source(app, offsets), *extra], topics)
+    _installed = LagCollector(sources, topics)
     registry.register(_installed)
-    return offsets
+    return _installed

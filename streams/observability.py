@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def install(
-    app: faust.App, topics: Topics, registry: CollectorRegistry = REGISTRY, extra: Sequence[lag.LagSource] = ()
-) -> lag.FetchedOffsets:
-    """Call after ``setup_prometheus_sensors(app, registry=registry)``; ``extra``: other consumers' lag."""
+    app: faust.App, topics: Topics, sources: Sequence[lag.LagSource], registry: CollectorRegistry = REGISTRY
+) -> lag.LagCollector:
+    """Call after ``setup_prometheus_sensors(app, registry=registry)``; ``sources``: the consumers to report lag of."""
     faust_metrics = getattr(app.monitor, "_metrics", None)
     runtime_ms = getattr(faust_metrics, "events_runtime_latency", None)
     if runtime_ms is not None:
@@ -31,4 +31,4 @@ def install(
             registry.unregister(runtime_ms)
         except KeyError:
             log.debug("Faust's events_runtime_ms histogram was not registered")
-    return lag.install(app, topics, registry, extra)
+    return lag.install(sources, topics, registry)

@@ -7,13 +7,13 @@ the same input always yields the same records.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from streams.ids import dead_letter_id, event_id, iso
 from streams.topics import CONTRACT_VERSION
 
 
@@ -27,25 +27,6 @@ class Envelope:
     partition: int
     offset: int
     timestamp: float | None  # seconds since the epoch, the record's broker/producer time
-
-
-def stable_id(prefix: str, *parts: str) -> str:
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
-    return f"{prefix}-{digest}"
-
-
-def task_id_for(incident_id: str, attempt: int = 1) -> str:
-    return f"{incident_id.replace('inc-', 'tsk-', 1)}-{attempt}"
-
-
-@functools.lru_cache(maxsize=1024)
-def iso(moment: datetime) -> str:
-    """ISO 8601 with Z for UTC; remembered, since a batch stamps every record with one moment."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def iso_ts(epoch: float) -> str:
-    return iso(datetime.fromtimestamp(epoch, UTC))
 
 
 # A dead letter must itself fit in a broker record (Kafka's default limit is 1 MB). An input under that limit becomes
@@ -88,7 +69,7 @@ def dead_letter(stage: str, code: str, reason: str, envelope: Envelope, now: dat
         key = key[:KEPT_WHEN_CUT]
     return {
         "schema": CONTRACT_VERSION,
-        "deadletter_id": f"{envelope.topic}:{envelope.partition}:{envelope.offset}",
+        "deadletter_id": dead_letter_id(envelope.topic, envelope.partition, envelope.offset),
         "stage": stage,
         "reason_code": code,
         "reason": reason,
@@ -117,7 +98,7 @@ def event(
     """A lifecycle event on the feedback stream; ``key`` makes its id unique per occasion."""
     record = {
         "schema": CONTRACT_VERSION,
-        "event_id": stable_id("evt", incident_id, kind, task_id or "", key),
+        "event_id": event_id(incident_id, kind, task_id, key),
         "type": kind,
         "incident_id": incident_id,
         "task_id": task_id,

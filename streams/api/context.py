@@ -14,10 +14,9 @@ from dispatch import CityPack
 from feedback import BusinessCalendar, FeedbackError, LifecycleEvent, Policy, WorkOrder, check
 from feedback.store import RedisOrderStore
 from streams.api.store import ApiStore
-from streams.engine import _calendar
+from streams.citypolicy import calendar_of, policy_for
+from streams.ids import report_incident, report_source
 from streams.kafkaaccess import KafkaAccess
-from streams.lifecycle import policy_for
-from streams.outcomes import stable_id
 from streams.settings import Settings
 from streams.state import TriageQueue
 from streams.topics import Topics
@@ -50,10 +49,6 @@ class KafkaWriter:
         await self._producer.send_and_wait(topic, value, key=key.encode("utf-8"))
 
 
-def calendar_of(pack: CityPack) -> BusinessCalendar:
-    return _calendar(pack)  # the engine's reading of the pack's calendar
-
-
 @dataclass
 class ApiContext:
     settings: Settings
@@ -83,7 +78,7 @@ class ApiContext:
             settings=settings,
             pack=pack,
             calendar=calendar,
-            policy=policy_for(pack, calendar, settings),
+            policy=policy_for(pack, settings, calendar),
             topics=Topics(settings.topic_prefix),
             orders=RedisOrderStore(
                 redis_client,
@@ -120,10 +115,10 @@ class ApiContext:
         return order
 
     async def incident_of_report(self, report_id: str) -> str | None:
-        return await self.incidents.incident_of(f"report:{report_id}")
+        return await self.incidents.incident_of(report_source(report_id))
 
     async def in_triage(self, report_id: str) -> bool:
-        return await self.triage.get(stable_id("inc", "report", report_id)) is not None
+        return await self.triage.get(report_incident(report_id)) is not None
 
     async def submit(self, order: WorkOrder | None, record: dict[str, Any]) -> tuple[str, str | None, str | None]:
         """Check an event against the table, write it to the feedback stream and wait for the worker.

@@ -22,7 +22,7 @@ from feedback.views import open311_status
 from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
-from streams.outcomes import iso
+from streams.ids import iso
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 Ctx = Annotated[ApiContext, Depends(context)]

@@ -16,8 +16,7 @@ from streams.api.actions import lifecycle_record, submit
 from streams.api.auth import Caller, context, ops_caller
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
-from streams.lifecycle import incident_of_task
-from streams.outcomes import iso, stable_id, task_id_for
+from streams.ids import incident_of_task, iso, stable_id, task_id_for
 
 router = APIRouter(prefix="/ops", tags=["ops centre"])
 

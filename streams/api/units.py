@@ -21,7 +21,7 @@ from streams.api.actions import lifecycle_record, submit
 from streams.api.auth import Caller, caller, context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
-from streams.lifecycle import incident_of_task
+from streams.ids import incident_of_task
 
 router = APIRouter(prefix="/units/me", tags=["field units"])
 

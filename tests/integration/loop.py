@@ -14,7 +14,7 @@ import yaml
 from kafka import KafkaProducer
 
 from dispatch.demo_city import write_demo_city
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 
 # A point in Lindenhaven's south-west district (roads-west, cleansing-south, water-west).
 LAT, LON = 51.99, 5.06

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 from tests.integration.conftest import collect
 
 pytestmark = pytest.mark.integration

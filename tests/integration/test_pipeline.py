@@ -12,7 +12,7 @@ import pytest
 
 from classifiers import seed_classifier
 from dispatch.demo_city import CATEGORIES, bounds, write_demo_city
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 from tests.integration.cityfacts import NaiveCity
 from tests.integration.conftest import collect
 

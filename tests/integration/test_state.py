@@ -13,8 +13,10 @@ from classifiers import DetectorState, seed_classifier
 from classifiers.store import RedisIncidentIndex
 from dispatch import load_city_pack
 from dispatch.demo_city import write_demo_city
+from streams.citypolicy import policy_for
 from streams.engine import BatchResult, Engine
 from streams.outcomes import Envelope
+from streams.settings import load_settings
 from streams.state import NEW, RESEND, SENT, DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
@@ -99,6 +101,7 @@ def test_a_batch_whose_delivery_failed_is_sent_again_with_the_same_outcome(names
             TriageQueue(client, namespace, 600),
             sink,
             Topics(namespace),
+            policy_for(pack, load_settings()),
             clock=lambda: next(clock_values),
         )
         with pytest.raises(ConnectionError):
@@ -137,7 +140,7 @@ def test_a_record_that_keeps_failing_is_dead_lettered_and_the_rest_go_on(namespa
         sink.fail_next = False
         engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 600), DetectorStore(client, namespace),
                         RedisIncidentIndex(client, namespace), TriageQueue(client, namespace, 600), sink,
-                        Topics(namespace))  # fmt: skip
+                        Topics(namespace), policy_for(pack, load_settings()))  # fmt: skip
         result = await _process("reports", handle, engine, envelopes)
         await client.aclose()
         return sink, result
@@ -192,7 +195,8 @@ def test_an_adaptive_sensor_learns_its_day_across_batches_and_alarms_at_an_odd_h
         sink.fail_next = False
         engine = Engine(pack, seed_classifier(), Ledger(client, namespace, 600), DetectorStore(client, namespace),
                         RedisIncidentIndex(client, namespace), TriageQueue(client, namespace, 600), sink,
-                        Topics(namespace), clock=lambda: start + timedelta(days=8))  # fmt: skip
+                        Topics(namespace), policy_for(pack, load_settings()),
+                        clock=lambda: start + timedelta(days=8))  # fmt: skip
         for d in range(5):
             await engine.process_readings(day(d))
         learnt_alarms = [v for t, _, v in sink.sent if t.endswith(".tasks")]

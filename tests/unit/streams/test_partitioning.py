@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka.partitioner import DefaultPartitioner
 
-from streams.outcomes import stable_id
+from streams.ids import stable_id
 from streams.sinks import partition_for
 
 
