@@ -121,7 +121,9 @@ class BatchIngest(Service):
     # ------------------------------------------------------------- lifecycle
 
     async def on_start(self) -> None:
-        # Tansu completes a group join after half the session timeout (docs: STACK.md): keep it short
+        # the dev broker (Tansu) takes half the session timeout to complete a group join, so workers there get a
+        # short session (CITYLOOP_GROUP_SESSION_TIMEOUT_S=2 from `cityloop dev up` and the demo; Apache Kafka
+        # accepts 6 s and more by default)
         self.consumer = AIOKafkaConsumer(
             **self._kafka.aiokafka(),
             group_id=self._group_id,
