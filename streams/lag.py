@@ -11,8 +11,9 @@ what Kafka defines as the end of the log for consumers; aiokafka keeps the lates
 floor against any broker that gets the watermark wrong, the end is also never less than the highest offset fetched
 + 1 (a record that was fetched exists).
 
-The position is the offset the worker committed (the batch consumer's commits, about one a second, or Faust's for
-any topic a Faust agent reads): what a restarted worker would resume from, so the lag counts every record
+The position is the offset the worker committed (the batch consumer's commits: about one a second, or one per batch
+in its transaction exactly once; a Faust source counts Faust's commits too, for a topic a Faust agent would read,
+which no CityLoop topic is today): what a restarted worker would resume from, so the lag counts every record
 not yet safely processed. Before the first commit on a partition nothing was committed by the group, the position is
 the first offset this worker saw there.
 
