@@ -60,7 +60,7 @@ def board(*, api_url: str, metrics_url: str, kafka: str, prefix: str, token: str
         *textwrap.wrap(heading, WIDTH),
         f"  API        {api_url}/docs (OpenAPI; try the routes there)",
         f"  Open311    {api_url}/open311/v2/services.json",
-        "             (the simulator writes to Kafka; requests.json lists what is POSTed there)",
+        "             (requests.json lists POSTs only; the simulator writes to Kafka)",
         f"  metrics    {metrics_url}",
         "  streams    cityloop tail tasks \\",
         f"               --kafka {kafka} --topic-prefix {prefix}",
