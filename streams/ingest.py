@@ -1,19 +1,23 @@
-"""The hot inputs, reports and readings, consumed in batches straight from aiokafka.
+"""The worker's three input topics, reports, readings and feedback, consumed in batches straight from aiokafka.
 
 Faust hands every record to an agent as an event: a message object, a trip
 through the topic conductor, stream sensors and an acknowledgement per record.
-That was most of a worker's time on these two topics (measured on the dev
+That was most of a worker's time on the hot topics (measured on the dev
 broker: 3,134 readings/s through a Faust agent against 18,945/s through this
-loop, the same engine on both). The closed loop's feedback topic is quiet and
-stays a Faust agent.
+loop, the same engine on both). The feedback topic (triage decisions and the
+work orders' lifecycle events) is read by the same consumer; no CityLoop topic
+goes through a Faust agent.
 
 This service is one aiokafka consumer in its own group (``<group>-ingest``),
-started with the worker. Each ``getmany`` is split by topic and handed to the
-engine as one batch per topic; the engine's ledger makes a redelivered record
-harmless, so the consumer commits only offsets whose batch is done (at most
-once a second, and when partitions are revoked or the worker stops). A batch
-that keeps failing for a reason other than an unavailable broker or Redis is
-split and only its failing records are dead-lettered (``streams.app._process``).
+started with the worker. It fetches the topics in turn (so a backlog on one
+never holds up another) and hands each topic's records to that topic's handler
+as one batch (streams/app.py registers one per topic). At least once, the
+engine's ledger makes a redelivered record harmless, so the consumer commits
+only offsets whose batch is done (at most once a second, and when partitions
+are revoked or the worker stops); exactly once, each batch's output and its
+offsets commit in one Kafka transaction (streams/sinks.py). A batch that keeps
+failing for a reason other than an unavailable broker or Redis is split and
+only its failing records are dead-lettered (``streams.app._process``).
 """
 
 from __future__ import annotations
@@ -117,7 +121,9 @@ class BatchIngest(Service):
     # ------------------------------------------------------------- lifecycle
 
     async def on_start(self) -> None:
-        # Tansu completes a group join after half the session timeout (docs: STACK.md): keep it short
+        # the dev broker (Tansu) takes half the session timeout to complete a group join, so workers there get a
+        # short session (CITYLOOP_GROUP_SESSION_TIMEOUT_S=2 from `cityloop dev up` and the demo; Apache Kafka
+        # accepts 6 s and more by default)
         self.consumer = AIOKafkaConsumer(
             **self._kafka.aiokafka(),
             group_id=self._group_id,

@@ -78,9 +78,6 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Max records per processing batch.")
-    batch_window: float = Field(
-        0.02, gt=0, le=10, description="Seconds to wait for a batch to fill before processing it."
-    )
     fetch_max_wait_ms: int = Field(
         20, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency when a partition is idle)."
     )

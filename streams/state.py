@@ -1,16 +1,24 @@
-"""Durable state in Redis: the emission ledger and per-sensor detector state.
+"""Durable state in Redis: the emission ledger, per-sensor detector state and the triage queue.
 
-The broker gives at-least-once delivery and no transactions (see
-docs/ARCHITECTURE.md), so every side effect is made idempotent here:
+A crashed worker's inputs are delivered again, so every side effect is made
+idempotent here (see docs/ARCHITECTURE.md). By default the worker runs at
+least once, which any broker supports (the dev broker, Tansu, has no
+transactions). On Apache Kafka, ``CITYLOOP_PROCESSING_GUARANTEE=exactly_once``
+sends each input batch's output and offsets in one Kafka transaction
+(streams/sinks.py); the ledger's *sent* marks and the detector state are then
+written only after the transaction commits.
 
 * The **ledger** stores the outcome computed for a key (a report id, an alarm's
   incident id, a dead letter's source offset) the first time it is seen, and
-  marks it *sent* once the broker has acknowledged every record of it. A
-  redelivered key whose outcome was sent is skipped; one whose outcome was
-  stored but not confirmed is sent again **with the stored outcome**, so ids and
-  assignments never change between deliveries.
+  marks it *sent* once the broker has acknowledged every record of it (exactly
+  once: once its transaction has committed). A redelivered key whose outcome
+  was sent is skipped; one whose outcome was stored but not confirmed is sent
+  again **with the stored outcome**, so ids and assignments never change
+  between deliveries.
 * **Detector state** is written only after the outcomes of a batch are
   confirmed; a crash before that replays the batch to the same result.
+* The **triage queue** keeps each unsure report once, however often it is
+  queued.
 """
 
 from __future__ import annotations
