@@ -219,7 +219,8 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         broker=[f"{transport.SCHEME}://{server}" for server in kafka.servers],
         broker_credentials=kafka.faust_credentials(),
         store="memory://",
-        # The dev broker takes half the session timeout to complete a group join (STACK.md).
+        # The dev broker (Tansu) takes half the session timeout to complete a group join: Faust's default would make
+        # joins slow there. Faust's own consumer joins no group here anyway (topic_disable_leader below).
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,

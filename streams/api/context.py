@@ -29,7 +29,11 @@ class EventWriter(Protocol):
 
 
 class KafkaWriter:
-    """:class:`EventWriter` on an aiokafka producer (acks from all in-sync replicas; no idempotence: see STACK.md)."""
+    """:class:`EventWriter` on an aiokafka producer, acknowledged by all in-sync replicas.
+
+    Not idempotent: aiokafka's idempotent producer starts with InitProducerId (v0), which the dev broker (Tansu) does
+    not support. A retried send can repeat an event; consumers apply each event id (and report id) once.
+    """
 
     def __init__(self, kafka: KafkaAccess | str) -> None:
         from aiokafka import AIOKafkaProducer
