@@ -1,52 +1,39 @@
-"""Applying lifecycle events to work orders: the table's checks, each event's effect, and what follows.
+"""Applying lifecycle events to work orders: each event's effect on the order and its clocks, and what follows.
 
 ``apply(order, event, policy)`` is a pure function: the order before, one
 event, the city's policy in; the order after and the follow-ups (re-dispatch,
 close, merge) out. Time comes from the event (``event.at``), so replaying the
-same events always gives the same orders and deadlines.
+same events always gives the same orders and deadlines. Whether the table
+allows an event is :func:`check` (:mod:`feedback.transitions`); the city's
+:class:`Policy` and the choice of :func:`next_unit` after a rejection are in
+:mod:`feedback.policy`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from feedback.errors import IllegalTransition, InvalidEvent, NotAssigned, StaleEvent, UnknownOrder
 from feedback.orders import (
-    EVENTS,
     NOTICES,
-    REJECT_REASONS,
     STAGES,
-    TABLE,
     LifecycleEvent,
     Rejection,
-    SlaSpec,
     State,
     Transition,
     WorkOrder,
-    allowed_events,
     dispatch_clocks,
     sensor_of_source,
 )
-from feedback.sla import BusinessCalendar, StageClock
+from feedback.policy import NextUnit, Policy, next_unit
+from feedback.sla import StageClock
+from feedback.transitions import check, validate
+
+__all__ = ["FollowUp", "NextUnit", "Policy", "Step", "apply", "check", "next_unit"]
 
 MAX_HISTORY = 200
-MAX_NOTE = 2000
-MAX_URL = 2048
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What the lifecycle needs from the city: its calendar, SLA targets, ops centre and settings."""
-
-    calendar: BusinessCalendar | None
-    slas: Mapping[str, SlaSpec]
-    fallback_unit: str
-    max_rejections: int = 2
-    sensor_quiet: timedelta = timedelta(minutes=30)
-    sensor_reopen: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -67,146 +54,6 @@ class Step:
     transition: Transition | None = None
     then: tuple[FollowUp, ...] = ()
     ignored: str | None = None  # a notice that changed nothing, and why
-
-
-# ----------------------------------------------------------------------- checks
-
-
-def _need(event: LifecycleEvent, name: str, kind: type | tuple[type, ...] = str, limit: int = 256) -> Any:
-    value = event.fields.get(name) if name not in ("task_id", "unit_id") else getattr(event, name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise InvalidEvent(f"a {event.type} event needs {name!r}")
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidEvent(f"{name!r} of a {event.type} event has the wrong type")
-    if isinstance(value, str) and len(value) > limit:
-        raise InvalidEvent(f"{name!r} is {len(value)} characters; the limit is {limit}")
-    return value
-
-
-def _optional_text(event: LifecycleEvent, name: str, limit: int) -> str | None:
-    value = event.fields.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidEvent(f"{name!r} must be a string")
-    if len(value) > limit:
-        raise InvalidEvent(f"{name!r} is {len(value)} characters; the limit is {limit}")
-    return value
-
-
-def _validate(event: LifecycleEvent) -> None:
-    """Fields each event type needs."""
-    kind = event.type
-    if kind in ("dispatched", "arbitrate", "assign"):
-        _need(event, "unit_id")
-        _need(event, "task_id")
-        attempt = _need(event, "attempt", int)
-        if attempt < 1:
-            raise InvalidEvent("'attempt' must be at least 1")
-    if kind == "reject":
-        code = _need(event, "reason_code", limit=64)
-        if code not in REJECT_REASONS:
-            raise InvalidEvent(f"reason_code {code!r} is not one of {sorted(REJECT_REASONS)}")
-        if code == "other":
-            _need(event, "reason", limit=MAX_NOTE)
-    if kind == "merge_order":
-        _need(event, "into")
-    if kind == "recategorise":
-        _need(event, "category", limit=64)
-        _need(event, "attempt", int)
-    if kind in ("sla_warning", "escalate"):
-        stage = _need(event, "stage", limit=32)
-        if stage not in STAGES:
-            raise InvalidEvent(f"stage {stage!r} is not one of {list(STAGES)}")
-        _need(event, "due")
-    for name in ("reason", "note"):
-        _optional_text(event, name, MAX_NOTE)
-    _optional_text(event, "media_url", MAX_URL)
-
-
-def _not_arbitrated(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if order.arbitrated:
-        raise IllegalTransition(
-            f"order {order.incident_id} was assigned by the ops centre's arbitration; it cannot be rejected again"
-        )
-
-
-def _next_attempt(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if event.get("attempt") != order.attempt + 1:
-        raise StaleEvent(
-            f"the reassignment was made for attempt {event.get('attempt')}, but the order is at attempt "
-            f"{order.attempt}; look again and retry"
-        )
-    if event.unit_id == order.unit_id and order.state is not State.ARBITRATION:
-        raise IllegalTransition(f"order {order.incident_id} is already assigned to {order.unit_id}")
-
-
-def _new_category(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if event.get("attempt") != order.attempt:
-        raise StaleEvent(
-            f"the category was changed on attempt {event.get('attempt')}, but the order is at attempt "
-            f"{order.attempt}; look again and retry"
-        )
-    if event.get("category") == order.category:
-        raise IllegalTransition(f"order {order.incident_id} is already in category {order.category}")
-
-
-def _quiet_period(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if event.actor_kind != "sensor":
-        return
-    due = event.get("quiet_due")
-    if order.quiet_due is None or due != order.quiet_due.isoformat():
-        raise StaleEvent(f"the sensor re-alarmed or the quiet period changed; {order.incident_id} stays open")
-
-
-def _reopen_window(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if event.actor_kind != "sensor" or order.state is State.RESOLVED:
-        return
-    if order.verified_at is None or event.at - order.verified_at > policy.sensor_reopen:
-        raise IllegalTransition(
-            f"a re-alarm more than {policy.sensor_reopen} after verification does not reopen {order.incident_id}"
-        )
-
-
-def _other_order(order: WorkOrder, event: LifecycleEvent, policy: Policy) -> None:
-    if event.get("into") == order.incident_id:
-        raise IllegalTransition("an order cannot be merged into itself")
-
-
-GUARDS: dict[str, Callable[[WorkOrder, LifecycleEvent, Policy], None]] = {
-    "not_arbitrated": _not_arbitrated,
-    "next_attempt": _next_attempt,
-    "new_category": _new_category,
-    "quiet_period": _quiet_period,
-    "reopen_window": _reopen_window,
-    "other_order": _other_order,
-}
-
-
-def check(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> Transition:
-    """The table row that allows ``event`` on ``order``, or the error that refuses it."""
-    if event.type not in EVENTS:
-        raise InvalidEvent(f"{event.type!r} is not a lifecycle transition")
-    _validate(event)
-    state = None if order is None else order.state
-    row = TABLE.get((state, event.type))
-    if row is None:
-        if order is None:
-            raise UnknownOrder(f"incident {event.incident_id} has no work order (a dispatched event creates one)")
-        allowed = ", ".join(allowed_events(order.state, event.actor_kind)) or "nothing"
-        raise IllegalTransition(
-            f"{event.type} is not allowed when order {order.incident_id} is {order.state.value}; allowed: {allowed}"
-        )
-    if event.actor_kind not in row.actors:
-        raise IllegalTransition(f"{event.type} is for {' or '.join(sorted(row.actors))}, not {event.actor}")
-    if order is not None and event.actor_kind == "unit":
-        if event.actor != f"unit:{order.unit_id}":
-            raise NotAssigned(f"order {order.incident_id} is assigned to {order.unit_id}, not {event.actor[5:]}")
-        if event.task_id is not None and event.task_id != order.task_id:
-            raise StaleEvent(f"task {event.task_id} was replaced by {order.task_id}")
-    if order is not None and row.guard is not None:
-        GUARDS[row.guard](order, event, policy)
-    return row
 
 
 # ---------------------------------------------------------------------- effects
@@ -344,7 +191,7 @@ def _notice(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> S
         return Step(None, ignored=f"no work order for {event.incident_id}")
     kind = event.type
     if kind in ("sla_warning", "escalate"):
-        _validate(event)
+        validate(event)
         stage = event.get("stage")
         clock = order.clocks.get(stage)
         due = clock.due(policy.calendar) if clock is not None else None
@@ -435,40 +282,3 @@ def apply(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> Ste
 
 def _bounded(history: tuple[Any, ...], entry: dict[str, Any]) -> tuple[Any, ...]:
     return (history + (entry,))[-MAX_HISTORY:]
-
-
-# ------------------------------------------------------------------ re-dispatch
-
-
-@dataclass(frozen=True)
-class NextUnit:
-    """Where an order goes after a rejection: ``event`` is ``dispatched`` or ``arbitrate``."""
-
-    event: str
-    unit_id: str
-    rule: str
-    why: str
-    tried: tuple[str, ...] = field(default=())
-
-
-def next_unit(order: WorkOrder, covering: Sequence[str], backup: str | None, policy: Policy) -> NextUnit:
-    """Choose the unit for an order its unit just rejected.
-
-    After ``max_rejections`` rejections the ops centre arbitrates. Before that:
-    the next unit, in the pack's declared order, that handles the category and
-    covers the point and has not rejected this order; else the rejecting
-    unit's backup; else the ops centre.
-    """
-    tried = tuple(dict.fromkeys(r.unit_id for r in order.rejections))
-    count = len(order.rejections)
-    if count >= policy.max_rejections:
-        why = f"rejected {count} times (limit {policy.max_rejections}): the ops centre arbitrates"
-        return NextUnit("arbitrate", policy.fallback_unit, "arbitration", why, tried)
-    for unit in covering:
-        if unit not in tried and unit != policy.fallback_unit:
-            why = f"next unit covering the point after {', '.join(tried)}"
-            return NextUnit("dispatched", unit, "next-candidate", why, tried)
-    if backup and backup not in tried:
-        return NextUnit("dispatched", backup, "backup", f"backup of {order.unit_id}", tried)
-    why = f"no other unit covers the point or backs up {order.unit_id}: the ops centre arbitrates"
-    return NextUnit("arbitrate", policy.fallback_unit, "arbitration", why, tried)

@@ -64,7 +64,7 @@ class Transition:
 
     ``actors`` are the kinds of actor that may send it: ``engine``, ``unit``
     (only the unit the order is assigned to), ``ops`` (a person at the ops
-    centre), ``sensor``. ``guard`` names an extra condition (see lifecycle.GUARDS).
+    centre), ``sensor``. ``guard`` names an extra condition (see transitions.GUARDS).
     """
 
     event: str

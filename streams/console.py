@@ -20,11 +20,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from streams.errors import ServiceError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 # Loggers of the libraries under CityLoop: their start-up and connection chatter is hidden by default.
 CLIENT_LIBRARIES = ("kafka", "aiokafka", "faust", "mode", "aiohttp", "redis", "asyncio", "httpx")
@@ -249,7 +252,7 @@ def deployment_options(*names: str) -> Any:
     return decorate
 
 
-def settings_from_flags(**flags: Any) -> Any:
+def settings_from_flags(**flags: Any) -> Settings:
     """Settings from the environment with the flags on top; a bad value is a usage error that names it."""
     from pydantic import ValidationError
 

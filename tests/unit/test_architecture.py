@@ -23,3 +23,23 @@ def test_import_contracts_hold():
                      "The API does not import the worker's processing",
                      "No import cycles between the modules of a package"):  # fmt: skip
         assert f"{contract} KEPT" in result.stdout
+
+
+MAX_MODULE_LINES = 450
+
+
+def module_lengths() -> dict[str, int]:
+    return {
+        str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+        for package in ("streams", "classifiers", "dispatch", "feedback")
+        for path in (ROOT / package).rglob("*.py")
+    }
+
+
+def test_no_module_is_over_450_lines():
+    """Past that a module does several jobs; split it by job (docs/ARCHITECTURE.md lists what lives where)."""
+    lengths = module_lengths()
+    assert len(lengths) > 60
+    assert lengths["streams/engine.py"] <= 250, "the engine is the declaration of the stages, not their code"
+    over = {path: n for path, n in lengths.items() if n > MAX_MODULE_LINES}
+    assert not over, f"modules over {MAX_MODULE_LINES} lines: {over}"
