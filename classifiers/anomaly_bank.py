@@ -32,7 +32,7 @@ from classifiers.anomaly import (
     AdaptiveState,
     state_record,
 )
-from classifiers.sensors import AlarmChange
+from classifiers.sensors import AlarmChange, DetectorState
 
 OPENED_CODE, CLEARED_CODE = 1, -1
 SCALAR_BELOW = 24  # measured: a numpy round costs about as much as 24 readings through step
@@ -188,6 +188,26 @@ class AdaptiveBank:
             rows = np.asarray(other, dtype=np.intp)
             decoded = [AdaptiveState.from_bytes(blobs[i]) for i in other]  # type: ignore[arg-type]
             bank._put(rows, cls.from_states(decoded, buckets))
+        return bank
+
+    @classmethod
+    def restore(cls, detector: AdaptiveDetector, stored: Sequence[tuple[DetectorState, bytes | None]]) -> AdaptiveBank:
+        """The states to step from, given what was stored per sensor: :meth:`AdaptiveDetector.restore` for each row.
+
+        A row with a model is that model; one without keeps the stored alarm (a sensor switched from a threshold
+        kind) and learns afresh. When any model is unreadable the rows are restored one by one, so that row is
+        relearnt with ``restore``'s warning and the others keep theirs.
+        """
+        try:
+            bank = cls.from_bytes([model for _, model in stored], detector.buckets)
+        except ValueError:
+            return cls.from_states([detector.restore(alarm, model) for alarm, model in stored], detector.buckets)
+        fresh = [row for row, (_, model) in enumerate(stored) if model is None]
+        if fresh:
+            rows = np.asarray(fresh, dtype=np.intp)
+            bank.alarm[rows] = [stored[row][0].alarm for row in fresh]
+            bank.since[rows] = [stored[row][0].since for row in fresh]
+            bank.last_observed[rows] = [stored[row][0].last_observed for row in fresh]
         return bank
 
     def to_bytes(self) -> list[bytes]:

@@ -183,7 +183,11 @@ class DetectorStore:
         return states
 
     async def save(self, states: dict[str, Any]) -> None:
-        """Store states: anything with ``alarm``, ``since``, ``last_observed`` (and ``to_bytes`` if learnt)."""
+        """Store states: anything with ``alarm``, ``since``, ``last_observed`` (and ``to_bytes`` if learnt).
+
+        Stage *detect* gives threshold states, adaptive states, and for sensors stepped in a bank their rows
+        already encoded (``EncodedState``: ``to_bytes`` returns the bank's bytes).
+        """
 
         args: list[Any] = []
         for sensor_id, state in states.items():
