@@ -120,7 +120,7 @@ def _create(event: LifecycleEvent, policy: Policy) -> WorkOrder:
 
 
 def _assigned(order: WorkOrder, event: LifecycleEvent) -> WorkOrder:
-    return replace(order, unit_id=event.unit_id or order.unit_id, task_id=event.task_id or order.task_id,
+    return order.evolve(unit_id=event.unit_id or order.unit_id, task_id=event.task_id or order.task_id,
                    attempt=int(event.get("attempt", order.attempt + 1)), rule=event.get("rule"))  # fmt: skip
 
 
@@ -142,7 +142,7 @@ def _effect(
     elif kind == "assign":
         arbitrated = order.arbitrated or order.state is State.ARBITRATION
         rule = event.get("rule") or ("arbitrated" if order.state is State.ARBITRATION else "reassigned")
-        order = replace(_assigned(order, event), arbitrated=arbitrated, rule=rule)
+        order = _assigned(order, event).evolve(arbitrated=arbitrated, rule=rule)
         order = _resume(_restart(order, "acknowledge", at, policy), "resolve", at)
     elif kind == "ack":
         order = _stop(order, ["acknowledge"], at, policy)
@@ -153,7 +153,7 @@ def _effect(
     elif kind == "reject":
         reason = event.get("reason") or event.get("reason_code")
         rejection = Rejection(order.unit_id, event.get("reason_code"), reason, at)
-        order = replace(order, rejections=order.rejections + (rejection,))
+        order = order.evolve(rejections=order.rejections + (rejection,))
         order = _pause(_stop(order, ["acknowledge"], at, policy), "resolve", at, policy)
         then = (FollowUp("redispatch"),)
     elif kind == "recategorise":
@@ -162,28 +162,28 @@ def _effect(
         # the old category's clocks stop counting; the re-dispatch starts the new category's
         order = _pause(_stop(order, ["acknowledge"], at, policy), "resolve", at, policy)
         # a fresh routing: earlier rejections were about the old category (they stay in the history)
-        order = replace(order, category=category, sla=policy.slas.get(category), rejections=(), arbitrated=False)
+        order = order.evolve(category=category, sla=policy.slas.get(category), rejections=(), arbitrated=False)
         then = (FollowUp("reroute", previous),)
     elif kind == "resolve":
         resolution = {"note": event.get("note"), "media_url": event.get("media_url"), "by": event.actor,
                       "at": at.isoformat()}  # fmt: skip
-        order = _stop(replace(order, resolution=resolution), ["acknowledge", "resolve"], at, policy)
+        order = _stop(order.evolve(resolution=resolution), ["acknowledge", "resolve"], at, policy)
         order = _restart(order, "verify", at, policy)
     elif kind == "verify":
-        order = replace(_stop(order, STAGES, at, policy), verified_at=at, quiet_due=None)
+        order = _stop(order, STAGES, at, policy).evolve(verified_at=at, quiet_due=None)
         then = (FollowUp("close"),)
     elif kind == "close":
-        order = replace(order, closed_at=at)
+        order = order.evolve(closed_at=at)
     elif kind == "reopen":
-        order = replace(_stop(order, STAGES, at, policy), reopens=order.reopens + 1, closed_at=None,
-                        resolution=None, quiet_due=None)  # fmt: skip
+        stopped = _stop(order, STAGES, at, policy)
+        order = stopped.evolve(reopens=order.reopens + 1, closed_at=None, resolution=None, quiet_due=None)
         successor = event.get("successor")
         then = (FollowUp("merge_into", successor),) if successor else (FollowUp("dispatch_again"),)
     elif kind == "merge_order":
-        order = replace(_stop(order, STAGES, at, policy), merged_into=event.get("into"), quiet_due=None)
+        order = _stop(order, STAGES, at, policy).evolve(merged_into=event.get("into"), quiet_due=None)
     elif kind == "cancel":
-        order = replace(_stop(order, STAGES, at, policy), quiet_due=None)
-    return replace(order, state=row.target), then
+        order = _stop(order, STAGES, at, policy).evolve(quiet_due=None)
+    return order.evolve(state=row.target), then
 
 
 def _notice(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> Step:
@@ -207,15 +207,15 @@ def _notice(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> S
         if sensor is None:  # a repeat report: the incident index counts it; the order does not change
             return Step(order, ignored="a repeat report changes nothing on the order")
         # a re-alarm: whatever quiet period was running is over
-        return Step(replace(order, alarms=order.alarms | {sensor}, quiet_due=None))
+        return Step(order.evolve(alarms=order.alarms | {sensor}, quiet_due=None))
     if kind == "sensor_clear":
         sensor = event.actor.split(":", 1)[1] if event.actor_kind == "sensor" else None
         alarms = order.alarms - {sensor} if sensor else order.alarms
-        order = replace(order, alarms=alarms)
+        order = order.evolve(alarms=alarms)
         quiet_states = (State.DISPATCHED, State.ACKNOWLEDGED, State.IN_PROGRESS, State.WAITING, State.RESOLVED)
         if order.origin == "sensor" and not alarms and order.state in quiet_states:
             observed = _moment(event.get("observed_at")) or event.at
-            order = replace(order, quiet_due=observed + policy.sensor_quiet)
+            order = order.evolve(quiet_due=observed + policy.sensor_quiet)
         return Step(order)
     return Step(order, ignored=f"{kind} is not a lifecycle event")
 
@@ -269,15 +269,15 @@ def apply(order: WorkOrder | None, event: LifecycleEvent, policy: Policy) -> Ste
         step = _notice(order, event, policy)
         if step.order is None or step.ignored is not None:
             return step
-        updated = replace(step.order, updated_at=max(step.order.updated_at, event.at))
+        updated = step.order.evolve(updated_at=max(step.order.updated_at, event.at))
         if event.type != "merged":  # repeat reports are counted, not listed
-            updated = replace(updated, history=_bounded(updated.history, _entry(event, order.state, order.state)))
+            updated = updated.evolve(history=_bounded(updated.history, _entry(event, order.state, order.state)))
         return replace(step, order=updated)
     row = check(order, event, policy)
     after, then = _effect(order, event, row, policy)
     before = None if order is None else order.state
     history = _bounded(after.history, _entry(event, before, after.state))
-    return Step(replace(after, updated_at=event.at, history=history), row, then)
+    return Step(after.evolve(updated_at=event.at, history=history), row, then)
 
 
 def _bounded(history: tuple[Any, ...], entry: dict[str, Any]) -> tuple[Any, ...]:

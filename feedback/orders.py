@@ -22,7 +22,7 @@ state, who may send it, guard). Anything not in it is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -312,7 +312,21 @@ class WorkOrder:
             clocks.pop(stage, None)
         else:
             clocks[stage] = clock
-        return replace(self, clocks=clocks)
+        return self.evolve(clocks=clocks)
+
+    def evolve(self, **changes: Any) -> WorkOrder:
+        """A copy with ``changes``: :func:`dataclasses.replace`, without calling ``__init__`` field by field.
+
+        An order is copied several times per event; ``replace`` on this many fields cost about a tenth of the
+        lifecycle's time. The fields are checked by name all the same.
+        """
+        unknown = changes.keys() - ORDER_FIELDS
+        if unknown:
+            raise TypeError(f"WorkOrder has no field {', '.join(sorted(unknown))}")
+        new = object.__new__(WorkOrder)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
 
     # ------------------------------------------------------------ serialisation
 
@@ -404,3 +418,6 @@ class WorkOrder:
             history=tuple(data.get("history", [])),
             version=int(data.get("version", 0)),
         )
+
+
+ORDER_FIELDS = frozenset(f.name for f in fields(WorkOrder))
