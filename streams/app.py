@@ -12,6 +12,8 @@ engine dead-letters them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import threading
 import uuid
@@ -260,6 +262,20 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
                 log.critical("%s; stopping the worker", exc)
                 await app.crash(exc)
                 raise
+
+    @app.task
+    async def settle_memory() -> None:
+        """Once the worker is built (and the seed model trained), exempt what exists from garbage collection.
+
+        The worker makes about 190,000 long-lived objects at start (Faust, the
+        city pack, the model); every full collection walked them all, which cost
+        about a fifth of a busy worker's CPU. Frozen, they are never traversed again.
+        """
+        if isinstance(classifier, TrainingInBackground):
+            with contextlib.suppress(RuntimeError):  # the handlers report a failed training and stop the worker
+                await classifier.ready()
+        gc.collect()
+        gc.freeze()
 
     async def reports(envelopes: list[Envelope]) -> None:
         await model_ready()

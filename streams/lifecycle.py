@@ -169,19 +169,19 @@ class Lifecycle:
             step = apply_event(batch.orders.get(incident), e, self.policy)
         except FeedbackError as exc:
             log.info("refused %s %s for %s: %s", e.type, e.event_id, incident, exc.reason)
-            metrics.LIFECYCLE_REFUSED.labels(exc.code).inc()
+            metrics.tally(metrics.LIFECYCLE_REFUSED, exc.code)
             batch.refusals.append((incident, e.event_id, exc.code, exc.reason))
             batch.out.append(self._dead_letter(exc, envelope, now))
             return
         if step.order is None or step.ignored:
             log.debug("ignored %s %s: %s", e.type, e.event_id, step.ignored)
             return
-        metrics.ORDER_EVENTS.labels(e.type).inc()
+        metrics.tally(metrics.ORDER_EVENTS, e.type)
         order = step.order
         if e.type in ("ack", "resolve"):  # how long units take, for dashboards and SLA reviews
             taken = max(0.0, (e.at - order.created_at).total_seconds())
             histogram = metrics.TIME_TO_ACKNOWLEDGE if e.type == "ack" else metrics.TIME_TO_RESOLVE
-            histogram.labels(order.category or "-").observe(taken)
+            metrics.child(histogram, order.category or "-").observe(taken)
         records: list[Record] = []
         applied = [e.event_id]
         queue = list(step.then)
@@ -199,7 +199,7 @@ class Lifecycle:
                 continue
             assert follow_step.order is not None
             order = follow_step.order
-            metrics.ORDER_EVENTS.labels(follow_event["type"]).inc()
+            metrics.tally(metrics.ORDER_EVENTS, follow_event["type"])
             applied.append(follow_event["event_id"])
             records.append((self.topics.feedback, incident, follow_event))
             if new_task is not None:  # the task carries the deadlines of the order as the follow-up left it
@@ -324,7 +324,7 @@ class Lifecycle:
             dispatched_at=cause.at.astimezone(UTC), sla=task_sla(order, self.policy.calendar), rule=order.rule,
             explanation=explanation, co_notify=new.co_notify,
         )  # fmt: skip
-        metrics.ASSIGNMENTS.labels(order.unit_id, order.rule or "-").inc()
+        metrics.tally(metrics.ASSIGNMENTS, order.unit_id, order.rule or "-")
         notices = co_notices(self.topics, order.incident_id, order.task_id, order.unit_id, order.category,
                              new.co_notify, cause.at, key=f"{cause.event_id}:")  # fmt: skip
         return [(self.topics.tasks, order.incident_id, task),
@@ -355,6 +355,7 @@ class Lifecycle:
         sent, skipped = await self.emit.send(batch.out, claims)
         count(result, sent, skipped, self.topics.tasks)
         result.accepted = len(changes)
+        metrics.flush()
 
 
 def _hold(order: WorkOrder | None) -> tuple[str, str] | None:
