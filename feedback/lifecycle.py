@@ -29,6 +29,7 @@ from feedback.orders import (
 )
 from feedback.policy import NextUnit, Policy, next_unit
 from feedback.sla import StageClock
+from feedback.times import parse_iso
 from feedback.transitions import check, validate
 
 __all__ = ["FollowUp", "NextUnit", "Policy", "Step", "apply", "check", "next_unit"]
@@ -224,7 +225,7 @@ def _moment(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = parse_iso(value)
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None

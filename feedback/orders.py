@@ -29,6 +29,7 @@ from typing import Any
 
 from feedback.errors import InvalidEvent
 from feedback.sla import BusinessCalendar, StageClock
+from feedback.times import parse_iso
 
 
 class State(StrEnum):
@@ -202,7 +203,7 @@ class LifecycleEvent:
                 raise InvalidEvent(f"a lifecycle event needs a non-empty string {name!r} (at most 256 characters)")
             values[name] = value
         try:
-            at = datetime.fromisoformat(values["at"].replace("Z", "+00:00"))
+            at = parse_iso(values["at"])
         except ValueError:
             raise InvalidEvent(f"'at' is not an ISO 8601 time: {values['at']!r}") from None
         if at.tzinfo is None:

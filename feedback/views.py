@@ -6,15 +6,16 @@ Pure functions of an order (and the city's calendar and unit names).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from feedback.orders import SlaSpec, State, WorkOrder, dispatch_clocks
 from feedback.sla import BusinessCalendar
+from feedback.times import iso_utc
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if moment is None else iso_utc(moment)
 
 
 def task_sla(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:

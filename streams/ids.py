@@ -18,11 +18,15 @@ dead letter id     where the input record was                  ``<topic>:<partit
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from datetime import UTC, datetime
 
 from feedback import orders
+
+# the times on records are defined once, in the feedback package (which cannot import streams); used from here
+from feedback.times import iso as iso
+from feedback.times import iso_utc as iso_utc
+from feedback.times import parse_iso as parse_iso
 
 
 def stable_id(prefix: str, *parts: str) -> str:
@@ -88,21 +92,5 @@ def dead_letter_id(topic: str, partition: int, offset: int) -> str:
 # -------------------------------------------------------------------- times
 
 
-@functools.lru_cache(maxsize=1024)
-def iso(moment: datetime) -> str:
-    """ISO 8601, ``Z`` for UTC; remembered, since a batch stamps every record with one moment."""
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def iso_utc(moment: datetime) -> str:
-    """:func:`iso` of the same instant in UTC (for times that may carry another offset)."""
-    return iso(moment.astimezone(UTC))
-
-
 def iso_ts(epoch: float) -> str:
     return iso(datetime.fromtimestamp(epoch, UTC))
-
-
-def parse_iso(text: str) -> datetime:
-    """The inverse of :func:`iso` (also any ISO 8601 with an offset); ValueError if it is not one."""
-    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))

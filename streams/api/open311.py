@@ -22,7 +22,7 @@ from feedback.views import open311_status
 from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
-from streams.ids import iso
+from streams.ids import iso, parse_iso
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 Ctx = Annotated[ApiContext, Depends(context)]
@@ -183,7 +183,7 @@ def _moment(text: str | None, name: str) -> datetime | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = parse_iso(text)
     except ValueError:
         raise ApiError(400, "bad_timestamp", f"{name} must be an ISO 8601 time, e.g. 2026-11-26T09:00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
