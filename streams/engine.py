@@ -42,7 +42,7 @@ from streams.pipeline.sensor import PrometheusSensor, Sensor
 from streams.pipeline.triage import TriageDecisions
 from streams.records import decode_reading, decode_report
 from streams.sinks import delivered
-from streams.state import DetectorStore, Ledger, TriageQueue, with_retry
+from streams.state import DetectorStore, Ledger, TriageQueue
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class Engine:
         cleared = []
         for reading, open_state in detected.cleared:  # told to the incident the alarm opened or joined
             source = sensor_source(reading.sensor_id, open_state.since)
-            incident_id = await with_retry("incident_of", lambda s=source: self.incidents.incident_of(s))
+            incident_id = await self.incidents.incident_of(source)
             cleared.append(self.records.cleared(reading, open_state, incident_id, now))
         emissions = self._dead_letters([*rejected, *unknown, *discovered.failed], now)
         await self._emit([*emissions, *discovered.emissions, *cleared], result, "readings")

@@ -47,7 +47,6 @@ from streams.pipeline.batch import BatchResult, DeadLetter, Emission, Outcome, R
 from streams.pipeline.build import co_notices, task_record
 from streams.pipeline.emit import Emitter, count
 from streams.records import Rejected, parse_object
-from streams.state import with_retry
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -128,14 +127,14 @@ class Lifecycle:
         if not parsed and not out:
             return result
         ids = [e.incident_id for _, e in parsed]
-        loaded = await with_retry("orders_load", lambda: self.orders.load(ids))
+        loaded = await self.orders.load(ids)
         pairs = [(e.incident_id, e.event_id) for _, e in parsed]
-        done = await with_retry("orders_applied", lambda: self.orders.applied(pairs))
+        done = await self.orders.applied(pairs)
         sensors = await self._sensor_orders([e for _, e in parsed])
         batch = _Batch(orders=dict(loaded), before=dict(loaded), out=out)
         closing = list(dict.fromkeys(e.incident_id for _, e in parsed if e.type == "verify"))
         if closing:  # a verification is followed by the close, which lists every source: one round trip for all
-            listed = await with_retry("incident_sources", lambda: self.incidents.source_ids_many(closing))
+            listed = await self.incidents.source_ids_many(closing)
             batch.sources = dict(zip(closing, listed, strict=True))
         seen: set[str] = set()
         for (envelope, lifecycle_event), was_applied in zip(parsed, done, strict=True):
@@ -158,7 +157,7 @@ class Lifecycle:
         ]
         if not sensors:
             return {}
-        return await with_retry("sensor_orders", lambda: self.orders.sensor_order(sensors))
+        return await self.orders.sensor_order(sensors)
 
     async def _apply(
         self, batch: _Batch, envelope: Envelope, e: LifecycleEvent, sensors: dict[str, str], now: datetime
@@ -237,7 +236,7 @@ class Lifecycle:
         if follow.kind == "close":
             sources = (known or {}).get(incident)
             if sources is None:
-                sources = await with_retry("incident_sources", lambda: self.incidents.source_ids(incident))
+                sources = await self.incidents.source_ids(incident)
             record = event("close", incident, "engine", at, key=cause.event_id, task_id=order.task_id,
                            unit_id=order.unit_id, source_ids=sources)  # fmt: skip
             return _stamped(record, at), None
@@ -343,15 +342,15 @@ class Lifecycle:
         await self.orders.save(changes)
         if self.units is not None and batch.holds:
             units, holds = self.units, batch.holds
-            await with_retry("unit_holds", lambda: units.apply_holds(holds))
+            await units.apply_holds(holds)
         for refusal in batch.refusals:
-            await with_retry("order_refuse", lambda r=refusal: self.orders.refuse(*r))
+            await self.orders.refuse(*refusal)
         if batch.recategorised:
             moves = [(i, c, self.merge_policy.rule_for(c).family) for i, c in batch.recategorised]
-            await with_retry("incident_recategorise", lambda: self.incidents.recategorise(moves))
+            await self.incidents.recategorise(moves)
         finished = [c.after.incident_id for c in changes if c.after.state in FINISHED]
         if finished:  # nothing merges into them any more (idempotent)
-            await with_retry("incident_close", lambda: self.incidents.close_many(finished))
+            await self.incidents.close_many(finished)
         sent, skipped = await self.emit.send(batch.out, claims)
         count(result, sent, skipped, self.topics.tasks)
         result.accepted = len(changes)

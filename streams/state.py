@@ -109,6 +109,41 @@ async def with_retry(operation: str, call: Callable[[], Awaitable[T]], *, max_de
             delay = min(delay * 2, max_delay)
 
 
+class Retrying:
+    """A store whose listed calls wait out a Redis outage (:func:`with_retry`), for every caller alike.
+
+    ``calls`` maps a method name to the operation label of ``cityloop_redis_errors_total``. Only calls that are
+    safe to repeat are listed (reads, and writes that are idempotent: set adds, scripts keyed by source id); a
+    compare-and-set such as ``RedisOrderStore.save`` is not, and fails to its caller, whose batch is retried whole.
+    Everything else passes through unchanged.
+    """
+
+    def __init__(self, store: Any, calls: dict[str, str]) -> None:
+        self._store = store
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        operation = self._calls.get(name)
+        if operation is None:
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await with_retry(operation, lambda: attribute(*args, **kwargs))
+
+        return call
+
+
+# the worker's stores: which of their calls wait out an outage, and under which label
+INCIDENT_CALLS = {"merge_or_open": "merge", "incident_of": "incident_of", "source_ids": "incident_sources",
+                  "source_ids_many": "incident_sources", "recategorise": "incident_recategorise",
+                  "close_many": "incident_close"}  # fmt: skip
+UNIT_CALLS = {"loads": "unit_loads", "positions": "unit_positions", "open_tasks": "unit_open_tasks",
+              "apply_holds": "unit_holds"}  # fmt: skip
+ORDER_CALLS = {"load": "orders_load", "applied": "orders_applied", "sensor_order": "sensor_orders",
+               "refuse": "order_refuse", "pop_due": "timers_pop", "fired": "timers_fired"}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Claim:
     key: str

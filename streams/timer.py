@@ -28,7 +28,6 @@ from streams.outcomes import event
 from streams.pipeline.batch import Emission, Outcome
 from streams.pipeline.emit import Emitter
 from streams.sinks import delivered
-from streams.state import with_retry
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,11 @@ class SlaTimer:
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
         lease_ms = int(self.lease.total_seconds() * 1000)
-        members = await with_retry("timers_pop", lambda: self.orders.pop_due(now_ms, limit, lease_ms))
+        members = await self.orders.pop_due(now_ms, limit, lease_ms)
         if not members:
             return 0
         parsed = [(m, *parse_timer_member(m)) for m in members]
-        orders = await with_retry("orders_load", lambda: self.orders.load([p[1] for p in parsed]))
+        orders = await self.orders.load([p[1] for p in parsed])
         out: list[Emission] = []
         for member, incident, stage, level, _due_ms in parsed:
             order = orders.get(incident)
@@ -75,7 +74,7 @@ class SlaTimer:
         sent, _ = await self.emit(out)
         self._observe(sent)
         # marked fired once the events are out: a round whose transaction does not commit is popped again
-        await delivered(self.emit.sink, lambda: with_retry("timers_fired", lambda: self.orders.fired(members)))
+        await delivered(self.emit.sink, lambda: self.orders.fired(members))
         return sum(len(records) for _, records in sent)
 
     def _observe(self, sent: list[tuple[Emission, list[Any]]]) -> None:

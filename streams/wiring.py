@@ -27,7 +27,7 @@ from streams.pipeline.batch import Sink
 from streams.pipeline.emit import Emitter
 from streams.pipeline.sensor import Sensor
 from streams.settings import Settings
-from streams.state import DetectorStore, Ledger, TriageQueue
+from streams.state import INCIDENT_CALLS, ORDER_CALLS, UNIT_CALLS, DetectorStore, Ledger, Retrying, TriageQueue
 from streams.timer import SlaTimer
 from streams.topics import Topics
 
@@ -56,8 +56,9 @@ def worker_parts(
     calendar = calendar_of(pack)
     policy = policy_for(pack, settings, calendar)
     ledger = Ledger(redis_client, ns, settings.dedup_ttl_s)
-    incidents = RedisIncidentIndex(redis_client, ns, ttl_s=settings.dedup_ttl_s)
-    units = AsyncUnitStore(redis_client, ns)
+    # the domain packages' stores, each call that is safe to repeat waiting out a Redis outage (streams/state.py)
+    incidents = Retrying(RedisIncidentIndex(redis_client, ns, ttl_s=settings.dedup_ttl_s), INCIDENT_CALLS)
+    units = Retrying(AsyncUnitStore(redis_client, ns), UNIT_CALLS)
     merge_policy = MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s)
     engine = Engine(
         pack,
@@ -76,10 +77,10 @@ def worker_parts(
         sensor=sensor,
         **clock,
     )
-    orders = RedisOrderStore(
+    orders = Retrying(RedisOrderStore(
         redis_client, ns, calendar, event_ttl_s=settings.dedup_ttl_s, retention_s=settings.order_retention_s,
         sensor_reopen_s=int(settings.sensor_reopen_s),
-    )  # fmt: skip
+    ), ORDER_CALLS)  # fmt: skip
     emitter = Emitter(ledger, sink)
     lifecycle = Lifecycle(pack, engine.dispatcher, policy, orders, incidents, emitter, topics, units=units,
                           unit_loads=engine.unit_loads, merge_policy=merge_policy, **clock)  # fmt: skip

@@ -30,7 +30,7 @@ from streams.outcomes import Envelope
 from streams.pipeline.batch import DeadLetter, Emission, Sighted
 from streams.pipeline.build import Records
 from streams.pipeline.isolate import isolated
-from streams.state import TriageQueue, with_retry
+from streams.state import TriageQueue
 
 # An incident record lists at most this many of its sources (all of them in Redis, each join in a `merged` event):
 # re-listing hundreds of sources on every join would make the stream grow with the square of the reports.
@@ -57,15 +57,15 @@ class UnitState:
         if self.units is None:
             return None, None
         units = self.units
-        loads = await with_retry("unit_loads", lambda: units.loads(self._capacity_units))
-        positions = await with_retry("unit_positions", lambda: units.positions(self._field_teams))
+        loads = await units.loads(self._capacity_units)
+        positions = await units.positions(self._field_teams)
         return loads, positions
 
     async def hold(self, holds: list[tuple[str, str]]) -> None:
         """Count new tasks against their units (a set per unit: a redelivered task counts once)."""
         if self.units is not None and holds:
             units = self.units
-            await with_retry("unit_open_tasks", lambda: units.open_tasks(holds))
+            await units.open_tasks(holds)
 
 
 class Discover:
@@ -112,9 +112,7 @@ class Discover:
         if not confident:
             return []
         requests = [self._sighting(s) for s in confident]
-        return await with_retry(
-            "merge", lambda: self.incidents.merge_or_open(requests, list_sources=MAX_LISTED_SOURCES)
-        )
+        return await self.incidents.merge_or_open(requests, list_sources=MAX_LISTED_SOURCES)
 
     async def route(
         self, opened: list[tuple[Sighted, MergeDecision]], now: datetime
