@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
 from dispatch import CityPack
-from streams import metrics
+from streams import metrics, web
 from streams.api import open311, ops, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.errors import RequestGuard, install_error_handlers
@@ -72,12 +72,15 @@ def create_api(
             "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served by streams.web with the Swagger UI the package ships (FastAPI's loads it from a CDN)
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
     app.include_router(open311.router)
     app.include_router(units.router)
     app.include_router(ops.router)
+    web.mount(app)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Any:
