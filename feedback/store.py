@@ -10,7 +10,10 @@ Keys, under a namespace ``ns``:
 * ``ns:sla:yellow`` / ``ns:sla:red``: sorted sets of orders by their light;
 * ``ns:timers``: sorted set of deadlines (``order|stage|level|deadline ms`` by when due);
   ``ns:timers:firing``: those popped and being emitted, by when their lease ends;
-* ``ns:life:sensor:<sensor>``: the order a sensor's last verified alarm belonged to (for reopening).
+* ``ns:life:sensor:<sensor>``: the order a sensor's last verified alarm belonged to (for reopening);
+* ``ns:open``: sorted set of the orders not finished (by last change), for the ops centre's board;
+  ``ns:board``: stream of every order's change as the board shows it (``order`` entries; the triage queue adds
+  ``triage`` and ``triaged`` ones), the board's live feed.
 
 An order is written with a compare-and-set on its version together with its
 applied event ids and every index change, in one Lua script, so an event is
@@ -28,7 +31,10 @@ import orjson
 
 from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
-from feedback.views import assignment_view
+from feedback.views import assignment_view, board_view
+
+BOARD_STREAM = "board"  # ns:board, written by the order store and the triage queue (streams/state.py)
+BOARD_LEN = 20_000  # entries kept: a board that reconnects within them misses nothing
 
 # Every change of a batch in one call (a pipeline of one script per order cost more in the client than in Redis).
 # ARGV, per change: key, expected version, order JSON, new version, event-id TTL, retention ('' = keep), index ops
@@ -131,11 +137,27 @@ class OrderStore(Protocol):
 
     async def inbox(self, unit_id: str, last_id: str, block_ms: int, count: int = 100) -> list[Any]: ...
 
+    async def open_orders(self, limit: int = 10_000) -> list[WorkOrder]: ...
+
+    async def board_events(self, last_id: str, block_ms: int, count: int = 500) -> list[tuple[str, str, str]]: ...
+
+    async def board_tail(self) -> str: ...
+
     async def inbox_tail(self, unit_id: str) -> str: ...
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entries(replies: Any) -> list[tuple[str, str, str]]:
+    """XREAD's answer as (entry id, event, data)."""
+    entries: list[tuple[str, str, str]] = []
+    for _stream, items in replies or []:
+        for entry_id, fields in items:
+            decoded = {_text(k): _text(v) for k, v in fields.items()}
+            entries.append((_text(entry_id), decoded.get("event", "message"), decoded.get("data", "{}")))
+    return entries
 
 
 class RedisOrderStore:
@@ -178,6 +200,14 @@ class RedisOrderStore:
     @property
     def timers_key(self) -> str:
         return f"{self._ns}:timers"
+
+    @property
+    def board_key(self) -> str:
+        return f"{self._ns}:{BOARD_STREAM}"
+
+    @property
+    def open_key(self) -> str:
+        return f"{self._ns}:open"
 
     # ------------------------------------------------------------------ orders
 
@@ -258,6 +288,15 @@ class RedisOrderStore:
             ops.append(["zrem", self.timers_key, member])
         for member in new_timers.keys() - old_timers.keys():
             ops.append(["zadd", self.timers_key, str(int(new_timers[member].timestamp() * 1000)), member])
+        # the board: every change, and the set of orders not finished
+        ops.append(
+            ["xadd", self.board_key, BOARD_LEN, "order", orjson.dumps(board_view(after, self._calendar)).decode()]
+        )
+        if after.state in FINISHED:
+            if before is not None and before.state not in FINISHED:
+                ops.append(["zrem", self.open_key, incident])
+        else:
+            ops.append(["zadd", self.open_key, str(after.updated_at.timestamp()), incident])
         # verification and its close are often written together: look at the time, not the state
         newly_verified = after.verified_at is not None and (before is None or before.verified_at != after.verified_at)
         if newly_verified and after.sensor_id:
@@ -327,13 +366,22 @@ class RedisOrderStore:
 
     async def inbox(self, unit_id: str, last_id: str, block_ms: int, count: int = 100) -> list[tuple[str, str, str]]:
         """Entries of a unit's push channel after ``last_id`` ("$" for new ones): (id, event, data)."""
-        replies = await self._redis.xread({self.inbox_key(unit_id): last_id}, block=block_ms, count=count)
-        entries: list[tuple[str, str, str]] = []
-        for _stream, items in replies or []:
-            for entry_id, fields in items:
-                decoded = {_text(k): _text(v) for k, v in fields.items()}
-                entries.append((_text(entry_id), decoded.get("event", "message"), decoded.get("data", "{}")))
-        return entries
+        return _entries(await self._redis.xread({self.inbox_key(unit_id): last_id}, block=block_ms, count=count))
+
+    async def open_orders(self, limit: int = 10_000) -> list[WorkOrder]:
+        """The orders not finished, most recently changed first (at most ``limit``)."""
+        ids = [_text(m) for m in await self._redis.zrevrange(self.open_key, 0, limit - 1)]
+        orders = await self.load(ids)
+        return [o for o in (orders[i] for i in ids) if o is not None and o.state not in FINISHED]
+
+    async def board_events(self, last_id: str, block_ms: int, count: int = 500) -> list[tuple[str, str, str]]:
+        """Entries of the board's feed after ``last_id``: (id, event, data)."""
+        return _entries(await self._redis.xread({self.board_key: last_id}, block=block_ms, count=count))
+
+    async def board_tail(self) -> str:
+        """The id of the newest entry of the board's feed ("0-0" if empty)."""
+        last = await self._redis.xrevrange(self.board_key, count=1)
+        return _text(last[0][0]) if last else "0-0"
 
     async def inbox_tail(self, unit_id: str) -> str:
         """The id of the newest entry of a unit's push channel ("0-0" if empty)."""

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from feedback.orders import SlaSpec, State, WorkOrder, dispatch_clocks
+from feedback.orders import FINISHED, SlaSpec, State, WorkOrder, dispatch_clocks
 from feedback.sla import BusinessCalendar
 from feedback.times import iso_utc
 
@@ -63,6 +63,21 @@ def sla_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, A
         "verify_by": _iso(order.deadline("verify", calendar)),
         "light": order.light(),
         "clocks": clocks,
+    }
+
+
+def board_view(order: WorkOrder, calendar: BusinessCalendar | None) -> dict[str, Any]:
+    """An order as the ops centre's board shows it: where, what, whose, how it stands, and its deadlines."""
+    return {
+        **_task_fields(order),
+        "kind": "order",
+        "open": order.state not in FINISHED,
+        "light": order.light(),
+        "acknowledge_by": _iso(order.deadline("acknowledge", calendar)),
+        "resolve_by": _iso(order.deadline("resolve", calendar)),
+        "origin": order.origin,
+        "rule": order.rule,
+        "updated_at": _iso(order.updated_at),
     }
 
 

@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from classifiers import DetectorState
+from feedback.store import BOARD_LEN, BOARD_STREAM
 from streams import metrics
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,7 @@ class TriageQueue:
         self._redis = client
         self._ns = namespace
         self._ttl = ttl_s
+        self._board = f"{namespace}:{BOARD_STREAM}"  # the ops centre's board hears of each item and decision
 
     async def add(self, items: Sequence[tuple[str, float, dict[str, Any]]]) -> None:
         """Queue (incident id, queued at epoch, item); adding the same id again changes nothing."""
@@ -255,6 +257,8 @@ class TriageQueue:
             for incident_id, queued_at, item in items:
                 pipe.zadd(f"{self._ns}:triage", {incident_id: queued_at}, nx=True)
                 pipe.set(f"{self._ns}:triage:{incident_id}", json.dumps(item), ex=self._ttl, nx=True)
+                board = {"kind": "triage", "incident_id": incident_id, "queued_at": queued_at, **item}
+                pipe.xadd(self._board, {"event": "triage", "data": json.dumps(board)}, maxlen=BOARD_LEN)
             return await pipe.execute()
 
         await with_retry("triage_add", run)
@@ -281,4 +285,12 @@ class TriageQueue:
 
     async def done(self, incident_id: str) -> None:
         """A decision was applied: the item leaves the queue (its record stays until it expires)."""
-        await with_retry("triage_done", lambda: self._redis.zrem(f"{self._ns}:triage", incident_id))
+
+        async def run() -> list[Any]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(f"{self._ns}:triage", incident_id)
+            board = {"kind": "triaged", "incident_id": incident_id}
+            pipe.xadd(self._board, {"event": "triaged", "data": json.dumps(board)}, maxlen=BOARD_LEN)
+            return await pipe.execute()
+
+        await with_retry("triage_done", run)
