@@ -1,5 +1,6 @@
 """The API's pages and the files they load, all served by ``cityloop api`` from the package (nothing from a CDN).
 
+* ``/board``: the ops centre's live board (a map and list of open incidents, streams/web/static/board.js);
 * ``/docs``: the OpenAPI explorer (Swagger UI), working on a closed network;
 * ``/web/vendor/...``: the browser libraries of ``streams/web/vendor/`` (see streams/web/vendor.py);
 * ``/web/static/...``: CityLoop's own scripts and styles.
@@ -51,10 +52,20 @@ DOCS_PAGE = """<!doctype html>
 """
 
 
+def page(name: str) -> str:
+    """An HTML page of ``streams/web/pages/`` (served with :data:`PAGE_HEADERS`, never as a static file)."""
+    return (HERE / "pages" / f"{name}.html").read_text(encoding="utf-8")
+
+
 def mount(app: FastAPI) -> None:
     """Add the pages and their files to the API app (created with ``docs_url=None, redoc_url=None``)."""
     app.mount("/web/vendor", StaticFiles(directory=HERE / "vendor"), name="web-vendor")
     app.mount("/web/static", StaticFiles(directory=HERE / "static"), name="web-static")
+
+    @app.get("/board", include_in_schema=False)
+    async def board() -> HTMLResponse:
+        """The ops centre's board (streams/web/static/board.js); its data needs the ops centre's token."""
+        return HTMLResponse(page("board"), headers=PAGE_HEADERS)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:

@@ -7,6 +7,7 @@ CITYLOOP_TEST_REQUIRE_BROWSER=1 (CI) makes that a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -74,19 +75,11 @@ class Writer:
         self.written.append((topic, key, record))
 
 
-@pytest.fixture
-def api_url(tmp_path: Path) -> Iterator[str]:
-    """The API app under uvicorn on a free port, with an in-memory Redis and writer."""
-    import fakeredis
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app under uvicorn on a free loopback port, in a thread; its base URL."""
     import uvicorn
 
-    from dispatch import load_city_pack
-    from dispatch.demo_city import write_demo_city
-    from streams.api import create_api
-    from streams.settings import load_settings
-
-    pack = load_city_pack(write_demo_city(tmp_path / "city"))
-    app = create_api(load_settings(), pack, redis_client=fakeredis.FakeAsyncRedis(), writer=Writer())
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -100,3 +93,19 @@ def api_url(tmp_path: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def api_url(tmp_path: Path) -> Iterator[str]:
+    """The API app with an in-memory Redis and writer: for pages that need no pipeline."""
+    import fakeredis
+
+    from dispatch import load_city_pack
+    from dispatch.demo_city import write_demo_city
+    from streams.api import create_api
+    from streams.settings import load_settings
+
+    pack = load_city_pack(write_demo_city(tmp_path / "city"))
+    app = create_api(load_settings(), pack, redis_client=fakeredis.FakeAsyncRedis(), writer=Writer())
+    with serving(app) as url:
+        yield url

@@ -1,0 +1,345 @@
+// The ops centre's board (/board): a live map and list of open incidents.
+//
+// Data: GET /ops/city (layers to draw, units, categories), GET /ops/board (every open incident and the feed id it is
+// current to), then GET /ops/board/events from that id, read with fetch() so that the token goes in a header
+// (EventSource cannot send one): no cookie carries the token, it stays in this tab's session storage.
+"use strict";
+(function () {
+  const LIGHTS = { green: "on time", yellow: "at risk", red: "overdue", triage: "waiting for triage" };
+  const URGENCY = { red: 0, yellow: 1, triage: 2, green: 3 };
+  const LIST_LIMIT = 500;
+  const $ = (id) => document.getElementById(id);
+
+  const state = { token: null, city: null, units: new Map(), categories: new Map(), items: new Map(),
+                  markers: new Map(), lastId: null, map: null, cluster: null, pending: false, controller: null };
+
+  // ------------------------------------------------------------------ the API
+
+  async function api(path, options = {}) {
+    const headers = Object.assign({ Authorization: "Bearer " + state.token }, options.headers || {});
+    const response = await fetch(path, Object.assign({}, options, { headers: headers, cache: "no-store" }));
+    if (response.status === 401 || response.status === 403) {
+      throw new Refused(response.status === 403 ? "this token is not the ops centre's" : "this token is not valid");
+    }
+    if (!response.ok) throw new Error(path + " answered " + response.status);
+    return response;
+  }
+
+  class Refused extends Error {}
+
+  // ------------------------------------------------------------------ items
+
+  function light(item) { return item.kind === "triage" ? "triage" : (item.light || "green"); }
+
+  function department(item) {
+    const unit = state.units.get(item.unit_id);
+    return unit ? (unit.kind === "department" ? unit.id : unit.department || "") : "";
+  }
+
+  function title(item) {
+    if (item.kind === "triage") {
+      const guess = item.guess ? " (model: " + (state.categories.get(item.guess) || item.guess) + ")" : "";
+      return "Triage" + guess;
+    }
+    return state.categories.get(item.category) || item.category || "incident";
+  }
+
+  function describe(item) {
+    if (item.kind === "triage") return item.text || "";
+    const unit = state.units.get(item.unit_id);
+    return (unit ? unit.name : item.unit_id) + " · " + item.state.replace("_", " ");
+  }
+
+  function deadline(item) {
+    const due = item.state === "dispatched" ? item.acknowledge_by : item.resolve_by;
+    if (!due) return "";
+    const minutes = Math.round((Date.parse(due) - Date.now()) / 60000);
+    return minutes >= 0 ? "due in " + human(minutes) : human(-minutes) + " late";
+  }
+
+  function human(minutes) {
+    if (minutes < 90) return minutes + " min";
+    if (minutes < 48 * 60) return Math.round(minutes / 60) + " h";
+    return Math.round(minutes / 1440) + " d";
+  }
+
+  function matches(item, filters) {
+    if (filters.category && item.category !== filters.category && item.guess !== filters.category) return false;
+    if (filters.unit && item.unit_id !== filters.unit) return false;
+    if (filters.department && department(item) !== filters.department) return false;
+    if (filters.state && (item.kind === "triage" ? "triage" : item.state) !== filters.state) return false;
+    if (filters.light && light(item) !== filters.light) return false;
+    if (filters.q) {
+      const text = [item.incident_id, item.text, item.unit_id, item.category, item.address, title(item)].join(" ");
+      if (!text.toLowerCase().includes(filters.q)) return false;
+    }
+    return true;
+  }
+
+  function urgency(a, b) {
+    const byLight = URGENCY[light(a)] - URGENCY[light(b)];
+    if (byLight) return byLight;
+    const due = (item) => Date.parse(item.acknowledge_by || item.resolve_by || "9999-01-01T00:00:00Z");
+    return due(a) - due(b);
+  }
+
+  // ------------------------------------------------------------------ drawing
+
+  function icon(item) {
+    const level = light(item);
+    return L.divIcon({ className: "incident-icon", iconSize: [20, 20],
+                       html: '<span class="mark ' + level + '" role="img" aria-label="' + LIGHTS[level] + '"></span>' });
+  }
+
+  function place(item) {
+    const old = state.markers.get(item.incident_id);
+    if (old) state.cluster.removeLayer(old);
+    state.markers.delete(item.incident_id);
+    if (typeof item.lat !== "number" || typeof item.lon !== "number") return;
+    const marker = L.marker([item.lat, item.lon], { icon: icon(item), title: title(item), keyboard: false });
+    marker.bindPopup(() => popup(item));
+    state.markers.set(item.incident_id, marker);
+    state.cluster.addLayer(marker);
+  }
+
+  function popup(item) {
+    const box = document.createElement("div");
+    const head = document.createElement("strong");
+    head.textContent = title(item);
+    const body = document.createElement("div");
+    body.textContent = describe(item) + " · " + LIGHTS[light(item)] + (deadline(item) ? " · " + deadline(item) : "");
+    const id = document.createElement("div");
+    id.className = "meta";
+    id.textContent = item.incident_id;
+    box.append(head, body, id);
+    return box;
+  }
+
+  function filters() {
+    return { q: $("q").value.trim().toLowerCase(), category: $("f-category").value, unit: $("f-unit").value,
+             department: $("f-department").value, state: $("f-state").value, light: $("f-light").value };
+  }
+
+  function renderList() {
+    state.pending = false;
+    const wanted = filters();
+    const shown = Array.from(state.items.values()).filter((item) => matches(item, wanted)).sort(urgency);
+    const list = $("list");
+    const rows = shown.slice(0, LIST_LIMIT).map(row);
+    list.replaceChildren(...rows);
+    $("count").textContent = shown.length + " of " + state.items.size + " open incidents" +
+      (shown.length > LIST_LIMIT ? " (the " + LIST_LIMIT + " most urgent listed)" : "");
+  }
+
+  function row(item) {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.incident = item.incident_id;
+    const mark = document.createElement("span");
+    mark.className = "mark " + light(item);
+    mark.setAttribute("role", "img");
+    mark.setAttribute("aria-label", LIGHTS[light(item)]);
+    const text = document.createElement("span");
+    const what = document.createElement("span");
+    what.className = "what";
+    what.textContent = title(item);
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = " " + describe(item);
+    text.append(what, meta);
+    const sla = document.createElement("span");
+    sla.className = "sla";
+    sla.textContent = LIGHTS[light(item)] + (deadline(item) ? ", " + deadline(item) : "");
+    button.append(mark, text, sla);
+    button.addEventListener("click", () => focus(item.incident_id));
+    li.append(button);
+    return li;
+  }
+
+  function focus(incidentId) {
+    const marker = state.markers.get(incidentId);
+    if (!marker) return;
+    state.cluster.zoomToShowLayer(marker, () => marker.openPopup());
+  }
+
+  function scheduleList() {
+    if (state.pending) return;
+    state.pending = true;
+    requestAnimationFrame(renderList);
+  }
+
+  // ------------------------------------------------------------------ the feed
+
+  function apply(kind, data) {
+    performance.mark("board-update-start");
+    if (kind === "order") {
+      state.items.delete(data.incident_id); // a triage item decided becomes its order
+      if (data.open) {
+        state.items.set(data.incident_id, data);
+        place(data);
+      } else {
+        remove(data.incident_id);
+      }
+    } else if (kind === "triage") {
+      if (!state.items.has(data.incident_id)) {
+        state.items.set(data.incident_id, data);
+        place(data);
+      }
+    } else if (kind === "triaged") {
+      const item = state.items.get(data.incident_id);
+      if (item && item.kind === "triage") remove(data.incident_id);
+    }
+    scheduleList();
+    performance.mark("board-update-end");
+    performance.measure("board-update", "board-update-start", "board-update-end");
+  }
+
+  function remove(incidentId) {
+    state.items.delete(incidentId);
+    const marker = state.markers.get(incidentId);
+    if (marker) state.cluster.removeLayer(marker);
+    state.markers.delete(incidentId);
+  }
+
+  async function follow() {
+    for (;;) {
+      state.controller = new AbortController();
+      try {
+        const response = await api("/ops/board/events", { headers: { "Last-Event-ID": state.lastId },
+                                                          signal: state.controller.signal });
+        status("live");
+        await readEvents(response.body.getReader());
+      } catch (error) {
+        if (error instanceof Refused) return stop(error.message);
+        status("reconnecting…");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+
+  async function readEvents(reader) {
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let id = null, kind = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("id: ")) id = line.slice(4);
+          else if (line.startsWith("event: ")) kind = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        if (!data) continue;
+        if (id) state.lastId = id;
+        apply(kind, JSON.parse(data));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ start
+
+  function status(text) { $("status").textContent = text; }
+
+  function stop(message) {
+    sessionStorage.removeItem("cityloop.ops.token");
+    $("board").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = message;
+    status("not connected");
+  }
+
+  function options(select, entries) {
+    for (const [value, label] of entries) {
+      const option = document.createElement("option");
+      option.value = value;
+      option.textContent = label;
+      select.append(option);
+    }
+  }
+
+  function drawCity(city) {
+    if (state.map) { // a second login in this tab: start from a clean page
+      location.reload();
+      return;
+    }
+    state.city = city;
+    $("city").textContent = "· " + city.name;
+    for (const unit of city.units) state.units.set(unit.id, unit);
+    for (const category of city.categories) state.categories.set(category.code, category.name);
+    options($("f-category"), city.categories.map((c) => [c.code, c.name]));
+    options($("f-unit"), city.units.filter((u) => u.kind !== "department").map((u) => [u.id, u.name]));
+    options($("f-department"), city.units.filter((u) => u.kind === "department").map((u) => [u.id, u.name]));
+    options($("f-state"), ["triage", "dispatched", "acknowledged", "in_progress", "waiting", "resolved", "arbitration"]
+      .map((s) => [s, s.replace("_", " ")]));
+    // no tile layer by default (a closed network has no tile server): the zoom range is the map's own
+    const map = L.map("map", { attributionControl: false, minZoom: 3, maxZoom: 19 });
+    state.map = map;
+    const drawn = [];
+    for (const [layerId, collection] of Object.entries(city.layers)) {
+      const layer = L.geoJSON(collection, {
+        style: { color: "#1f3b57", weight: layerId === city.boundary ? 2 : 1, fillColor: "#ffffff", fillOpacity: 0.25 },
+        onEachFeature: (feature, shape) => shape.bindTooltip(feature.properties.name || feature.properties.id),
+      }).addTo(map);
+      drawn.push(layer);
+    }
+    const bounds = L.featureGroup(drawn).getBounds();
+    if (bounds.isValid()) map.fitBounds(bounds);
+    state.cluster = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false });
+    map.addLayer(state.cluster);
+  }
+
+  async function open() {
+    status("loading…");
+    const city = await (await api("/ops/city")).json();
+    $("login").hidden = true;
+    $("board").hidden = false;
+    drawCity(city);
+    const board = await (await api("/ops/board")).json();
+    state.lastId = board.last_event_id;
+    const markers = [];
+    for (const item of board.items) {
+      state.items.set(item.incident_id, item);
+      if (typeof item.lat === "number" && typeof item.lon === "number") {
+        const marker = L.marker([item.lat, item.lon], { icon: icon(item), title: title(item), keyboard: false });
+        marker.bindPopup(() => popup(item));
+        state.markers.set(item.incident_id, marker);
+        markers.push(marker);
+      }
+    }
+    state.cluster.addLayers(markers);
+    renderList();
+    performance.mark("board-first-render");
+    status("live");
+    follow();
+  }
+
+  async function start(token) {
+    state.token = token;
+    try {
+      await open();
+      sessionStorage.setItem("cityloop.ops.token", token);
+    } catch (error) {
+      if (error instanceof Refused) return stop(error.message);
+      stop("the board could not load: " + (error.message || String(error)));
+      console.error(error);
+    }
+  }
+
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    start($("token").value.trim());
+  });
+  for (const id of ["q", "f-category", "f-unit", "f-department", "f-state", "f-light"]) {
+    $(id).addEventListener("input", scheduleList);
+  }
+  setInterval(scheduleList, 30000); // the deadlines' "due in" texts age
+  const saved = sessionStorage.getItem("cityloop.ops.token");
+  if (saved) start(saved);
+  else $("token").focus();
+})();
