@@ -58,6 +58,7 @@ def board(*, api_url: str, metrics_url: str, kafka: str, prefix: str, token: str
     )
     return [
         *textwrap.wrap(heading, WIDTH),
+        f"  board      {api_url}/board (paste the ops centre's token below)",
         f"  API        {api_url}/docs (OpenAPI; try the routes there)",
         f"  Open311    {api_url}/open311/v2/services.json",
         "             (the simulator writes to Kafka; requests.json lists API POSTs)",

@@ -143,6 +143,13 @@ def test_keep_running_keeps_the_board_live_until_ctrl_c_even_started_as_a_backgr
                                      headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200 and "counts" in json.loads(response.read())
+    assert any(f"http://127.0.0.1:{api_port}/board" in line for line in lines), "the board's address is printed"
+    with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/board", timeout=10) as response:
+        assert response.status == 200 and "script-src 'self'" in response.headers["Content-Security-Policy"]
+    board = urllib.request.Request(f"http://127.0.0.1:{api_port}/ops/board",
+                                   headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    with urllib.request.urlopen(board, timeout=10) as response:
+        assert "last_event_id" in json.loads(response.read())
     os.killpg(process.pid, signal.SIGINT)
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0, rest[-2000:]
