@@ -11,9 +11,6 @@ is current to; ``GET /ops/board/events`` the feed from there (server-sent events
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -24,6 +21,7 @@ from dispatch import CityPack
 from feedback.views import board_view
 from streams.api.auth import Caller, context, ops_caller
 from streams.api.context import ApiContext
+from streams.api.sse import event_stream
 
 router = APIRouter(prefix="/ops", tags=["ops centre"])
 
@@ -97,23 +95,4 @@ async def board_events(
 ) -> StreamingResponse:
     start = last_event_id or since or await ctx.orders.board_tail()
 
-    async def stream() -> AsyncIterator[bytes]:
-        last, sent = start, 0
-        yield b"retry: 3000\n: connected\n\n"
-        while max_events is None or sent < max_events:
-            if await request.is_disconnected():
-                return
-            entries = await ctx.orders.board_events(last, block_ms=5000)
-            if not entries:
-                yield b": keep-alive\n\n"
-                continue
-            for entry_id, kind, data in entries:
-                last = entry_id
-                yield f"id: {entry_id}\nevent: {kind}\ndata: {json.dumps(json.loads(data))}\n\n".encode()
-                sent += 1
-                if max_events is not None and sent >= max_events:
-                    return
-            await asyncio.sleep(0)
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    return event_stream(request, lambda last: ctx.orders.board_events(last, block_ms=5000), start, max_events)

@@ -6,9 +6,6 @@ answers 404, exactly as one that does not exist.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -21,6 +18,7 @@ from streams.api.actions import lifecycle_record, submit
 from streams.api.auth import Caller, caller, context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
+from streams.api.sse import event_stream
 from streams.ids import incident_of_task
 
 router = APIRouter(prefix="/units/me", tags=["field units"])
@@ -151,23 +149,4 @@ async def events(
     """
     start = last_event_id or await ctx.orders.inbox_tail(who.unit_id)
 
-    async def stream() -> AsyncIterator[bytes]:
-        last, sent = start, 0
-        yield b"retry: 3000\n: connected\n\n"
-        while max_events is None or sent < max_events:
-            if await request.is_disconnected():
-                return
-            entries = await ctx.orders.inbox(who.unit_id, last, block_ms=5000)
-            if not entries:
-                yield b": keep-alive\n\n"
-                continue
-            for entry_id, kind, data in entries:
-                last = entry_id
-                yield f"id: {entry_id}\nevent: {kind}\ndata: {json.dumps(json.loads(data))}\n\n".encode()
-                sent += 1
-                if max_events is not None and sent >= max_events:
-                    return
-            await asyncio.sleep(0)
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    return event_stream(request, lambda last: ctx.orders.inbox(who.unit_id, last, block_ms=5000), start, max_events)
