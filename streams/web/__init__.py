@@ -1,6 +1,7 @@
 """The API's pages and the files they load, all served by ``cityloop api`` from the package (nothing from a CDN).
 
 * ``/board``: the ops centre's live board (a map and list of open incidents, streams/web/static/board.js);
+* ``/crew``: the crew app, a unit's tasks on a phone (streams/web/static/crew.js);
 * ``/docs``: the OpenAPI explorer (Swagger UI), working on a closed network;
 * ``/web/vendor/...``: the browser libraries of ``streams/web/vendor/`` (see streams/web/vendor.py);
 * ``/web/static/...``: CityLoop's own scripts and styles.
@@ -66,6 +67,11 @@ def mount(app: FastAPI) -> None:
     async def board() -> HTMLResponse:
         """The ops centre's board (streams/web/static/board.js); its data needs the ops centre's token."""
         return HTMLResponse(page("board"), headers=PAGE_HEADERS)
+
+    @app.get("/crew", include_in_schema=False)
+    async def crew() -> HTMLResponse:
+        """The crew app (streams/web/static/crew.js): a unit's tasks; its data needs the unit's token."""
+        return HTMLResponse(page("crew"), headers=PAGE_HEADERS)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
