@@ -121,6 +121,7 @@
   }
 
   function renderList() {
+    performance.mark("board-list-start");
     state.pending = false;
     const wanted = filters();
     const shown = Array.from(state.items.values()).filter((item) => matches(item, wanted)).sort(urgency);
@@ -129,6 +130,7 @@
     list.replaceChildren(...rows);
     $("count").textContent = shown.length + " of " + state.items.size + " open incidents" +
       (shown.length > LIST_LIMIT ? " (the " + LIST_LIMIT + " most urgent listed)" : "");
+    performance.measure("board-list", "board-list-start");
   }
 
   function row(item) {
@@ -295,6 +297,7 @@
   }
 
   async function open() {
+    performance.mark("board-open");
     status("loading…");
     const city = await (await api("/ops/city")).json();
     $("login").hidden = true;
@@ -315,6 +318,7 @@
     state.cluster.addLayers(markers);
     renderList();
     performance.mark("board-first-render");
+    performance.measure("board-load", "board-open", "board-first-render");
     status("live");
     follow();
   }
