@@ -7,16 +7,20 @@ docs/board.png.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from kafka import KafkaProducer
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from dispatch import load_city_pack
 from streams.api import create_api
@@ -29,13 +33,18 @@ pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def wait(driver, seconds: float) -> WebDriverWait:
+    """WebDriverWait that looks again when the list was redrawn under it (a live page redraws often)."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def row(driver, incident_id: str):
     return driver.find_elements(By.CSS_SELECTOR, f'#list button[data-incident="{incident_id}"]')
 
 
 def log_in(driver, base: str, token: str) -> None:
     driver.get(f"{base}/board")
-    field = WebDriverWait(driver, 20).until(expected_conditions.visibility_of_element_located((By.ID, "token")))
+    field = wait(driver, 20).until(expected_conditions.visibility_of_element_located((By.ID, "token")))
     field.send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#login button").click()
 
@@ -63,35 +72,62 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
     unit_token = issue_token(redis_url, namespace, "roads-west")
     with serving(create_api(settings, load_city_pack(settings.city))) as base:
         log_in(browser, base, unit_token)
-        error = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "login-error").text or None)
+        error = wait(browser, 20).until(lambda d: d.find_element(By.ID, "login-error").text or None)
         assert error == "this token is not the ops centre's"
         assert browser.find_element(By.ID, "board").get_attribute("hidden") is not None
         browser.get_log("browser")  # the refused token's 403 is expected: the checks below start after it
 
         first = post(base, 1)
         log_in(browser, base, ops_token)
-        WebDriverWait(browser, 30).until(lambda d: row(d, first))  # an incident opened before the board loaded
+        wait(browser, 30).until(lambda d: row(d, first))  # an incident opened before the board loaded
         assert browser.execute_script("return performance.getEntriesByName('board-first-render').length") == 1
         assert len(browser.find_elements(By.CSS_SELECTOR, "#map path.leaflet-interactive")) >= 2, "the city's areas"
 
         posted = time.monotonic()
         second = post(base, 2, code="graffiti", lat=51.985, lon=5.07)
-        WebDriverWait(browser, 30).until(lambda d: row(d, second))  # pushed over the feed, no reload
+        wait(browser, 30).until(lambda d: row(d, second))  # pushed over the feed, no reload
         print(f"report -> on the board: {time.monotonic() - posted:.2f} s")
         label = row(browser, second)[0].text
         assert "Graffiti" in label and "on time" in label
 
         odd = post(base, 3, code="litter", lat=51.98, lon=5.05)  # Open311 with a code: dispatched at once
-        WebDriverWait(browser, 30).until(lambda d: row(d, odd))
-        ops = {"Authorization": f"Bearer {ops_token}"}
-        cancelled = httpx.post(f"{base}/ops/orders/{odd}/cancel", headers=ops, json={"reason": "cleared"}, timeout=10)
-        assert cancelled.status_code == 200
-        WebDriverWait(browser, 30).until(lambda d: not row(d, odd))  # a finished order leaves the board live
+        wait(browser, 30).until(lambda d: row(d, odd))
+        row(browser, odd)[0].click()  # the incident panel: its clocks, its timeline, the ops actions
+        wait(browser, 20).until(lambda d: "dispatched" in d.find_element(By.ID, "panel-history").text)
+        assert "acknowledge" in browser.find_element(By.ID, "panel-clocks").text
+        form = browser.find_element(By.ID, "panel-action")
+        Select(form.find_element(By.NAME, "action")).select_by_value("cancel")
+        form.find_element(By.NAME, "reason").send_keys("cleared by a passer-by")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait(browser, 30).until(lambda d: d.find_element(By.ID, "panel-result").text == "cancel: cancelled")
+        wait(browser, 30).until(lambda d: not row(d, odd))  # a finished order leaves the board live
 
+        unsure = {"report_id": "odd-1", "source": "phone", "text": "something odd is going on by the canal",
+                  "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+        producer = KafkaProducer(bootstrap_servers=bootstrap)
+        producer.send(f"{namespace}.reports", key=b"odd-1", value=json.dumps(unsure).encode())
+        producer.flush()
+        producer.close()
+        waiting = report_incident("odd-1")
+        wait(browser, 30).until(lambda d: row(d, waiting))
+        assert "waiting for triage" in row(browser, waiting)[0].text
+        row(browser, waiting)[0].click()
+        choices = wait(browser, 20).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#panel-triage button[data-decide]")
+        )
+        assert 1 <= len(choices) <= 3, "the model's top three, one click each"
+        chosen = choices[0].get_attribute("data-decide")
+        choices[0].click()
+        wait(browser, 30).until(lambda d: row(d, waiting) and "waiting for triage" not in row(d, waiting)[0].text)
+        ops = {"Authorization": f"Bearer {ops_token}"}
+        decided = httpx.get(f"{base}/ops/incidents/{waiting}", headers=ops, timeout=10).json()["order"]
+        assert decided["category"] == chosen
+
+        browser.find_element(By.ID, "panel-close").click()
         count = browser.find_element(By.ID, "count").text
-        assert count.startswith("2 of 2 open incidents"), count
+        assert count.startswith("3 of 3 open incidents"), count
         browser.find_element(By.ID, "q").send_keys("graffiti")
-        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "count").text.startswith("1 of 2"))
+        wait(browser, 10).until(lambda d: d.find_element(By.ID, "count").text.startswith("1 of 3"))
         assert row(browser, second) and not row(browser, first)
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert not errors, errors
@@ -100,5 +136,5 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
             search = browser.find_element(By.ID, "q")
             search.send_keys(Keys.CONTROL, "a")
             search.send_keys(Keys.DELETE)
-            WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "count").text.startswith("2 of 2"))
+            wait(browser, 10).until(lambda d: d.find_element(By.ID, "count").text.startswith("3 of 3"))
             browser.save_screenshot(str(ROOT / "docs" / "board.png"))

@@ -10,13 +10,12 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
 
 from dispatch import load_city_pack
 from streams.api import create_api
 from tests.browser.conftest import browser, chromium, serving  # noqa: F401 - fixtures used below
 from tests.integration.api_helpers import api_settings, demo_pack, issue_token
-from tests.integration.test_board_browser import post
+from tests.integration.test_board_browser import post, wait
 
 pytestmark = [pytest.mark.integration]
 
@@ -26,7 +25,7 @@ def card(driver, task_id: str):
 
 
 def press(driver, task_id: str, action: str) -> None:
-    WebDriverWait(driver, 30).until(
+    wait(driver, 30).until(
         lambda d: (
             card(d, task_id)
             and card(d, task_id)[0].find_elements(By.CSS_SELECTOR, f'[data-action="{action}"]')
@@ -46,28 +45,28 @@ def test_a_crew_gets_its_task_live_and_works_it_from_a_phone(browser, workers, b
     browser.set_window_size(360, 640)
     with serving(create_api(settings, load_city_pack(settings.city))) as base:
         browser.get(f"{base}/crew")
-        WebDriverWait(browser, 20).until(expected_conditions.visibility_of_element_located((By.ID, "token")))
+        wait(browser, 20).until(expected_conditions.visibility_of_element_located((By.ID, "token")))
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.CSS_SELECTOR, "#login button").click()
-        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "unit").text == "Roads crew West")
-        WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "status").text == "live")
+        wait(browser, 20).until(lambda d: d.find_element(By.ID, "unit").text == "Roads crew West")
+        wait(browser, 20).until(lambda d: d.find_element(By.ID, "status").text == "live")
 
         incident = post(base, 1)
         task_id = incident.replace("inc-", "tsk-", 1) + "-1"
-        WebDriverWait(browser, 30).until(lambda d: card(d, task_id))  # pushed, no reload
+        wait(browser, 30).until(lambda d: card(d, task_id))  # pushed, no reload
         notice = browser.find_element(By.ID, "notice")
         assert notice.is_displayed() and notice.text.startswith("New task: pothole")
         assert "acknowledge within" in card(browser, task_id)[0].text
 
         press(browser, task_id, "ack")
-        WebDriverWait(browser, 30).until(lambda d: "state: acknowledged" in card(d, task_id)[0].text)
+        wait(browser, 30).until(lambda d: "state: acknowledged" in card(d, task_id)[0].text)
         press(browser, task_id, "start")
-        WebDriverWait(browser, 30).until(lambda d: "state: in progress" in card(d, task_id)[0].text)
+        wait(browser, 30).until(lambda d: "state: in progress" in card(d, task_id)[0].text)
         press(browser, task_id, "resolve")
         form = card(browser, task_id)[0].find_element(By.CSS_SELECTOR, "form.resolve")
         form.find_element(By.NAME, "note").send_keys("filled with cold asphalt")
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(browser, 30).until(lambda d: not card(d, task_id))  # resolved: no longer the crew's to do
+        wait(browser, 30).until(lambda d: not card(d, task_id))  # resolved: no longer the crew's to do
 
         order = httpx.get(f"{base}/ops/incidents/{incident}", headers=ops, timeout=10).json()["order"]
         assert order["state"] == "resolved" and order["resolution"]["note"] == "filled with cold asphalt"

@@ -10,7 +10,7 @@
   const LIST_LIMIT = 500;
   const $ = (id) => document.getElementById(id);
 
-  const state = { token: null, city: null, units: new Map(), categories: new Map(), items: new Map(),
+  const state = { token: null, city: null, open: null, units: new Map(), categories: new Map(), items: new Map(),
                   markers: new Map(), lastId: null, map: null, cluster: null, pending: false, controller: null };
 
   // ------------------------------------------------------------------ the API
@@ -21,7 +21,7 @@
     if (response.status === 401 || response.status === 403) {
       throw new Refused(response.status === 403 ? "this token is not the ops centre's" : "this token is not valid");
     }
-    if (!response.ok) throw new Error(path + " answered " + response.status);
+    if (!response.ok && !options.raw) throw new Error(path + " answered " + response.status);
     return response;
   }
 
@@ -160,9 +160,97 @@
   }
 
   function focus(incidentId) {
+    showPanel(incidentId);
     const marker = state.markers.get(incidentId);
-    if (!marker) return;
-    state.cluster.zoomToShowLayer(marker, () => marker.openPopup());
+    if (!marker || !state.cluster.hasLayer(marker)) return;
+    state.cluster.zoomToShowLayer(marker, () => {
+      if (state.cluster.hasLayer(marker)) marker.openPopup(); // it may have been replaced by a newer change
+    });
+  }
+
+  // ------------------------------------------------------------------ the incident panel
+
+  function text(tag, content, className) {
+    const node = document.createElement(tag);
+    node.textContent = content;
+    if (className) node.className = className;
+    return node;
+  }
+
+  async function showPanel(incidentId) {
+    if (state.open !== incidentId) $("panel-result").textContent = ""; // kept when the same incident is refreshed
+    state.open = incidentId;
+    const item = state.items.get(incidentId) || { incident_id: incidentId };
+    $("panel").hidden = false;
+    $("panel-title").textContent = title(item);
+    const answer = await api("/ops/incidents/" + encodeURIComponent(incidentId)).then((r) => r.json(), () => null);
+    if (state.open !== incidentId || !answer) return;
+    const order = answer.order;
+    $("panel-summary").textContent = order
+      ? (state.units.get(order.unit_id) || { name: order.unit_id }).name + " · " + order.state.replace(/_/g, " ") +
+        " · attempt " + order.attempt + (order.rule ? " · rule " + order.rule : "") + " · " + incidentId
+      : "waiting for triage · " + incidentId;
+    const triage = answer.triage && !order ? answer.triage : null;
+    const decide = $("panel-triage");
+    decide.replaceChildren();
+    if (triage) {
+      decide.append(text("p", triage.text || ""));
+      for (const [code, confidence] of (triage.top || []).slice(0, 3)) {
+        const button = text("button", (state.categories.get(code) || code) + " (" + Number(confidence).toFixed(2) + ")");
+        button.type = "button";
+        button.dataset.decide = code;
+        button.addEventListener("click", () => decideTriage(incidentId, code));
+        decide.append(button);
+      }
+    }
+    const clocks = order && order.sla ? Object.entries(order.sla.clocks || {}) : [];
+    $("panel-clocks").replaceChildren(...(clocks.length ? clocks.map(([stage, clock]) => text("li",
+      stage + ": " + (clock.due ? "due " + new Date(clock.due).toLocaleString() : clock.running ? "running" : "stopped") +
+      (clock.breached ? " · overdue" : clock.warned ? " · at risk" : "") +
+      " · " + Math.round(clock.used_minutes) + " of " + Math.round(clock.budget_minutes) + " min used")) : [text("li", "none")]));
+    const history = order && order.history ? order.history : [];
+    $("panel-history").replaceChildren(...history.map((entry) => text("li",
+      new Date(entry.at).toLocaleString() + " · " + (entry.event || entry.type) + (entry.actor ? " · " + entry.actor : ""))));
+    $("panel-sources").replaceChildren(...(answer.sources || []).map((source) => text("li", source)));
+    $("panel-action").hidden = !order;
+    $("panel").focus();
+  }
+
+  async function decideTriage(incidentId, category) {
+    $("panel-result").textContent = "sending…";
+    const response = await api("/ops/triage/" + encodeURIComponent(incidentId) + "/decision", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ category: category }),
+      raw: true,
+    }).catch((error) => ({ ok: false, status: 0, json: async () => ({ message: error.message }) }));
+    const answer = await response.json().catch(() => ({}));
+    $("panel-result").textContent = response.ok ? "decided: " + category : "refused: " + (answer.message || response.status);
+    if (response.ok) showPanel(incidentId);
+  }
+
+  async function act(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const action = form.get("action");
+    const reason = form.get("reason") || "";
+    const bodies = {
+      assign: { unit_id: form.get("unit_id"), reason: reason },
+      recategorise: { category: form.get("category"), reason: reason },
+      verify: { note: reason || null },
+      reopen: { reason: reason },
+      merge: { into: form.get("into"), reason: reason || null },
+      cancel: { reason: reason },
+    };
+    const incidentId = state.open;
+    $("panel-result").textContent = "sending…";
+    const response = await api("/ops/orders/" + encodeURIComponent(incidentId) + "/" + action, {
+      method: "POST", body: JSON.stringify(bodies[action]),
+      headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() }, raw: true,
+    }).catch((error) => ({ ok: false, status: 0, json: async () => ({ message: error.message }) }));
+    const answer = await response.json().catch(() => ({}));
+    $("panel-result").textContent = response.ok
+      ? action + ": " + (answer.task ? answer.task.state.replace(/_/g, " ") : answer.status || "accepted")
+      : "refused: " + (answer.message || answer.detail || response.status);
+    if (response.ok) showPanel(incidentId);
   }
 
   function scheduleList() {
@@ -277,10 +365,14 @@
     options($("f-category"), city.categories.map((c) => [c.code, c.name]));
     options($("f-unit"), city.units.filter((u) => u.kind !== "department").map((u) => [u.id, u.name]));
     options($("f-department"), city.units.filter((u) => u.kind === "department").map((u) => [u.id, u.name]));
+    options($("panel-action").elements.unit_id, city.units.map((u) => [u.id, u.name]));
+    options($("panel-action").elements.category, city.categories.map((c) => [c.code, c.name]));
     options($("f-state"), ["triage", "dispatched", "acknowledged", "in_progress", "waiting", "resolved", "arbitration"]
       .map((s) => [s, s.replace("_", " ")]));
     // no tile layer by default (a closed network has no tile server): the zoom range is the map's own
-    const map = L.map("map", { attributionControl: false, minZoom: 3, maxZoom: 19 });
+    // no animations: markers change under a live feed, and markercluster fails on a layer changed mid-animation
+    const map = L.map("map", { attributionControl: false, minZoom: 3, maxZoom: 19, zoomAnimation: false,
+                               fadeAnimation: false, markerZoomAnimation: false });
     state.map = map;
     const drawn = [];
     for (const [layerId, collection] of Object.entries(city.layers)) {
@@ -292,7 +384,7 @@
     }
     const bounds = L.featureGroup(drawn).getBounds();
     if (bounds.isValid()) map.fitBounds(bounds);
-    state.cluster = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false });
+    state.cluster = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false, animate: false });
     map.addLayer(state.cluster);
   }
 
@@ -338,6 +430,11 @@
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     start($("token").value.trim());
+  });
+  $("panel-action").addEventListener("submit", act);
+  $("panel-close").addEventListener("click", () => {
+    $("panel").hidden = true;
+    state.open = null;
   });
   for (const id of ["q", "f-category", "f-unit", "f-department", "f-state", "f-light"]) {
     $(id).addEventListener("input", scheduleList);
