@@ -299,36 +299,15 @@
         const response = await api("/ops/board/events", { headers: { "Last-Event-ID": state.lastId },
                                                           signal: state.controller.signal });
         status("live");
-        await readEvents(response.body.getReader());
+        await CityLoopEvents.read(response.body, (id, kind, data) => {
+          if (id) state.lastId = id;
+          apply(kind, data);
+        });
       } catch (error) {
         if (error instanceof Refused) return stop(error.message);
         status("reconnecting…");
       }
       await new Promise((resolve) => setTimeout(resolve, 2000));
-    }
-  }
-
-  async function readEvents(reader) {
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        let id = null, kind = "message", data = "";
-        for (const line of block.split("\n")) {
-          if (line.startsWith("id: ")) id = line.slice(4);
-          else if (line.startsWith("event: ")) kind = line.slice(7);
-          else if (line.startsWith("data: ")) data += line.slice(6);
-        }
-        if (!data) continue;
-        if (id) state.lastId = id;
-        apply(kind, JSON.parse(data));
-      }
     }
   }
 

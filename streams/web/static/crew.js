@@ -157,26 +157,10 @@
         const response = await api("/units/me/events", { headers: headers });
         if (!response.ok) throw new Error("events answered " + response.status);
         status("live");
-        const reader = response.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, { stream: true });
-          let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            let kind = null, data = null;
-            for (const line of block.split("\n")) {
-              if (line.startsWith("id: ")) last = line.slice(4);
-              else if (line.startsWith("event: ")) kind = line.slice(7);
-              else if (line.startsWith("data: ")) data = JSON.parse(line.slice(6));
-            }
-            if (kind && data) await heard(kind, data);
-          }
-        }
+        await CityLoopEvents.read(response.body, async (id, kind, data) => {
+          if (id) last = id;
+          await heard(kind, data);
+        });
       } catch (error) {
         if (error instanceof Refused) return stop(error.message);
         status("offline: reconnecting…");
