@@ -65,3 +65,19 @@ def post_request(client: TestClient, **fields: Any) -> Any:
     for name in [k for k, v in fields.items() if v is None]:
         form.pop(name, None)
     return client.post("/open311/v2/requests.json", data=form)
+
+
+def send_unsure_report(bootstrap: str, namespace: str, report_id: str = "odd-1") -> dict[str, Any]:
+    """A report with no service code and text no model is sure of, written to the reports topic as an app would."""
+    import json
+    from datetime import UTC, datetime
+
+    from kafka import KafkaProducer
+
+    report = {"report_id": report_id, "source": "phone", "text": "something odd is going on by the canal",
+              "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer.send(f"{namespace}.reports", key=report_id.encode(), value=json.dumps(report).encode())
+    producer.flush()
+    producer.close()
+    return report

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 
 from streams.ids import stable_id
 from tests.integration.api_helpers import (
@@ -24,6 +23,7 @@ from tests.integration.api_helpers import (
     demo_pack,
     issue_token,
     post_request,
+    send_unsure_report,
 )
 from tests.integration.conftest import collect, free_port, wait_for
 from tests.integration.loop import short_sla_city
@@ -244,12 +244,7 @@ def test_the_ops_centre_triages_watches_the_board_merges_and_cancels(
         # an unsure report (no service code) waits for a person
         unsure = post_request(client, service_code="graffiti", description="strange smell near the canal").json()
         assert unsure[0]["service_request_id"]
-        odd = {"report_id": "odd-1", "source": "phone", "text": "something odd is going on by the canal",
-               "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
-        producer = KafkaProducer(bootstrap_servers=bootstrap)
-        producer.send(f"{namespace}.reports", key=b"odd-1", value=json.dumps(odd).encode())
-        producer.flush()
-        producer.close()
+        odd = send_unsure_report(bootstrap, namespace)
         waiting = wait_json(client, "/ops/triage", lambda b: len(b["waiting"]) == 1, headers=ops)["waiting"]
         assert waiting[0]["text"] == odd["text"]
         incident = waiting[0]["incident_id"]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
-from kafka import KafkaProducer
 
 from streams.ids import report_incident
-from tests.integration.api_helpers import api_client, api_settings, bearer, demo_pack, issue_token, post_request
+from tests.integration.api_helpers import (
+    api_client,
+    api_settings,
+    bearer,
+    demo_pack,
+    issue_token,
+    post_request,
+    send_unsure_report,
+)
 from tests.integration.test_api import wait_json
 
 pytestmark = [pytest.mark.integration]
@@ -57,12 +63,7 @@ def test_the_board_lists_open_incidents_and_follows_them_live(workers, bootstrap
                                                                                    "green")  # fmt: skip
         assert item["acknowledge_by"] and item["lat"] == 51.99
 
-        odd = {"report_id": "odd-1", "source": "phone", "text": "something odd is going on by the canal",
-               "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
-        producer = KafkaProducer(bootstrap_servers=bootstrap)
-        producer.send(f"{namespace}.reports", key=b"odd-1", value=json.dumps(odd).encode())
-        producer.flush()
-        producer.close()
+        odd = send_unsure_report(bootstrap, namespace)
         unsure = report_incident("odd-1")
         waiting = wait_json(client, "/ops/board", lambda b: unsure in board_items(b), headers=ops)
         assert board_items(waiting)[unsure]["kind"] == "triage"

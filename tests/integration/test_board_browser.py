@@ -7,15 +7,12 @@ docs/board.png.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from kafka import KafkaProducer
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -26,7 +23,7 @@ from dispatch import load_city_pack
 from streams.api import create_api
 from streams.ids import report_incident
 from tests.browser.conftest import browser, chromium, serving  # noqa: F401 - fixtures used below
-from tests.integration.api_helpers import OPEN311_KEY, api_settings, demo_pack, issue_token
+from tests.integration.api_helpers import OPEN311_KEY, api_settings, demo_pack, issue_token, send_unsure_report
 
 pytestmark = [pytest.mark.integration]
 
@@ -102,12 +99,7 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
         wait(browser, 30).until(lambda d: d.find_element(By.ID, "panel-result").text == "cancel: cancelled")
         wait(browser, 30).until(lambda d: not row(d, odd))  # a finished order leaves the board live
 
-        unsure = {"report_id": "odd-1", "source": "phone", "text": "something odd is going on by the canal",
-                  "lat": 51.99, "lon": 5.06, "reported_at": datetime.now(UTC).isoformat()}  # fmt: skip
-        producer = KafkaProducer(bootstrap_servers=bootstrap)
-        producer.send(f"{namespace}.reports", key=b"odd-1", value=json.dumps(unsure).encode())
-        producer.flush()
-        producer.close()
+        send_unsure_report(bootstrap, namespace)
         waiting = report_incident("odd-1")
         wait(browser, 30).until(lambda d: row(d, waiting))
         assert "waiting for triage" in row(browser, waiting)[0].text
