@@ -7,6 +7,8 @@ Keys, under a namespace ``ns``:
 * ``ns:wm:<family>``: the family's watermark, the latest event time seen;
 * ``ns:inc:<id>``: hash with lat, lon, cat, fam, first, last, tok, n;
   ``ns:inc:<id>:src``: the set of every source id merged into it;
+  ``ns:inc:<id>:said``: hash, source id -> what it said (a short JSON the caller gives: for people reading the
+  incident), for the first :data:`SAID_KEPT` sources;
 * ``ns:src:<source id>``: ``<incident id>|<1 if it opened the incident>``.
 
 Incidents leave the index when their last sighting falls more than the window
@@ -23,6 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+SAID_KEPT = 50  # sources whose words an incident keeps (a thousand reports of one flood need not all be stored)
+SAID_KEPT_TEXT = str(SAID_KEPT)
+
 _MERGE_BATCH = """
 -- One call decides a whole batch, in order: ARGV[1] is a JSON array of argument arrays (see merge_or_open).
 local function state(ns, id)
@@ -31,6 +36,12 @@ end
 local function listed(ns, id, limit)
   if limit > 0 then return redis.call('SRANDMEMBER', ns .. ':inc:' .. id .. ':src', limit) end
   return {}
+end
+local function said(key, A)
+  if A[20] ~= '' and redis.call('HLEN', key .. ':said') < tonumber(A[21]) then
+    redis.call('HSET', key .. ':said', A[2], A[20])
+  end
+  redis.call('EXPIRE', key .. ':said', tonumber(A[10]))
 end
 local function decide(A)
   local ns = A[11]
@@ -95,6 +106,7 @@ local function decide(A)
     redis.call('HSET', key, 'first', string.format('%.6f', first), 'last', string.format('%.6f', last))
     redis.call('HINCRBY', key, 'n', 1)
     redis.call('SADD', key .. ':src', A[2])
+    said(key, A)
     redis.call('EXPIRE', key, ttl)
     redis.call('EXPIRE', key .. ':src', ttl)
     redis.call('ZADD', K2, string.format('%.6f', last), best)
@@ -110,6 +122,7 @@ local function decide(A)
   redis.call('HSET', key, 'lat', A[4], 'lon', A[3], 'cat', A[9], 'fam', A[14], 'first', A[5],
     'last', A[5], 'tok', A[8], 'n', '1', 'org', A[15], 'conf', A[16], 'by', A[17])
   redis.call('SADD', key .. ':src', A[2])
+  said(key, A)
   redis.call('EXPIRE', key, ttl)
   redis.call('EXPIRE', key .. ':src', ttl)
   redis.call('SET', K3, id .. '|1', 'EX', ttl)
@@ -178,6 +191,7 @@ class Sighting:
     origin: str = "report"  # what kind of source opens the incident: "report" or "sensor"
     confidence: float = 1.0  # how sure the category is
     classified_by: str = "service_code"
+    said: str = ""  # what the source said, for people reading the incident (kept as given, see SAID_KEPT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +276,7 @@ class RedisIncidentIndex:
         batch = [
             [s.new_incident_id, s.source_id, repr(s.lon), repr(s.lat), repr(s.event_ts), repr(s.radius_m),
              repr(s.window_s), " ".join(s.tokens), s.category, ttl, ns, weight, grace, s.family, s.origin,
-             repr(s.confidence), s.classified_by, limit, str(list_sources)]
+             repr(s.confidence), s.classified_by, limit, str(list_sources), s.said, SAID_KEPT_TEXT]
             for s in sightings
         ]  # fmt: skip
         # one script call for the whole batch: decisions stay in order, and packing one argument is cheap
@@ -301,6 +315,17 @@ class RedisIncidentIndex:
             pipe.srandmember(f"{self._ns}:inc:{incident_id}:src", limit)
         replies = await pipe.execute()
         return [sorted(_text(m) for m in members) for members in replies]
+
+    async def said(self, incident_id: str) -> dict[str, Any]:
+        """What each source kept with the incident said (see :data:`SAID_KEPT`), by source id, decoded."""
+        stored = await self._redis.hgetall(f"{self._ns}:inc:{incident_id}:said")
+        out: dict[str, Any] = {}
+        for source, value in stored.items():
+            try:
+                out[_text(source)] = json.loads(value)
+            except ValueError:
+                out[_text(source)] = {"text": _text(value)}
+        return out
 
 
 def _text(value: Any) -> str:

@@ -28,6 +28,7 @@ from classifiers.triage import TriagePolicy
 from dispatch import CityPack, Dispatcher
 from dispatch.store import AsyncUnitStore
 from feedback import Policy
+from feedback.reasons import TaskReasons
 from streams.ids import sensor_source
 from streams.outcomes import Envelope
 from streams.pipeline.batch import BatchResult, DeadLetter, Emission, Sink, dead_lettered
@@ -71,6 +72,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         units: AsyncUnitStore | None = None,
         sensor: Sensor | None = None,
+        reasons: TaskReasons | None = None,
     ) -> None:
         self.pack = pack
         self.topics = topics
@@ -90,7 +92,7 @@ class Engine:
         self.detect = Detect(pack)
         self.discover = Discover(self.dispatcher, incidents, triage, self.unit_state, self.merge_policy, self.records)
         self.decisions = TriageDecisions(pack, triage, self.records)
-        self.emit = Emitter(ledger, sink)
+        self.emit = Emitter(ledger, sink, reasons=reasons, tasks_topic=topics.tasks)
         self.incidents = incidents
 
     # ----------------------------------------------------------------- reports

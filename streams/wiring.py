@@ -19,6 +19,7 @@ from classifiers.store import RedisIncidentIndex
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from dispatch.store import AsyncUnitStore
+from feedback.reasons import TaskReasons
 from feedback.store import RedisOrderStore
 from streams.citypolicy import calendar_of, policy_for
 from streams.engine import Engine
@@ -59,6 +60,7 @@ def worker_parts(
     # the domain packages' stores, each call that is safe to repeat waiting out a Redis outage (streams/state.py)
     incidents = Retrying(RedisIncidentIndex(redis_client, ns, ttl_s=settings.dedup_ttl_s), INCIDENT_CALLS)
     units = Retrying(AsyncUnitStore(redis_client, ns), UNIT_CALLS)
+    reasons = TaskReasons(redis_client, ns, retention_s=settings.order_retention_s)
     merge_policy = MergePolicy(default_radius_m=settings.merge_radius_m, default_window_s=settings.merge_window_s)
     engine = Engine(
         pack,
@@ -75,13 +77,14 @@ def worker_parts(
         max_skew=timedelta(seconds=settings.max_clock_skew_s),
         units=units,
         sensor=sensor,
+        reasons=reasons,
         **clock,
     )
     orders = Retrying(RedisOrderStore(
         redis_client, ns, calendar, event_ttl_s=settings.dedup_ttl_s, retention_s=settings.order_retention_s,
         sensor_reopen_s=int(settings.sensor_reopen_s),
     ), ORDER_CALLS)  # fmt: skip
-    emitter = Emitter(ledger, sink)
+    emitter = Emitter(ledger, sink, reasons=reasons, tasks_topic=topics.tasks)
     lifecycle = Lifecycle(pack, engine.dispatcher, policy, orders, incidents, emitter, topics, units=units,
                           unit_loads=engine.unit_loads, merge_policy=merge_policy, **clock)  # fmt: skip
     timer = SlaTimer(pack, policy, orders, emitter, topics, lease=timedelta(seconds=settings.timer_lease_s), **clock)

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from classifiers.store import RedisIncidentIndex
 from dispatch import CityPack
 from feedback import BusinessCalendar, FeedbackError, LifecycleEvent, Policy, WorkOrder, check
+from feedback.reasons import TaskReasons
 from feedback.store import RedisOrderStore
 from streams.api.store import ApiStore
 from streams.citypolicy import calendar_of, policy_for
@@ -64,6 +65,7 @@ class ApiContext:
     incidents: RedisIncidentIndex
     triage: TriageQueue
     store: ApiStore
+    reasons: TaskReasons
     writer: EventWriter
     clock: Callable[[], datetime]
 
@@ -95,6 +97,7 @@ class ApiContext:
             incidents=RedisIncidentIndex(redis_client, ns, ttl_s=settings.dedup_ttl_s),
             triage=TriageQueue(redis_client, ns, ttl_s=settings.dedup_ttl_s),
             store=ApiStore(redis_client, ns),
+            reasons=TaskReasons(redis_client, ns, retention_s=settings.order_retention_s),
             writer=writer,
             clock=clock,
         )

@@ -67,7 +67,9 @@ async def _record(ctx: ApiContext, incident_id: str) -> dict[str, Any]:
         "incident_id": incident_id,
         "order": None if order is None else task_view(order, ctx.calendar, history=True),
         "sources": sources,
+        "said": await ctx.incidents.said(incident_id),
         "triage": triage,
+        "reasons": await ctx.reasons.of(incident_id),
         "open311": open311_status(final, ctx.unit_names, ctx.calendar),
     }
 

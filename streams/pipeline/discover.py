@@ -20,12 +20,13 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from dispatch import CityPack, Dispatcher
 from dispatch.store import AsyncUnitStore
-from streams.ids import task_id_for
+from streams.ids import iso, task_id_for
 from streams.outcomes import Envelope
 from streams.pipeline.batch import DeadLetter, Emission, Sighted
 from streams.pipeline.build import Records
@@ -152,4 +153,16 @@ class Discover:
             origin=s.origin,
             confidence=s.confidence,
             classified_by=s.method,
+            said=said(s),
         )
+
+
+def said(s: Sighted) -> str:
+    """What a source said, as the incident keeps it for people: its words (cut at 500 characters), channel, time."""
+    words: dict[str, Any] = {"text": s.text[:500], "channel": s.channel if s.origin == "report" else s.origin,
+                             "at": iso(s.event_time)}  # fmt: skip
+    if s.address:
+        words["address"] = s.address
+    if s.sensor:
+        words["sensor"] = s.sensor
+    return orjson.dumps(words).decode()

@@ -10,11 +10,13 @@ acknowledged send, after the commit of an exactly-once unit).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from feedback.reasons import TaskReasons
 from streams.pipeline.batch import Emission, Outcome, Record, Sink
 from streams.sinks import delivered
 from streams.state import RESEND, SENT, Claim, Ledger
@@ -24,10 +26,19 @@ def encoded(records: Sequence[Record] | list[Any]) -> list[tuple[str, bytes, byt
     return [(topic, key.encode("utf-8"), orjson.dumps(record)) for topic, key, record in records]
 
 
+log = logging.getLogger(__name__)
+
+
 class Emitter:
-    def __init__(self, ledger: Ledger, sink: Sink) -> None:
+    """Sends outcomes through the ledger; with ``reasons``, keeps why each task on ``tasks_topic`` went where."""
+
+    def __init__(
+        self, ledger: Ledger, sink: Sink, *, reasons: TaskReasons | None = None, tasks_topic: str | None = None
+    ) -> None:
         self.ledger = ledger
         self.sink = sink
+        self.reasons = reasons
+        self.tasks_topic = tasks_topic
 
     async def __call__(self, emissions: Sequence[Emission]) -> tuple[list[tuple[Emission, list[Any]]], list[Emission]]:
         """Send what the ledger has not seen sent; returns (each emission sent with its records, the skipped)."""
@@ -56,7 +67,17 @@ class Emitter:
         if out:
             await self.sink.send_all(out)
         confirmed = [claim.key for claim in claims if claim.status != SENT]
-        await delivered(self.sink, lambda: self.ledger.confirm(confirmed))
+        tasks = [record for _, records in sent for topic, _, record in records if topic == self.tasks_topic]
+
+        async def durable() -> None:
+            await self.ledger.confirm(confirmed)
+            if tasks and self.reasons is not None:
+                try:
+                    await self.reasons.save(tasks)
+                except Exception:  # noqa: BLE001 - the board's copy of an explanation is not worth a batch
+                    log.warning("could not keep the reasons of %d tasks for the board", len(tasks), exc_info=True)
+
+        await delivered(self.sink, durable)
         return sent, skipped
 
 

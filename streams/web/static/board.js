@@ -203,6 +203,7 @@
         decide.append(button);
       }
     }
+    $("panel-why").replaceChildren(...why(answer.reasons || [], order));
     const clocks = order && order.sla ? Object.entries(order.sla.clocks || {}) : [];
     $("panel-clocks").replaceChildren(...(clocks.length ? clocks.map(([stage, clock]) => text("li",
       stage + ": " + (clock.due ? "due " + new Date(clock.due).toLocaleString() : clock.running ? "running" : "stopped") +
@@ -211,9 +212,57 @@
     const history = order && order.history ? order.history : [];
     $("panel-history").replaceChildren(...history.map((entry) => text("li",
       new Date(entry.at).toLocaleString() + " · " + (entry.event || entry.type) + (entry.actor ? " · " + entry.actor : ""))));
-    $("panel-sources").replaceChildren(...(answer.sources || []).map((source) => text("li", source)));
+    $("panel-sources").replaceChildren(...sources(answer.sources || [], answer.said || {}));
     $("panel-action").hidden = !order;
     $("panel").focus();
+  }
+
+  // Each report or alarm merged into the incident: what it said (its words, channel and time, or the sensor's
+  // reading) for those the incident kept, the id alone for the rest.
+  function sources(ids, said) {
+    const lines = ids.map((id) => {
+      const words = said[id];
+      if (!words) return text("li", id, "source-id");
+      const sensor = words.sensor ? " · " + words.sensor.sensor_id + " " + words.sensor.kind + " " +
+        words.sensor.value + (words.sensor.unit ? " " + words.sensor.unit : "") : "";
+      return text("li", (words.channel || "") + " · " + new Date(words.at).toLocaleString() + sensor + " · " +
+        (words.text || "") + (words.address ? " (" + words.address + ")" : ""));
+    });
+    lines.sort((a, b) => (a.className === "source-id") - (b.className === "source-id"));
+    if (lines.length > 60) return [...lines.slice(0, 60), text("li", (lines.length - 60) + " more")];
+    return lines.length ? lines : [text("li", "none")];
+  }
+
+  // The explanation the worker kept for each task: the current one in full (the rule, the areas that decided,
+  // every candidate unit and why it won or lost), earlier attempts one line each.
+  function why(reasons, order) {
+    if (!reasons.length) return [text("p", order ? "no explanation kept for this order" : "not dispatched yet")];
+    const unitName = (id) => (state.units.get(id) || { name: id }).name;
+    const current = reasons[reasons.length - 1];
+    const e = current.explanation || {};
+    const nodes = [text("p", "attempt " + current.attempt + ": " + unitName(current.unit_id) +
+      " · rule " + (current.rule || "-") + (e.pack_version ? " · pack " + e.pack_version : ""), "why-head")];
+    if (e.why) nodes.push(text("p", e.why));
+    const areas = Object.entries(e.features || {}).filter(([, value]) => value);
+    if (areas.length) nodes.push(text("p", "areas: " + areas.map(([layer, value]) => layer + " " + value).join(", ")));
+    if (e.boundary_m !== undefined && e.boundary_m !== null) {
+      nodes.push(text("p", Math.round(e.boundary_m) + " m from the edge of the deciding area"));
+    }
+    const candidates = e.candidates || [];
+    if (candidates.length) {
+      const list = document.createElement("ul");
+      list.className = "candidates";
+      for (const c of candidates) list.append(text("li", c.outcome + ": " + unitName(c.unit) + " · " + c.why, c.outcome));
+      if (e.skipped_more) list.append(text("li", e.skipped_more + " more units skipped"));
+      nodes.push(list);
+    }
+    if ((e.rejected_by || []).length) nodes.push(text("p", "rejected by " + e.rejected_by.map(unitName).join(", ")));
+    for (const other of e.co_notify || []) nodes.push(text("p", "also told " + unitName(other.unit) + ": " + other.why));
+    for (const earlier of reasons.slice(0, -1).reverse()) {
+      nodes.push(text("p", "attempt " + earlier.attempt + ": " + unitName(earlier.unit_id) + " · rule " +
+        (earlier.rule || "-"), "why-earlier"));
+    }
+    return nodes;
   }
 
   async function decideTriage(incidentId, category) {
