@@ -460,9 +460,17 @@
     start($("token").value.trim());
   });
   $("panel-action").addEventListener("submit", act);
-  $("panel-close").addEventListener("click", () => {
+  // closing the panel (its button, or Escape anywhere in it) puts the focus back on the incident's row
+  function closePanel() {
+    const was = state.open;
     $("panel").hidden = true;
     state.open = null;
+    const back = was && document.querySelector('#list button[data-incident="' + CSS.escape(was) + '"]');
+    (back || $("q")).focus();
+  }
+  $("panel-close").addEventListener("click", closePanel);
+  $("panel").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closePanel();
   });
   for (const id of ["q", "f-category", "f-unit", "f-department", "f-state", "f-light"]) {
     $(id).addEventListener("input", scheduleList);
