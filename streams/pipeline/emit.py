@@ -17,14 +17,9 @@ from typing import Any
 import orjson
 
 from feedback.reasons import TaskReasons
-from streams.pipeline.batch import Emission, Outcome, Record, Sink
+from streams.pipeline.batch import Emission, Outcome, Sink
 from streams.sinks import delivered
 from streams.state import RESEND, SENT, Claim, Ledger
-
-
-def encoded(records: Sequence[Record] | list[Any]) -> list[tuple[str, bytes, bytes]]:
-    return [(topic, key.encode("utf-8"), orjson.dumps(record)) for topic, key, record in records]
-
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +58,17 @@ class Emitter:
                 skipped.append(emission)
             else:
                 sent.append((emission, claim.payload["records"] if claim.status == RESEND else emission.records))
-        out = [record for _, records in sent for record in encoded(records)]
+        out: list[tuple[str, bytes, bytes]] = []
+        tasks: list[tuple[Any, bytes]] = []  # each task record sent, and its JSON: the board keeps why
+        for _, records in sent:
+            for topic, key, record in records:
+                value = orjson.dumps(record)
+                out.append((topic, key.encode("utf-8"), value))
+                if topic == self.tasks_topic:
+                    tasks.append((record, value))
         if out:
             await self.sink.send_all(out)
         confirmed = [claim.key for claim in claims if claim.status != SENT]
-        tasks = [record for _, records in sent for topic, _, record in records if topic == self.tasks_topic]
 
         async def durable() -> None:
             await self.ledger.confirm(confirmed)

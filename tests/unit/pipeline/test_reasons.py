@@ -8,7 +8,7 @@ import asyncio
 import fakeredis
 
 from classifiers.store import RedisIncidentIndex
-from feedback.reasons import SKIPPED_KEPT, TaskReasons, trimmed
+from feedback.reasons import LARGE, SKIPPED_KEPT, TaskReasons, trimmed
 from streams.ids import report_incident, task_id_for
 from tests.unit.pipeline.conftest import report
 from tests.unit.pipeline.test_lifecycle import unit_event
@@ -84,15 +84,23 @@ def test_a_long_explanation_keeps_the_winners_and_losers_and_counts_the_skipped_
     assert trimmed(short) == short and "skipped_more" not in trimmed(short)
 
 
-def test_reasons_expire_with_the_retention_and_come_back_in_attempt_order():
+def test_reasons_expire_with_the_retention_come_back_in_attempt_order_and_a_long_one_is_stored_trimmed():
+    import orjson
+
     async def scenario():
         client = fakeredis.FakeAsyncRedis()
         reasons = TaskReasons(client, "ns", retention_s=600)
         tasks = [{"incident_id": "inc-1", "task_id": f"t-{n}", "attempt": n, "unit_id": f"u{n}",
                   "reason": {"rule": "r", "explanation": {}}} for n in (10, 2, 1)]  # fmt: skip
-        await reasons.save(tasks)
-        return await reasons.of("inc-1"), await client.ttl("ns:why:inc-1")
+        skipped = [{"unit": f"s{i}", "outcome": "skipped", "why": "x" * 200} for i in range(40)]
+        tasks.append({"incident_id": "inc-2", "task_id": "t-big", "attempt": 1, "unit_id": "u",
+                      "reason": {"rule": "r", "explanation": {"candidates": skipped}}})  # fmt: skip
+        await reasons.save([(task, orjson.dumps(task)) for task in tasks])
+        stored = await client.hget("ns:why:inc-2", "1")
+        return await reasons.of("inc-1"), await client.ttl("ns:why:inc-1"), stored, await reasons.of("inc-2")
 
-    kept, ttl = asyncio.run(scenario())
+    kept, ttl, stored, big = asyncio.run(scenario())
     assert [r["attempt"] for r in kept] == [1, 2, 10], "attempt 10 after 2: numbers, not text"
     assert 0 < ttl <= 600
+    assert len(stored) < LARGE, "a 40-candidate explanation is stored trimmed"
+    assert big[0]["explanation"]["skipped_more"] == 40 - SKIPPED_KEPT
