@@ -18,7 +18,7 @@ from streams.citypolicy import calendar_of, policy_for
 from streams.ids import report_incident, report_source
 from streams.kafkaaccess import KafkaAccess
 from streams.settings import Settings
-from streams.state import TriageQueue
+from streams.state import DetectorStore, TriageQueue
 from streams.topics import Topics
 
 
@@ -66,6 +66,7 @@ class ApiContext:
     store: ApiStore
     writer: EventWriter
     clock: Callable[[], datetime]
+    sensors: DetectorStore  # read only: the newest reading of each sensor the worker heard
 
     @classmethod
     def build(
@@ -97,6 +98,7 @@ class ApiContext:
             store=ApiStore(redis_client, ns),
             writer=writer,
             clock=clock,
+            sensors=DetectorStore(redis_client, ns),
         )
 
     @property
