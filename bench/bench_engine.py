@@ -150,10 +150,10 @@ class TimedStore(DetectorStore):
         finally:
             self.spent["load"] += time.perf_counter() - started
 
-    async def save(self, states: dict[str, Any]) -> None:
+    async def save(self, states: dict[str, Any], latest: Any = None) -> None:
         started = time.perf_counter()
         try:
-            await super().save(states)
+            await super().save(states, latest)
         finally:
             self.spent["save"] += time.perf_counter() - started
 

@@ -140,7 +140,7 @@ class Engine:
         await self._emit([*emissions, *discovered.emissions, *cleared], result, "readings")
         # saved once the alarms are out: a batch whose transaction does not commit comes again and must find the
         # detectors as they were, or its readings would look stale and its alarms never be raised
-        await delivered(self.emit.sink, lambda: self.detectors.save(detected.changed))
+        await delivered(self.emit.sink, lambda: self.detectors.save(detected.changed, detected.latest))
         self.sensor.batch_done("readings", time.perf_counter() - started)
         return result
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,11 +38,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from classifiers import DetectorState
 from feedback.store import BOARD_LEN, BOARD_STREAM
 from streams import metrics
+from streams.records import Reading
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NEW, RESEND, SENT = 0, 1, 2
+SENSORS_KEPT = 100_000  # sensors listed for the ops centre: the most recently heard
 
 # One call per batch: ARGV = ttl, then (key, payload) pairs. Answers status, stored payload (empty when NEW).
 _CLAIM = """
@@ -84,17 +86,29 @@ end
 return out
 """
 
-# Save: ARGV = (key, alarm, since, last, model or '') per sensor; an empty model leaves the stored one alone.
+# Save: ARGV = index key, sensors kept in it, then (key, alarm, since, last, model or '', sensor id or '', value,
+# kind, unit, lat, lon) per sensor. An empty model leaves the stored one alone; a sensor id writes the sensor's
+# newest reading into the same hash and its time into the index (trimmed to the most recently heard sensors).
 _DETECTOR_SAVE = """
-for i = 1, #ARGV, 5 do
+for i = 3, #ARGV, 11 do
   if ARGV[i + 4] == '' then
     redis.call('HSET', ARGV[i], 'alarm', ARGV[i + 1], 'since', ARGV[i + 2], 'last', ARGV[i + 3])
   else
     redis.call('HSET', ARGV[i], 'alarm', ARGV[i + 1], 'since', ARGV[i + 2], 'last', ARGV[i + 3], 'model', ARGV[i + 4])
   end
+  if ARGV[i + 5] ~= '' then
+    redis.call('HSET', ARGV[i], 'value', ARGV[i + 6], 'kind', ARGV[i + 7], 'unit', ARGV[i + 8], 'lat', ARGV[i + 9],
+               'lon', ARGV[i + 10])
+    redis.call('ZADD', ARGV[1], ARGV[i + 3], ARGV[i + 5])
+  end
 end
-return #ARGV / 5
+redis.call('ZREMRANGEBYRANK', ARGV[1], 0, -1 - tonumber(ARGV[2]))
+return (#ARGV - 2) / 11
 """
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def with_retry(operation: str, call: Callable[[], Awaitable[T]], *, max_delay: float = 5.0) -> T:
@@ -187,12 +201,14 @@ class Ledger:
 
 
 class DetectorStore:
-    """Per-sensor detector state in Redis hashes.
+    """Per-sensor detector state and newest reading in Redis hashes, and the index of sensors heard.
 
-    Every state keeps ``alarm``, ``since`` and ``last`` (the last reading
-    applied); an adaptive detector's learnt pattern goes in ``model`` as its
-    versioned byte format, so a sensor switched between detector kinds keeps
-    its open alarm.
+    * ``ns:sensor:<id>``: hash. Every state keeps ``alarm``, ``since`` and ``last`` (the time of the last reading
+      applied); an adaptive detector's learnt pattern goes in ``model`` as its versioned byte format, so a sensor
+      switched between detector kinds keeps its open alarm. The last reading applied is ``value``, ``kind``,
+      ``unit``, ``lat``, ``lon`` (its time is ``last``), written with the state: no extra call per batch.
+    * ``ns:sensors``: sorted set of sensor ids by the time of their last reading, for the ops centre's sensors view;
+      the :data:`SENSORS_KEPT` most recently heard are kept.
     """
 
     def __init__(self, client: aioredis.Redis, namespace: str) -> None:
@@ -218,20 +234,46 @@ class DetectorStore:
                 states[sensor_id] = (DetectorState(alarm == b"1", float(since or 0), float(last)), model)
         return states
 
-    async def save(self, states: dict[str, Any]) -> None:
+    async def save(self, states: dict[str, Any], latest: Mapping[str, Reading] | None = None) -> None:
         """Store states: anything with ``alarm``, ``since``, ``last_observed`` (and ``to_bytes`` if learnt).
 
         Stage *detect* gives threshold states, adaptive states, and for sensors stepped in a bank their rows
-        already encoded (``EncodedState``: ``to_bytes`` returns the bank's bytes).
+        already encoded (``EncodedState``: ``to_bytes`` returns the bank's bytes). ``latest`` is each sensor's
+        newest reading applied (``Detected.latest``), kept for the ops centre with the state it led to.
         """
 
-        args: list[Any] = []
+        args: list[Any] = [f"{self._ns}:sensors", SENSORS_KEPT]
+        latest = latest or {}
         for sensor_id, state in states.items():
             model = state.to_bytes() if hasattr(state, "to_bytes") else b""
             args += [self._key(sensor_id), "1" if state.alarm else "0", repr(state.since), repr(state.last_observed),
                      model]  # fmt: skip
-        if args:
+            reading = latest.get(sensor_id)
+            if reading is None:
+                args += ["", "", "", "", "", ""]
+            else:
+                args += [sensor_id, repr(reading.value), reading.kind, reading.unit or "", repr(reading.lat),
+                         repr(reading.lon)]  # fmt: skip
+        if len(args) > 2:
             await with_retry("detector_save", lambda: self._save(keys=[], args=args))
+
+    async def heard(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The sensors most recently heard (at most ``limit``, newest first): newest reading and alarm state."""
+        fields = ("value", "kind", "unit", "lat", "lon", "last", "alarm", "since")
+        ids = [_text(s) for s in await self._redis.zrevrange(f"{self._ns}:sensors", 0, limit - 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for sensor_id in ids:
+            pipe.hmget(self._key(sensor_id), fields)
+        sensors = []
+        for sensor_id, values in zip(ids, await pipe.execute() if ids else [], strict=True):
+            row = dict(zip(fields, (None if v is None else _text(v) for v in values), strict=True))
+            if row["value"] is None or row["last"] is None:
+                continue  # trimmed from the index meanwhile, or written before readings were kept
+            sensors.append({"sensor_id": sensor_id, "kind": row["kind"], "value": float(row["value"]),
+                            "unit": row["unit"] or None, "lat": float(row["lat"] or 0), "lon": float(row["lon"] or 0),
+                            "observed_at": float(row["last"]), "alarm": row["alarm"] == "1",
+                            "alarm_since": float(row["since"] or 0) if row["alarm"] == "1" else None})  # fmt: skip
+        return sensors
 
 
 class TriageQueue:

@@ -19,7 +19,7 @@ from streams.citypolicy import calendar_of, policy_for
 from streams.ids import report_incident, report_source
 from streams.kafkaaccess import KafkaAccess
 from streams.settings import Settings
-from streams.state import TriageQueue
+from streams.state import DetectorStore, TriageQueue
 from streams.topics import Topics
 
 
@@ -68,6 +68,7 @@ class ApiContext:
     reasons: TaskReasons
     writer: EventWriter
     clock: Callable[[], datetime]
+    sensors: DetectorStore  # read only: the newest reading of each sensor the worker heard
 
     @classmethod
     def build(
@@ -100,6 +101,7 @@ class ApiContext:
             reasons=TaskReasons(redis_client, ns, retention_s=settings.order_retention_s),
             writer=writer,
             clock=clock,
+            sensors=DetectorStore(redis_client, ns),
         )
 
     @property

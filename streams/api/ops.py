@@ -187,14 +187,25 @@ async def merge(incident_id: str, body: Merge, request: Request, ctx: Ctx, who: 
     return await _decide(ctx, request, who, incident_id, "merge_order", order, into=body.into, reason=body.reason)
 
 
-@router.get("/sla", summary="The live SLA board: yellow and red orders by unit and category")
+def _department(ctx: ApiContext, unit_id: str) -> str:
+    """The department a unit belongs to (a department is its own; "-" for a unit of none, such as the ops centre)."""
+    unit = ctx.pack.unit(unit_id)
+    if unit is None:
+        return "-"
+    return unit.id if unit.kind == "department" else unit.department or "-"
+
+
+@router.get("/sla", summary="The live SLA board: yellow and red orders by unit, department and category")
 async def sla_board(ctx: Ctx, who: Ops, limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> dict:
     lights = await ctx.orders.lights(limit)
-    board: dict[str, Any] = {"at": iso(ctx.clock()), "counts": {}, "by_unit": {}, "by_category": {}, "orders": {}}
+    board: dict[str, Any] = {"at": iso(ctx.clock()), "counts": {}, "by_unit": {}, "by_department": {},
+                             "by_category": {}, "orders": {}}  # fmt: skip
     for light, orders in lights.items():
         board["counts"][light] = len(orders)
         for unit, count in Counter(o.unit_id for o in orders).items():
             board["by_unit"].setdefault(unit, {"yellow": 0, "red": 0})[light] = count
+        for department, count in Counter(_department(ctx, o.unit_id) for o in orders).items():
+            board["by_department"].setdefault(department, {"yellow": 0, "red": 0})[light] = count
         for category, count in Counter(o.category or "-" for o in orders).items():
             board["by_category"].setdefault(category, {"yellow": 0, "red": 0})[light] = count
         board["orders"][light] = [task_view(o, ctx.calendar) for o in orders]

@@ -66,6 +66,7 @@ class Detected:
     stale: list[str] = field(default_factory=list)  # kinds of the stale readings
     opened_kinds: list[str] = field(default_factory=list)
     cleared_kinds: list[str] = field(default_factory=list)
+    latest: dict[str, Reading] = field(default_factory=dict)  # sensor id -> its newest reading applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,9 @@ class Detect:
         for (envelope, reading), step in zip(ordered, steps, strict=True):
             if not step.applied:
                 out.stale.append(reading.kind)
-            elif step.change is AlarmChange.OPENED:
+                continue
+            out.latest[reading.sensor_id] = reading  # ``ordered`` is by sensor, then time: the last one stays
+            if step.change is AlarmChange.OPENED:
                 out.opened.append(self.alarm(envelope, reading, step.since))
                 out.opened_kinds.append(reading.kind)
             elif step.change is AlarmChange.CLEARED:

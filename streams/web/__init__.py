@@ -1,6 +1,7 @@
 """The API's pages and the files they load, all served by ``cityloop api`` from the package (nothing from a CDN).
 
-* ``/board``: the ops centre's live board (a map and list of open incidents, streams/web/static/board.js);
+* ``/board``: the ops centre's live board (a map and list of open incidents, streams/web/static/board.js; its SLA
+  and sensors views, streams/web/static/board-views.js);
 * ``/crew``: the crew app, a unit's tasks on a phone (streams/web/static/crew.js);
 * ``/docs``: the OpenAPI explorer (Swagger UI), working on a closed network;
 * ``/web/vendor/...``: the browser libraries of ``streams/web/vendor/`` (see streams/web/vendor.py);

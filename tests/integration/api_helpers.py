@@ -81,3 +81,22 @@ def send_unsure_report(bootstrap: str, namespace: str, report_id: str = "odd-1")
     producer.flush()
     producer.close()
     return report
+
+
+def send_readings(bootstrap: str, namespace: str, *readings: tuple[str, str, float, float, float, float]) -> None:
+    """Sensor readings (sensor id, kind, value, lat, lon, seconds ago) written to the readings topic, keyed by sensor,
+    as a sensor gateway would."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from kafka import KafkaProducer
+
+    now = datetime.now(UTC)
+    units = {"water_level": "cm", "noise_level": "dBA", "pm25": "ug/m3", "water_pressure": "bar"}
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for sensor_id, kind, value, lat, lon, ago in readings:
+        record = {"sensor_id": sensor_id, "kind": kind, "value": value, "unit": units[kind], "lat": lat, "lon": lon,
+                  "observed_at": (now - timedelta(seconds=ago)).isoformat()}  # fmt: skip
+        producer.send(f"{namespace}.readings", key=sensor_id.encode(), value=json.dumps(record).encode())
+    producer.flush()
+    producer.close()

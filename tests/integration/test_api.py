@@ -260,6 +260,7 @@ def test_the_ops_centre_triages_watches_the_board_merges_and_cancels(
         litter_incident = stable_id("inc", "report", litter["service_request_id"])
         board = wait_json(client, "/ops/sla", lambda b: b["counts"].get("red") == 1, headers=ops)
         assert board["by_unit"] == {"cleansing-south": {"yellow": 0, "red": 1}}
+        assert board["by_department"] == {"public-works": {"yellow": 0, "red": 1}}
         assert board["by_category"] == {"litter": {"yellow": 0, "red": 1}}
         assert board["orders"]["red"][0]["incident_id"] == litter_incident
 

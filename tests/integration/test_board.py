@@ -14,6 +14,7 @@ from tests.integration.api_helpers import (
     demo_pack,
     issue_token,
     post_request,
+    send_readings,
     send_unsure_report,
 )
 from tests.integration.test_api import wait_json
@@ -85,3 +86,41 @@ def test_the_board_lists_open_incidents_and_follows_them_live(workers, bootstrap
         everything = feed(client, ops, start["last_event_id"])
         closing = [d for k, d in everything if k == "order" and d["incident_id"] == incident]
         assert closing[-1]["open"] is False and closing[-1]["state"] == "cancelled"
+
+
+def test_the_sensors_view_lists_each_sensors_newest_reading_and_its_open_alarm(
+    workers, bootstrap, redis_url, namespace, tmp_path
+):
+    """Readings through the worker: each sensor's newest reading is listed, and the incident its alarm opened is its
+    open alarm; sensors with open alarms come first. Only the ops centre's token reads it."""
+    city = demo_pack(tmp_path / "city")
+    workers.start(CITYLOOP_CITY=str(city))
+    settings = api_settings(bootstrap, redis_url, namespace, city)
+    ops = bearer(issue_token(redis_url, namespace, "ops-centre", holder="ana"))
+    crew = bearer(issue_token(redis_url, namespace, "roads-west"))
+    with api_client(settings) as client:
+        assert client.get("/ops/sensors", headers=crew).status_code == 403, "a unit's token is not the ops centre's"
+        assert client.get("/ops/sensors").status_code == 401
+        assert client.get("/ops/sensors", headers=ops).json()["sensors"] == []
+        send_readings(bootstrap, namespace, ("gauge-a", "noise_level", 60.0, 51.97, 5.04, 120),
+                      ("gauge-b", "water_level", 12.0, 51.99, 5.06, 120),
+                      ("gauge-b", "water_level", 41.5, 51.99, 5.06, 60),  # over 30 cm: an alarm opens
+                      ("gauge-a", "noise_level", 62.5, 51.97, 5.04, 60))  # fmt: skip
+        listed = wait_json(client, "/ops/sensors", lambda b: len(b["sensors"]) == 2
+                           and b["sensors"][0]["open_alarms"], headers=ops)["sensors"]  # fmt: skip
+        alarmed, quiet = listed
+        assert (alarmed["sensor_id"], alarmed["kind"], alarmed["value"], alarmed["unit"]) == ("gauge-b", "water_level",
+                                                                                              41.5, "cm")  # fmt: skip
+        assert (alarmed["lat"], alarmed["lon"], alarmed["alarm"], alarmed["category"]) == (51.99, 5.06, True,
+                                                                                           "flooding")  # fmt: skip
+        incident = alarmed["open_alarms"][0]
+        order = client.get(f"/ops/incidents/{incident}", headers=ops).json()["order"]
+        assert (order["origin"], order["category"], len(alarmed["open_alarms"])) == ("sensor", "flooding", 1)
+        assert alarmed["observed_at"] == alarmed["alarm_since"], "the reading that opened the alarm is the newest"
+        assert (quiet["sensor_id"], quiet["value"], quiet["unit"], quiet["alarm"], quiet["open_alarms"]) == (
+            "gauge-a", 62.5, "dBA", False, [])  # fmt: skip
+
+        cancelled = client.post(f"/ops/orders/{incident}/cancel", headers=ops, json={"reason": "gauge being fixed"})
+        assert cancelled.status_code == 200
+        after = client.get("/ops/sensors", headers=ops).json()["sensors"]
+        assert [s["open_alarms"] for s in after] == [[], []], "a finished order is no open alarm"

@@ -131,6 +131,7 @@
     $("count").textContent = shown.length + " of " + state.items.size + " open incidents" +
       (shown.length > LIST_LIMIT ? " (the " + LIST_LIMIT + " most urgent listed)" : "");
     performance.measure("board-list", "board-list-start");
+    document.dispatchEvent(new CustomEvent("cityloop:board-drawn")); // board-views.js redraws its open view
   }
 
   function row(item) {
@@ -454,6 +455,9 @@
       console.error(error);
     }
   }
+
+  // what the other views of the board (board-views.js: SLA, sensors) read; they change nothing here
+  window.CityLoopBoard = { state: state, api: api, light: light, department: department, focus: focus };
 
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -124,6 +124,7 @@ def outcome(detected: Detected) -> tuple[Any, ...]:
         detected.stale,
         detected.opened_kinds,
         detected.cleared_kinds,
+        detected.latest,
     )
 
 
@@ -159,8 +160,8 @@ async def both_paths(pack: CityPack, batches: list[list[Reading]]) -> dict[str, 
         each = per_reading(envelopes, await stores["each"].load(sensors))
         bank = banked(envelopes, await stores["bank"].load(sensors))
         assert outcome(bank) == outcome(each), f"batch {number} of {len(batches)}"
-        await stores["each"].save(each.changed)
-        await stores["bank"].save(bank.changed)
+        await stores["each"].save(each.changed, each.latest)
+        await stores["bank"].save(bank.changed, bank.latest)
         assert await stored_hashes(client, "bank") == await stored_hashes(client, "each"), f"batch {number}"
         seen["opened"] += each.opened_kinds
         seen["cleared"] += each.cleared_kinds
