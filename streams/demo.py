@@ -156,6 +156,7 @@ def run_demo(
         echo(step("api", f"{api_url}, pid {api.pid}"))
         tokens = _issue_tokens(redis_url, topics.prefix, [u.id for u in pack.spec.units])
         ops_unit = pack.spec.fallback_unit
+        crew_unit = next((u for u in pack.spec.units if u.kind == "field_team" and u.id in tokens), None)
         echo(step("crews", f"{len(tokens)} units, each with an API token"))
         echo(step("logs", f"{logs}/demo-{run_id}-*.log"))
         board_args = {
@@ -164,6 +165,7 @@ def run_demo(
             "kafka": kafka.bootstrap,
             "prefix": topics.prefix,
             "token": tokens[ops_unit],
+            "crew": None if crew_unit is None else (crew_unit.name, tokens[crew_unit.id]),
         }
         for line in ["", *board(**board_args, live=True), ""]:
             echo(line)

@@ -49,16 +49,41 @@ def step(name: str, detail: str, seconds: float | None = None) -> str:
     return f"{line}{' ' * room}{took}" if room >= 2 else f"{line}  ({took})"
 
 
-def board(*, api_url: str, metrics_url: str, kafka: str, prefix: str, token: str, live: bool) -> list[str]:
-    """The URLs, the ops-centre token and commands ready to paste into another terminal."""
+def ready_link(api_url: str, page: str, token: str) -> str:
+    """A page that logs itself in: the token rides in the fragment, which the browser never sends to the server."""
+    return f"{api_url}/{page}#token={token}"
+
+
+def board(
+    *,
+    api_url: str,
+    metrics_url: str,
+    kafka: str,
+    prefix: str,
+    token: str,
+    live: bool,
+    crew: tuple[str, str] | None = None,
+) -> list[str]:
+    """The URLs, the ops-centre token and commands ready to paste into another terminal.
+
+    ``crew`` is one unit's name and token: its crew app gets a ready link too. A ready link is printed whole on a
+    line of its own, the only lines that may pass 80 columns: a terminal wraps them, and a click or a copy takes
+    the whole link.
+    """
     heading = (
         "the board: paste these into another terminal while the demo runs"
         if live
         else "the board as it was (the demo has stopped them; --keep-running keeps them up after the summary)"
     )
+    links = ["  ready links (each logs its page in: anyone with one acts as that unit):", "  - the ops centre's board",
+             ready_link(api_url, "board", token)]  # fmt: skip
+    if crew is not None:
+        links += [*textwrap.wrap(f"  - the crew app of {crew[0]}", WIDTH), ready_link(api_url, "crew", crew[1])]
     return [
         *textwrap.wrap(heading, WIDTH),
-        f"  board      {api_url}/board (paste the ops centre's token below)",
+        *links,
+        f"  board      {api_url}/board (or paste the token below)",
+        f"  crews      {api_url}/crew (a unit's token; a phone-sized page)",
         f"  API        {api_url}/docs (OpenAPI; try the routes there)",
         f"  Open311    {api_url}/open311/v2/services.json",
         "             (the simulator writes to Kafka; requests.json lists API POSTs)",

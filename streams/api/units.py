@@ -75,9 +75,28 @@ async def my_tasks(ctx: Ctx, who: Who) -> dict:
     return {"unit_id": who.unit_id, "tasks": [task_view(o, ctx.calendar) for o in orders]}
 
 
-@router.get("/tasks/{task_id}", summary="One of my tasks, with its history")
+@router.get("/tasks/{task_id}", summary="One of my tasks, with its history and the reports behind it")
 async def my_task(task_id: str, ctx: Ctx, who: Who) -> dict:
-    return task_view(await _mine(ctx, who, task_id), ctx.calendar, history=True)
+    """``reports``: each source of the incident; a report posted through Open311 with its description, photo and
+    address (never who sent it), an alarm with its sensor's source id."""
+    order = await _mine(ctx, who, task_id)
+    return {**task_view(order, ctx.calendar, history=True), "reports": await _reports(ctx, order.incident_id)}
+
+
+async def _reports(ctx: ApiContext, incident_id: str) -> list[dict]:
+    sources = await ctx.incidents.source_ids(incident_id, limit=50)
+    report_ids = [source.removeprefix("report:") for source in sources if source.startswith("report:")]
+    saved = dict(zip(report_ids, await ctx.store.requests(report_ids), strict=True))
+    reports = []
+    for source in sources:
+        entry: dict = {"source": source, "kind": "report" if source.startswith("report:") else "sensor"}
+        request = saved.get(source.removeprefix("report:")) if entry["kind"] == "report" else None
+        if request is not None:
+            entry |= {"description": request.get("description"), "service_name": request.get("service_name"),
+                      "media_url": request.get("media_url"), "address": request.get("address"),
+                      "requested_at": request.get("requested_datetime")}  # fmt: skip
+        reports.append(entry)
+    return reports
 
 
 async def _act(

@@ -83,7 +83,8 @@ def test_demo_runs_the_loop_and_stops_everything_it_started(tmp_path, redis_url)
     assert "  SLA          acknowledge:" in result.stdout
     assert sum("export TOKEN=clu_" in line for line in lines) == 2, "the board, with the token, before and after"
     progress = lines[lines.index(progress_header()) : -1]  # the last line names the logs' path, however long
-    assert not [line for line in progress if len(line) > 79], "progress and summary fit 80 columns"
+    wide = [line for line in progress if len(line) > 79 and not line.startswith("http://")]  # but ready links
+    assert not wide, "progress, summary and the board fit 80 columns"
     assert lines[-1] == f"stopped everything the demo started; logs in {tmp_path / 'data' / 'logs'}"
     assert len(summary["started_pids"]) >= 3, "the broker (or Redis), the worker and the API"
     assert not [pid for pid in summary["started_pids"] if alive(pid)], "the demo left processes behind"
@@ -144,6 +145,15 @@ def test_keep_running_keeps_the_board_live_until_ctrl_c_even_started_as_a_backgr
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200 and "counts" in json.loads(response.read())
     assert any(f"http://127.0.0.1:{api_port}/board" in line for line in lines), "the board's address is printed"
+    assert f"http://127.0.0.1:{api_port}/board#token={token}" in lines, "a ready link for the ops centre"
+    crew_links = [line for line in lines if line.startswith(f"http://127.0.0.1:{api_port}/crew#token=clu_")]
+    assert crew_links, "a ready link for one crew"
+    crew_token = crew_links[-1].split("#token=")[1]
+    crew = urllib.request.Request(f"http://127.0.0.1:{api_port}/units/me",
+                                  headers={"Authorization": f"Bearer {crew_token}"})  # fmt: skip
+    with urllib.request.urlopen(crew, timeout=10) as response:
+        me = json.loads(response.read())
+        assert not me["ops_centre"] and f"the crew app of {me['name']}" in "\n".join(lines), me
     with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/board", timeout=10) as response:
         assert response.status == 200 and "script-src 'self'" in response.headers["Content-Security-Policy"]
     board = urllib.request.Request(f"http://127.0.0.1:{api_port}/ops/board",

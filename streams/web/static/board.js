@@ -480,6 +480,10 @@
     $(id).addEventListener("input", scheduleList);
   }
   setInterval(scheduleList, 30000); // the deadlines' "due in" texts age
+  // A ready link (/board#token=...): the fragment never reaches the server, and leaves the address bar at once.
+  const linked = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (linked !== null) history.replaceState(null, "", location.pathname + location.search);
+  if (linked && linked.trim()) sessionStorage.setItem("cityloop.ops.token", linked.trim());
   const saved = sessionStorage.getItem("cityloop.ops.token");
   if (saved) start(saved);
   else $("token").focus();

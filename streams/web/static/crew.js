@@ -1,19 +1,25 @@
 // The crew app (/crew): a unit's open tasks, most urgent first, and what the crew does with them.
 //
-// Data: GET /units/me, GET /units/me/tasks, and /units/me/events (new assignments, withdrawals) read with fetch so
-// that the token goes in a header; the token stays in this tab's session storage. Every action is sent with an
-// Idempotency-Key; on a dropped connection it is sent again with the same key (the API applies it once) and the
-// task shows it as pending until the API confirms it.
+// Data: GET /units/me, GET /units/me/tasks, GET /units/me/tasks/{id} (a task's reports, when the crew opens them),
+// and /units/me/events (new assignments, withdrawals) read with fetch so that the token goes in a header; the token
+// stays in this tab's session storage. A ready link (/crew#token=...) logs the page in: the fragment never reaches the
+// server and is taken off the address bar at once. Every action is sent with an Idempotency-Key; on a dropped
+// connection (or a 502, 503, 504) it is sent again with the same key (the API applies it once) and the task shows it
+// as pending until the API confirms it.
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
+  const TOKEN_KEY = "cityloop.crew.token";
   const ACTIONS = {
     dispatched: [["ack", "Acknowledge"], ["reject", "Reject…"]],
     acknowledged: [["start", "Start work"], ["reject", "Reject…"]],
-    in_progress: [["resolve", "Resolved…"], ["wait", "Wait on the reporter"]],
+    in_progress: [["resolve", "Resolved…"], ["wait", "Wait on the reporter…"]],
     waiting: [["resume", "Resume"]],
   };
-  const state = { token: null, tasks: new Map(), pending: new Map(), reloading: null };
+  const FORMS = ["resolve", "reject", "wait"];
+  const RESEND = new Set([502, 503, 504]); // a proxy or the API itself could not reach what it needs: send again
+  const state = { token: null, tasks: new Map(), pending: new Map(), confirmed: new Map(), open: new Set(),
+                  details: new Map() };
 
   class Refused extends Error {}
 
@@ -34,11 +40,11 @@
 
   function dueText(task) {
     const when = due(task);
-    if (!isFinite(when)) return "no deadline";
+    if (!isFinite(when)) return task.state === "waiting" ? "clock paused: waiting on the reporter" : "no deadline";
     const minutes = Math.round((when - Date.now()) / 60000);
     const what = task.state === "dispatched" ? "acknowledge" : "resolve";
-    if (minutes < 0) return what + ": " + human(-minutes) + " late";
-    return what + " within " + human(minutes);
+    if (minutes < 0) return what + ": " + human(-minutes) + " late (was due " + clock(when) + ")";
+    return what + " within " + human(minutes) + " (by " + clock(when) + ")";
   }
 
   function human(minutes) {
@@ -47,27 +53,54 @@
     return Math.round(minutes / 1440) + " d";
   }
 
+  function clock(when) {
+    const date = new Date(when);
+    const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return date.toDateString() === new Date().toDateString() ? time : date.toLocaleDateString() + " " + time;
+  }
+
   function render() {
     const typing = document.activeElement && document.activeElement.closest && document.activeElement.closest("#tasks form");
     if (typing) return setTimeout(render, 5000); // not while the crew writes a note: the form would be redrawn
+    const focus = focused();
     const tasks = Array.from(state.tasks.values()).sort((a, b) => due(a) - due(b));
     $("tasks").replaceChildren(...tasks.map(card));
     $("empty").hidden = tasks.length > 0;
+    refocus(focus);
+  }
+
+  // The list is drawn anew; keyboard focus stays on the same control of the same task, or its first action.
+  function focused() {
+    const element = document.activeElement;
+    const item = element && element.closest && element.closest("li.task");
+    if (!item) return null;
+    return { task: item.dataset.task, action: element.dataset.action || null, summary: element.tagName === "SUMMARY" };
+  }
+
+  function refocus(focus) {
+    if (!focus) return;
+    const item = document.querySelector('li.task[data-task="' + CSS.escape(focus.task) + '"]');
+    if (!item) return;
+    const target = (focus.summary && item.querySelector("summary")) ||
+      (focus.action && item.querySelector('[data-action="' + focus.action + '"]:not([disabled])')) ||
+      item.querySelector(".actions button:not([disabled])") || item.querySelector("summary");
+    if (target) target.focus();
   }
 
   function card(task) {
     const node = $("task").content.firstElementChild.cloneNode(true);
-    node.dataset.task = task.task_id;
+    const id = task.task_id;
+    node.dataset.task = id;
     const minutes = (due(task) - Date.now()) / 60000;
     if (minutes < 0) node.classList.add("late");
     else if (minutes < 60) node.classList.add("soon");
     node.querySelector(".what").textContent = (task.category || "task").replace(/_/g, " ");
-    node.querySelector(".where").textContent = task.address ||
-      (typeof task.lat === "number" ? task.lat.toFixed(5) + ", " + task.lon.toFixed(5) : "");
+    node.querySelector(".where").textContent = task.address || coordinates(task) || "no address";
     node.querySelector(".due").textContent = dueText(task);
     node.querySelector(".state").textContent = "state: " + task.state.replace(/_/g, " ");
-    const pending = state.pending.get(task.task_id);
-    node.querySelector(".pending").textContent = pending ? pending + ": sending…" : "";
+    const pending = state.pending.get(id);
+    node.classList.toggle("is-pending", Boolean(pending));
+    node.querySelector(".pending").textContent = pending ? pendingText(pending) : state.confirmed.get(id) || "";
     const actions = node.querySelector(".actions");
     for (const [kind, label] of ACTIONS[task.state] || []) {
       const button = document.createElement("button");
@@ -79,65 +112,184 @@
       button.addEventListener("click", () => choose(node, task, kind));
       actions.append(button);
     }
-    node.querySelector("form.resolve").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const form = new FormData(event.target);
-      const body = { note: form.get("note") };
-      if (form.get("media_url")) body.media_url = form.get("media_url");
-      act(task, "resolve", body);
-    });
-    node.querySelector("form.reject").addEventListener("submit", (event) => {
-      event.preventDefault();
-      const form = new FormData(event.target);
-      const body = { reason_code: form.get("reason_code") };
-      if (form.get("reason")) body.reason = form.get("reason");
-      act(task, "reject", body);
-    });
+    more(node, task);
+    for (const kind of FORMS) {
+      const form = node.querySelector("form." + kind);
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const body = BODIES[kind](form);
+        if (body) act(task, kind, body);
+      });
+      form.querySelector(".cancel").addEventListener("click", () => {
+        form.hidden = true;
+        const button = node.querySelector('[data-action="' + kind + '"]');
+        if (button) button.focus();
+      });
+    }
     return node;
   }
 
-  function choose(node, task, kind) {
-    if (kind === "resolve" || kind === "reject") {
-      const form = node.querySelector("form." + kind);
-      form.hidden = false;
-      form.querySelector("textarea, select").focus();
-      return;
+  function pendingText(pending) {
+    if (pending.tries === 0) return pending.kind + ": sending…";
+    return pending.kind + ": pending, not confirmed yet (no connection; sending again, " + pending.tries +
+      (pending.tries === 1 ? " retry)" : " retries)");
+  }
+
+  function coordinates(task) {
+    return typeof task.lat === "number" ? task.lat.toFixed(5) + ", " + task.lon.toFixed(5) : "";
+  }
+
+  // "Place, reports and deadlines": fetched when the crew opens it, and kept open across redraws.
+  function more(node, task) {
+    const id = task.task_id;
+    const details = node.querySelector("details.more");
+    details.open = state.open.has(id);
+    details.addEventListener("toggle", () => {
+      if (details.open) {
+        state.open.add(id);
+        if (!state.details.has(id)) fetchDetails(id);
+      } else state.open.delete(id);
+    });
+    node.querySelector(".coordinates").textContent = coordinates(task) ? "at " + coordinates(task) : "";
+    if (coordinates(task)) {
+      const geo = node.querySelector("a.geo");
+      geo.href = "geo:" + task.lat + "," + task.lon + "?q=" + task.lat + "," + task.lon;
+      geo.hidden = false;
     }
-    if (kind === "wait") {
-      const reason = prompt("What do you need from the reporter?");
-      if (reason) act(task, "wait", { reason: reason });
+    const sla = task.sla || {};
+    const rows = [["acknowledge by", sla.acknowledge_by], ["resolve by", sla.resolve_by], ["verify by", sla.verify_by]];
+    node.querySelector(".deadlines").replaceChildren(...rows.filter((row) => row[1]).flatMap(([name, when]) =>
+      [text("dt", name), text("dd", clock(Date.parse(when)))]));
+    const reports = state.details.get(id);
+    if (reports) node.querySelector(".reports").replaceChildren(...(reports.length ? reports.map(report)
+      : [text("li", "no reports")]));
+  }
+
+  function report(entry) {
+    if (entry.kind === "sensor") return text("li", "sensor alarm (" + entry.source.split(":")[1] + ")");
+    const item = text("li", entry.description || entry.service_name || "a report (" + entry.source + ")");
+    if (entry.requested_at) item.append(text("span", " · " + clock(Date.parse(entry.requested_at)), "when"));
+    if (entry.media_url && /^https?:\/\//.test(entry.media_url)) {
+      const link = text("a", "photo");
+      link.href = entry.media_url;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      item.append(" · ", link);
+    }
+    return item;
+  }
+
+  async function fetchDetails(id) {
+    try {
+      const response = await api("/units/me/tasks/" + encodeURIComponent(id));
+      if (!response.ok) return;
+      state.details.set(id, (await response.json()).reports || []);
+      render();
+    } catch (error) {
+      if (error instanceof Refused) stop(error.message);
+    }
+  }
+
+  function text(tag, value, className) {
+    const element = document.createElement(tag);
+    element.textContent = value;
+    if (className) element.className = className;
+    return element;
+  }
+
+  function choose(node, task, kind) {
+    if (FORMS.includes(kind)) {
+      for (const other of FORMS) node.querySelector("form." + other).hidden = other !== kind;
+      node.querySelector("form." + kind).querySelector("textarea, select").focus();
       return;
     }
     act(task, kind, {});
   }
 
+  // Each form's body, or null when it must be completed first (the browser says what is missing). The forms are
+  // "novalidate": these checks run on every submit, so a corrected field is looked at again.
+  const BODIES = {
+    resolve(form) {
+      const photo = form.elements.media_url;
+      photo.setCustomValidity(photo.value && !/^https?:\/\/\S+$/.test(photo.value.trim())
+        ? "a photo URL starts with http:// or https://" : "");
+      if (!form.reportValidity()) return null;
+      const body = { note: form.elements.note.value };
+      if (photo.value.trim()) body.media_url = photo.value.trim();
+      return body;
+    },
+    reject(form) {
+      const reason = form.elements.reason;
+      reason.setCustomValidity(form.elements.reason_code.value === "other" && !reason.value.trim()
+        ? "say why it is not ours" : "");
+      if (!form.reportValidity()) return null;
+      const body = { reason_code: form.elements.reason_code.value };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      return body;
+    },
+    wait(form) {
+      const need = form.elements.need.value, details = form.elements.details;
+      details.setCustomValidity(!need && !details.value.trim() ? "say what you need from the reporter" : "");
+      if (!form.reportValidity()) return null;
+      const reason = [need, details.value.trim()].filter(Boolean).join(": ");
+      return { reason: reason };
+    },
+  };
+
   // ------------------------------------------------------------------ actions
+
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID(); // only on https or localhost: a phone on http://10.x has not
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
 
   async function act(task, kind, body) {
     if (document.activeElement) document.activeElement.blur(); // the form is sent: it may be redrawn now
-    const key = crypto.randomUUID();
-    state.pending.set(task.task_id, kind);
+    const id = task.task_id;
+    const key = newKey();
+    const pending = { kind: kind, tries: 0 };
+    state.confirmed.delete(id);
+    state.pending.set(id, pending);
     render();
-    for (let attempt = 0; ; attempt++) {
+    let outcome = null;
+    for (;;) {
       try {
-        const response = await api("/units/me/tasks/" + encodeURIComponent(task.task_id) + "/" + kind, {
+        const response = await api("/units/me/tasks/" + encodeURIComponent(id) + "/" + kind, {
           method: "POST", body: JSON.stringify(body),
           headers: { "Content-Type": "application/json", "Idempotency-Key": key },
         });
-        if (response.status === 200 || response.status === 202) break;
-        const answer = await response.json().catch(() => ({}));
-        notice((answer.message || answer.detail || "refused") + " (" + response.status + ")");
+        if (RESEND.has(response.status)) throw new Error("the API answered " + response.status);
+        if (response.status === 200) outcome = kind + ": confirmed";
+        else if (response.status === 202) outcome = kind + ": received; being applied";
+        else {
+          const answer = await response.json().catch(() => ({}));
+          const why = (answer.error && answer.error.message) || answer.detail || "refused";
+          notice(kind + " refused: " + why + " (" + response.status + ")");
+        }
         break;
       } catch (error) {
-        if (error instanceof Refused) return stop(error.message);
+        if (error instanceof Refused) {
+          state.pending.delete(id);
+          return stop(error.message);
+        }
+        pending.tries += 1;
         status("offline: sending again…");
-        await sleep(Math.min(1000 * 2 ** attempt, 15000)); // the same key: applied once however often it is sent
+        render();
+        await sleep(Math.min(1000 * 2 ** (pending.tries - 1), 15000)); // the same key: applied once however often
       }
     }
-    await reload();
-    state.pending.delete(task.task_id);
-    status("live");
+    state.pending.delete(id);
+    if (outcome) state.confirmed.set(id, outcome);
+    try {
+      await reload();
+      status("live");
+    } catch (error) {
+      if (error instanceof Refused) return stop(error.message);
+      status("offline: reconnecting…");
+    }
     render();
+    // the keyboard goes on where it was: on this task's next action, unless the crew has moved on meanwhile
+    if (!document.activeElement || document.activeElement === document.body) refocus({ task: id });
   }
 
   // ------------------------------------------------------------------ the channel
@@ -147,6 +299,8 @@
     if (!response.ok) throw new Error("/units/me/tasks answered " + response.status);
     const body = await response.json();
     state.tasks = new Map(body.tasks.map((task) => [task.task_id, task]));
+    state.details.clear(); // reports may have joined: fetched again when shown
+    for (const id of state.open) if (state.tasks.has(id)) fetchDetails(id);
   }
 
   async function follow() {
@@ -182,15 +336,15 @@
   // ------------------------------------------------------------------ start
 
   function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
-  function status(text) { $("status").textContent = text; }
+  function status(value) { $("status").textContent = value; }
 
-  function notice(text) {
-    $("notice").textContent = text;
+  function notice(value) {
+    $("notice").textContent = value;
     $("notice").hidden = false;
   }
 
   function stop(message) {
-    sessionStorage.removeItem("cityloop.crew.token");
+    sessionStorage.removeItem(TOKEN_KEY);
     $("crew").hidden = true;
     $("login").hidden = false;
     $("login-error").textContent = message;
@@ -205,7 +359,7 @@
       const unit = await me.json();
       $("unit").textContent = unit.name;
       await reload();
-      sessionStorage.setItem("cityloop.crew.token", token);
+      sessionStorage.setItem(TOKEN_KEY, token);
       $("login").hidden = true;
       $("crew").hidden = false;
       render();
@@ -216,12 +370,23 @@
     }
   }
 
+  // A ready link (#token=...): the fragment is read here, never sent to the server, and removed from the address
+  // bar (and this history entry) before anything else happens.
+  function linkedToken() {
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (token === null) return null;
+    history.replaceState(null, "", location.pathname + location.search);
+    return token.trim() || null;
+  }
+
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     start($("token").value.trim());
   });
   setInterval(render, 30000); // deadlines age
-  const saved = sessionStorage.getItem("cityloop.crew.token");
+  const linked = linkedToken();
+  if (linked) sessionStorage.setItem(TOKEN_KEY, linked);
+  const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) start(saved);
   else $("token").focus();
 })();

@@ -11,6 +11,7 @@ from streams.cli import main
 from streams.demoview import WIDTH, board, progress_header, progress_row, step, summary_lines
 
 TOKEN = "clu_" + "x" * 43  # the length `cityloop units token` gives
+CREW = "clu_" + "c" * 43
 
 
 def summary(**changes) -> dict:
@@ -47,13 +48,23 @@ def test_the_progress_table_fits_80_columns_up_to_99999_of_everything():
 
 
 def test_the_board_and_start_up_steps_fit_80_columns_with_five_digit_ports():
+    """Every line but the ready links, which are printed whole on lines of their own (a terminal wraps them)."""
     lines = board(api_url="http://127.0.0.1:65535", metrics_url="http://127.0.0.1:65535/metrics",
-                  kafka="127.0.0.1:65535", prefix="demoabcdef", token=TOKEN, live=True)  # fmt: skip
+                  kafka="127.0.0.1:65535", prefix="demoabcdef", token=TOKEN, live=True,
+                  crew=("A rather long crew name, West", CREW))  # fmt: skip
     lines += board(api_url="http://127.0.0.1:65535", metrics_url="http://127.0.0.1:65535/metrics",
                    kafka="127.0.0.1:65535", prefix="demoabcdef", token=TOKEN, live=False)  # fmt: skip
     lines.append(step("worker", "ready", 12.3))
-    assert not too_wide(lines)
+    assert not too_wide([line for line in lines if not line.startswith("http://")])
     assert f"export TOKEN={TOKEN}" in "\n".join(lines), "the token is printed whole, ready to paste"
+
+
+def test_the_board_gives_ready_links_for_the_ops_centre_and_one_crew():
+    lines = board(api_url="http://127.0.0.1:8080", metrics_url="http://127.0.0.1:9090/metrics", kafka="k:9092",
+                  prefix="demo", token=TOKEN, live=True, crew=("Roads crew West", CREW))  # fmt: skip
+    assert f"http://127.0.0.1:8080/board#token={TOKEN}" in lines, "alone on its line: nothing to trim before a click"
+    assert f"http://127.0.0.1:8080/crew#token={CREW}" in lines
+    assert lines[lines.index(f"http://127.0.0.1:8080/crew#token={CREW}") - 1].endswith("Roads crew West")
 
 
 def test_the_summary_fits_80_columns_with_big_numbers_and_long_unit_names():
