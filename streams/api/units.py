@@ -77,8 +77,8 @@ async def my_tasks(ctx: Ctx, who: Who) -> dict:
 
 @router.get("/tasks/{task_id}", summary="One of my tasks, with its history and the reports behind it")
 async def my_task(task_id: str, ctx: Ctx, who: Who) -> dict:
-    """``reports``: each source of the incident; a report posted through Open311 with its description, photo and
-    address (never who sent it), an alarm with its sensor's source id."""
+    """``reports``: each source of the incident with what it said (its words, channel, address and time; a photo for
+    one posted through Open311; never who sent it), an alarm with its sensor's reading."""
     order = await _mine(ctx, who, task_id)
     return {**task_view(order, ctx.calendar, history=True), "reports": await _reports(ctx, order.incident_id)}
 
@@ -87,9 +87,16 @@ async def _reports(ctx: ApiContext, incident_id: str) -> list[dict]:
     sources = await ctx.incidents.source_ids(incident_id, limit=50)
     report_ids = [source.removeprefix("report:") for source in sources if source.startswith("report:")]
     saved = dict(zip(report_ids, await ctx.store.requests(report_ids), strict=True))
+    said = await ctx.incidents.said(incident_id)  # what the worker kept of every channel's reports and alarms
     reports = []
     for source in sources:
         entry: dict = {"source": source, "kind": "report" if source.startswith("report:") else "sensor"}
+        words = said.get(source)
+        if words is not None:
+            entry |= {"description": words.get("text"), "channel": words.get("channel"),
+                      "address": words.get("address"), "requested_at": words.get("at")}  # fmt: skip
+            if words.get("sensor"):
+                entry["sensor"] = words["sensor"]
         request = saved.get(source.removeprefix("report:")) if entry["kind"] == "report" else None
         if request is not None:
             entry |= {"description": request.get("description"), "service_name": request.get("service_name"),

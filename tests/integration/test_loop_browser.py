@@ -77,6 +77,8 @@ def test_a_triage_decision_reaches_the_crew_live_and_the_crews_resolve_reaches_t
 
         browser.switch_to.window(crew)
         wait(browser, 30).until(lambda d: task_card(d, task_id))  # pushed to the crew, no reload
+        task_card(browser, task_id)[0].find_element(By.CSS_SELECTOR, "details.more summary").click()
+        wait(browser, 20).until(lambda d: report["text"] in task_card(d, task_id)[0].text)  # sent to Kafka, not Open311
         for action in ("ack", "start"):
             crew_press(browser, task_id, action)
         crew_press(browser, task_id, "resolve")

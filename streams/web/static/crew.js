@@ -166,7 +166,11 @@
   }
 
   function report(entry) {
-    if (entry.kind === "sensor") return text("li", "sensor alarm (" + entry.source.split(":")[1] + ")");
+    if (entry.kind === "sensor") {
+      const reading = entry.sensor ? ": " + entry.sensor.kind + " " + entry.sensor.value +
+        (entry.sensor.unit ? " " + entry.sensor.unit : "") : "";
+      return text("li", "sensor alarm (" + entry.source.split(":")[1] + ")" + reading);
+    }
     const item = text("li", entry.description || entry.service_name || "a report (" + entry.source + ")");
     if (entry.requested_at) item.append(text("span", " · " + clock(Date.parse(entry.requested_at)), "when"));
     if (entry.media_url && /^https?:\/\//.test(entry.media_url)) {
