@@ -39,6 +39,24 @@ def row(driver, incident_id: str):
     return driver.find_elements(By.CSS_SELECTOR, f'#list button[data-incident="{incident_id}"]')
 
 
+def click_row(driver, incident_id: str) -> None:
+    """Click the incident's row, looking again if the list was redrawn between finding it and clicking."""
+
+    def clicked(d) -> bool:
+        rows = row(d, incident_id)
+        if rows:
+            rows[0].click()
+        return bool(rows)
+
+    wait(driver, 20).until(clicked)
+
+
+def row_text(driver, incident_id: str) -> str:
+    """The incident's row as read in one look ("" when it is not listed): the list may be redrawn between two."""
+    rows = row(driver, incident_id)
+    return rows[0].text if rows else ""
+
+
 def log_in(driver, base: str, token: str) -> None:
     driver.get(f"{base}/board")
     field = wait(driver, 20).until(expected_conditions.visibility_of_element_located((By.ID, "token")))
@@ -84,12 +102,12 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
         second = post(base, 2, code="graffiti", lat=51.985, lon=5.07)
         wait(browser, 30).until(lambda d: row(d, second))  # pushed over the feed, no reload
         print(f"report -> on the board: {time.monotonic() - posted:.2f} s")
-        label = row(browser, second)[0].text
+        label = row_text(browser, second)
         assert "Graffiti" in label and "on time" in label
 
         odd = post(base, 3, code="litter", lat=51.98, lon=5.05)  # Open311 with a code: dispatched at once
         wait(browser, 30).until(lambda d: row(d, odd))
-        row(browser, odd)[0].click()  # the incident panel: its clocks, its timeline, the ops actions
+        click_row(browser, odd)  # the incident panel: its clocks, its timeline, the ops actions
         wait(browser, 20).until(lambda d: "dispatched" in d.find_element(By.ID, "panel-history").text)
         assert "acknowledge" in browser.find_element(By.ID, "panel-clocks").text
         form = browser.find_element(By.ID, "panel-action")
@@ -102,15 +120,15 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
         send_unsure_report(bootstrap, namespace)
         waiting = report_incident("odd-1")
         wait(browser, 30).until(lambda d: row(d, waiting))
-        assert "waiting for triage" in row(browser, waiting)[0].text
-        row(browser, waiting)[0].click()
+        assert "waiting for triage" in row_text(browser, waiting)
+        click_row(browser, waiting)
         choices = wait(browser, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#panel-triage button[data-decide]")
         )
         assert 1 <= len(choices) <= 3, "the model's top three, one click each"
         chosen = choices[0].get_attribute("data-decide")
         choices[0].click()
-        wait(browser, 30).until(lambda d: row(d, waiting) and "waiting for triage" not in row(d, waiting)[0].text)
+        wait(browser, 30).until(lambda d: (text := row_text(d, waiting)) and "waiting for triage" not in text)
         ops = {"Authorization": f"Bearer {ops_token}"}
         decided = httpx.get(f"{base}/ops/incidents/{waiting}", headers=ops, timeout=10).json()["order"]
         assert decided["category"] == chosen
@@ -129,4 +147,5 @@ def test_the_board_shows_new_incidents_live_and_refuses_a_units_token(
             search.send_keys(Keys.CONTROL, "a")
             search.send_keys(Keys.DELETE)
             wait(browser, 10).until(lambda d: d.find_element(By.ID, "count").text.startswith("3 of 3"))
+            browser.find_element(By.ID, "whole-city").click()  # choosing an incident zoomed the map onto it
             browser.save_screenshot(str(ROOT / "docs" / "board.png"))

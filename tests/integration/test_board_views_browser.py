@@ -19,7 +19,7 @@ from streams.ids import report_incident
 from tests.browser.conftest import browser, chromium, serving  # noqa: F401 - fixtures used below
 from tests.integration.api_helpers import api_settings, issue_token, send_readings, send_unsure_report
 from tests.integration.loop import short_sla_city
-from tests.integration.test_board_browser import log_in, post, row, wait
+from tests.integration.test_board_browser import log_in, post, row, row_text, wait
 
 pytestmark = [pytest.mark.integration]
 
@@ -58,7 +58,7 @@ def test_the_sla_view_counts_units_and_departments_and_the_sensors_view_shows_re
                       ("gauge-b", "water_level", 41.5, 51.99, 5.06, 60))  # fmt: skip
         log_in(browser, base, ops_token)
         wait(browser, 30).until(lambda d: row(d, pothole) and row(d, litter) and row(d, report_incident("odd-1")))
-        wait(browser, 30).until(lambda d: "overdue" in row(d, litter)[0].text)
+        wait(browser, 30).until(lambda d: "overdue" in row_text(d, litter))
         wait(browser, 30).until(lambda d: d.find_element(By.ID, "count").text.startswith("4 of 4"))  # and the alarm
 
         sla_tab = browser.find_element(By.ID, "tab-sla")

@@ -17,7 +17,7 @@ from streams.api import create_api
 from streams.ids import report_incident, task_id_for
 from tests.browser.conftest import browser, chromium, serving  # noqa: F401 - fixtures used below
 from tests.integration.api_helpers import api_settings, demo_pack, issue_token, send_unsure_report
-from tests.integration.test_board_browser import log_in, row, wait
+from tests.integration.test_board_browser import click_row, log_in, row, row_text, wait
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,7 +54,7 @@ def test_a_triage_decision_reaches_the_crew_live_and_the_crews_resolve_reaches_t
         report = send_unsure_report(bootstrap, namespace)
         waiting = report_incident(report["report_id"])
         wait(browser, 30).until(lambda d: row(d, waiting))
-        row(browser, waiting)[0].click()
+        click_row(browser, waiting)
         choices = wait(browser, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "#panel-triage button[data-decide]")
         )
@@ -73,7 +73,7 @@ def test_a_triage_decision_reaches_the_crew_live_and_the_crews_resolve_reaches_t
 
         browser.switch_to.window(board)
         choices[0].click()  # one click: the report becomes an order of that category
-        wait(browser, 30).until(lambda d: row(d, waiting) and "waiting for triage" not in row(d, waiting)[0].text)
+        wait(browser, 30).until(lambda d: (text := row_text(d, waiting)) and "waiting for triage" not in text)
 
         browser.switch_to.window(crew)
         wait(browser, 30).until(lambda d: task_card(d, task_id))  # pushed to the crew, no reload
@@ -89,9 +89,9 @@ def test_a_triage_decision_reaches_the_crew_live_and_the_crews_resolve_reaches_t
 
         browser.switch_to.window(board)
         unit_name = next(u.name for u in pack.spec.units if u.id == unit)
-        wait(browser, 30).until(lambda d: row(d, waiting) and "resolved" in row(d, waiting)[0].text)
-        assert unit_name in row(browser, waiting)[0].text
-        row(browser, waiting)[0].click()
+        wait(browser, 30).until(lambda d: "resolved" in row_text(d, waiting))
+        assert unit_name in row_text(browser, waiting)
+        click_row(browser, waiting)
         wait(browser, 20).until(lambda d: "resolve" in d.find_element(By.ID, "panel-history").text)
         assert report["text"] in browser.find_element(By.ID, "panel-sources").text, "what the reporter said"
         why = browser.find_element(By.ID, "panel-why").text

@@ -29,7 +29,15 @@
 
   // ------------------------------------------------------------------ items
 
-  function light(item) { return item.kind === "triage" ? "triage" : (item.light || "green"); }
+  // The order's light as the SLA timer set it; a deadline already past reads overdue even before the timer's event
+  // arrives (or with no timer running): the list never says "on time, 8 h late". A waiting order's clock is paused.
+  function light(item) {
+    if (item.kind === "triage") return "triage";
+    const given = item.light || "green";
+    if (given === "red" || item.state === "waiting") return given;
+    const due = item.state === "dispatched" ? item.acknowledge_by : item.resolve_by;
+    return due && Date.parse(due) < Date.now() ? "red" : given;
+  }
 
   function department(item) {
     const unit = state.units.get(item.unit_id);
@@ -412,7 +420,10 @@
       drawn.push(layer);
     }
     const bounds = L.featureGroup(drawn).getBounds();
-    if (bounds.isValid()) map.fitBounds(bounds);
+    if (bounds.isValid()) {
+      state.cityBounds = bounds;
+      map.fitBounds(bounds);
+    }
     state.cluster = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false, animate: false });
     map.addLayer(state.cluster);
   }
@@ -423,6 +434,7 @@
     const city = await (await api("/ops/city")).json();
     $("login").hidden = true;
     $("board").hidden = false;
+    $("whole-city").hidden = false;
     drawCity(city);
     const board = await (await api("/ops/board")).json();
     state.lastId = board.last_event_id;
@@ -473,6 +485,9 @@
     (back || $("q")).focus();
   }
   $("panel-close").addEventListener("click", closePanel);
+  $("whole-city").addEventListener("click", () => {
+    if (state.map && state.cityBounds) state.map.fitBounds(state.cityBounds);
+  });
   $("panel").addEventListener("keydown", (event) => {
     if (event.key === "Escape") closePanel();
   });
