@@ -23,6 +23,7 @@ from streams import metrics, web
 from streams.api import board, open311, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.errors import RequestGuard, install_error_handlers
+from streams.api.open311_formats import Utf8JSONResponse
 from streams.settings import Settings
 
 log = logging.getLogger("streams.api")
@@ -69,9 +70,11 @@ def create_api(
         summary="Open311 GeoReport v2 for reporters, tasks for field units, the ops centre's desk.",
         description=(
             "Units and the ops centre authenticate with `Authorization: Bearer <token>` (tokens from "
-            "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field."
+            "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field. Open311 answers in JSON or "
+            "XML, as the path ends (docs/OPEN311.md)."
         ),
         lifespan=lifespan,
+        default_response_class=Utf8JSONResponse,
         docs_url=None,  # served by streams.web with the Swagger UI the package ships (FastAPI's loads it from a CDN)
         redoc_url=None,
     )
