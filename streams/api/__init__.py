@@ -20,8 +20,9 @@ from starlette.routing import Match
 
 from dispatch import CityPack
 from streams import metrics, web
-from streams.api import board, open311, ops, sensors, units
+from streams.api import board, discovery, open311, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
+from streams.api.cors import Open311Cors
 from streams.api.errors import RequestGuard, install_error_handlers
 from streams.api.open311_formats import Utf8JSONResponse
 from streams.settings import Settings
@@ -80,6 +81,9 @@ def create_api(
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
+    read_origins, post_origins = settings.open311_cors
+    app.add_middleware(Open311Cors, read_origins=read_origins, post_origins=post_origins)
+    app.include_router(discovery.router)
     app.include_router(open311.router)
     app.include_router(units.router)
     app.include_router(ops.router)

@@ -1,5 +1,5 @@
 """Open311 GeoReport v2 as the standard reads: both formats with its element names, its errors and status codes,
-UTF-8 in and out, empty arguments as absent ones, addresses instead of points.
+UTF-8 in and out, empty arguments as absent ones, addresses instead of points, Service Discovery and CORS.
 
 The API runs in-process on an in-memory Redis and a writer that keeps what it is given (no broker): what is checked
 here is the HTTP contract. tests/integration/test_open311_clients.py reads the live API with independent clients.
@@ -232,6 +232,52 @@ def test_points_redis_cannot_index_are_refused_with_the_limits(api: Api):
         message = errors(api.post(lat=lat), 400)
         assert "85.05112878" in message or "number" in message, message
     assert api.post(lat="85.05", long="-180").status_code == 201
+
+
+def test_service_discovery_names_the_endpoint_its_formats_and_contacts(api: Api, pack: CityPack):
+    document = api.client.get("/open311/discovery.json").json()
+    assert set(document) == {"changeset", "contact", "key_service", "endpoints"}
+    [endpoint] = document["endpoints"]
+    assert endpoint == {"specification": "http://wiki.open311.org/GeoReport_v2", "url": "http://testserver/open311/v2",
+                        "changeset": document["changeset"], "type": "production",
+                        "formats": ["text/xml", "application/json"]}  # fmt: skip
+    assert api.client.get(f"{BASE}/discovery.json").json() == document
+    root = xml(api.client.get("/open311/discovery.xml"), "discovery")
+    [endpoint_xml] = root.find("endpoints").findall("endpoint")  # type: ignore[union-attr]
+    assert [f.text for f in endpoint_xml.find("formats").findall("format")] == ["text/xml", "application/json"]  # type: ignore[union-attr]
+    assert endpoint_xml.findtext("specification") == "http://wiki.open311.org/GeoReport_v2"
+
+    configured = make_api(pack, open311_public_url="https://311.example.gov/", open311_contact="311@example.gov",
+                          open311_key_service="https://311.example.gov/keys", open311_endpoint_type="test")  # fmt: skip
+    other = next(configured)
+    custom = other.client.get("/open311/discovery.json").json()
+    assert (custom["contact"], custom["key_service"]) == ("311@example.gov", "https://311.example.gov/keys")
+    assert (custom["endpoints"][0]["url"], custom["endpoints"][0]["type"]) == ("https://311.example.gov/open311/v2",
+                                                                              "test")  # fmt: skip
+    configured.close()
+
+
+def test_open311_reads_are_open_to_other_origins_and_nothing_else_is(api: Api, pack: CityPack):
+    origin = {"Origin": "https://map.example.org"}
+    assert api.client.get(f"{BASE}/services.json", headers=origin).headers["access-control-allow-origin"] == "*"
+    preflight = api.client.options(f"{BASE}/requests.xml", headers={**origin, "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-origin" not in api.post(**{}).headers  # no Origin: no CORS answer either way
+    assert (
+        "access-control-allow-origin"
+        not in api.client.post(
+            f"{BASE}/requests.json", content=f"api_key={KEY}".encode(), headers={**origin, "content-type": FORM}
+        ).headers
+    )
+    assert "access-control-allow-origin" not in api.client.get("/ops/triage", headers=origin).headers
+
+    configured = make_api(pack, open311_cors_origins="none", open311_cors_post_origins="https://form.example.gov")
+    other = next(configured)
+    assert "access-control-allow-origin" not in other.client.get(f"{BASE}/services.json", headers=origin).headers
+    form_origin = {"Origin": "https://form.example.gov", "content-type": FORM}
+    answer = other.client.post(f"{BASE}/requests.json", content=b"api_key=x", headers=form_origin)
+    assert answer.status_code == 403 and answer.headers["access-control-allow-origin"] == "https://form.example.gov"
+    configured.close()
 
 
 def test_the_ops_centre_places_an_unlocated_report_when_it_decides_it(api: Api):
