@@ -22,6 +22,9 @@ MAX_TEXT_CHARS = 4000  # Open311 GeoReport v2 limit on a request's description
 MAX_ID_CHARS = 128
 MAX_SHORT_CHARS = 256
 MAX_URL_CHARS = 2048
+# Latitudes Redis GEO can index (the Web Mercator square): the open-incident index would refuse any other, so a
+# record beyond them is dead-lettered here with that reason instead of failing its batch in the merge.
+MAX_LAT = 85.05112878
 
 _ID_RE = re.compile(r"^[\x21-\x7e\u00a0-\uffff]+$")  # printable, no spaces or control chars
 
@@ -55,18 +58,27 @@ class Rejected(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A citizen report: free text and a location, from any channel."""
+    """A citizen report: free text and a location, from any channel.
+
+    The location is a point, or only an address (``address`` or ``address_id``; Open311 allows either instead of
+    lat/long): such a report has ``lat`` and ``lon`` None and waits in triage for a person to place it.
+    """
 
     report_id: str
     source: str
     text: str
-    lat: float
-    lon: float
+    lat: float | None
+    lon: float | None
     reported_at: datetime
     service_code: str | None = None
     address: str | None = None
     media_url: str | None = None
     reporter: dict[str, str] | None = field(default=None, repr=False)
+    address_id: str | None = None
+
+    @property
+    def located(self) -> bool:
+        return self.lat is not None and self.lon is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,17 +249,40 @@ def _reporter(obj: dict[str, Any]) -> dict[str, str] | None:
     return result or None
 
 
+def decode_point(obj: dict[str, Any]) -> tuple[float, float]:
+    """``lat`` and ``lon`` of a JSON object, both required, within what Redis GEO can index."""
+    lat, lon = _point(obj)
+    assert lat is not None and lon is not None
+    return lat, lon
+
+
+def _point(obj: dict[str, Any], required: bool = True) -> tuple[float | None, float | None]:
+    """``lat`` and ``lon``: both, or (when not required) neither."""
+    if not required and obj.get("lat") is None and obj.get("lon") is None:
+        return None, None
+    try:
+        lat = _number(obj, "lat", -MAX_LAT, MAX_LAT)
+    except Rejected as exc:
+        if exc.code != "out_of_range":
+            raise
+        raise Rejected(exc.code, f"{exc.reason} (beyond +-{MAX_LAT} no map or Redis GEO index can place it)") from None
+    return lat, _number(obj, "lon", -180.0, 180.0)
+
+
 def decode_report(raw: bytes | None, *, now: datetime, max_skew: timedelta) -> Report:
     """Decode and validate one ``reports`` record."""
     obj = parse_object(raw)
     report_id = _identifier(obj, "report_id")
     source = _string(obj, "source", limit=64)
     text = _string(obj, "text", limit=MAX_TEXT_CHARS)
-    lat = _number(obj, "lat", -90.0, 90.0)
-    lon = _number(obj, "lon", -180.0, 180.0)
+    address = _string(obj, "address", limit=MAX_SHORT_CHARS * 2, required=False)
+    address_id = _string(obj, "address_id", limit=MAX_ID_CHARS, required=False)
+    has_address = bool((address or "").strip() or (address_id or "").strip())
+    if not has_address and obj.get("lat") is None and obj.get("lon") is None:
+        raise Rejected("missing_field", "a report needs lat and lon, or an address or address_id to be located by")
+    lat, lon = _point(obj, required=not has_address)
     reported_at = _timestamp(obj, "reported_at", now, max_skew)
     service_code = _string(obj, "service_code", limit=MAX_ID_CHARS, required=False)
-    address = _string(obj, "address", limit=MAX_SHORT_CHARS * 2, required=False)
     media_url = _string(obj, "media_url", limit=MAX_URL_CHARS, required=False)
     assert source is not None and text is not None
     return Report(
@@ -261,6 +296,7 @@ def decode_report(raw: bytes | None, *, now: datetime, max_skew: timedelta) -> R
         address=address or None,
         media_url=media_url or None,
         reporter=_reporter(obj),
+        address_id=address_id or None,
     )
 
 
@@ -270,8 +306,8 @@ def decode_reading(raw: bytes | None, *, now: datetime, max_skew: timedelta) -> 
     sensor_id = _identifier(obj, "sensor_id")
     kind = _identifier(obj, "kind")
     value = _number(obj, "value")
-    lat = _number(obj, "lat", -90.0, 90.0)
-    lon = _number(obj, "lon", -180.0, 180.0)
+    lat, lon = _point(obj)
+    assert lat is not None and lon is not None
     observed_at = _timestamp(obj, "observed_at", now, max_skew)
     unit = _string(obj, "unit", limit=32, required=False)
     return Reading(

@@ -120,6 +120,35 @@ class Settings(BaseSettings):
         "dev-open311-key",
         description="Comma-separated API keys accepted by Open311 POST requests; the default is for development only.",
     )
+    open311_public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="The API's public base URL (e.g. https://311.example.gov), named by Open311 Service Discovery; "
+        "unset: the base URL of each request.",
+    )
+    open311_contact: str = Field(
+        "The city's operations centre answers questions about this API.",
+        max_length=1000,
+        description="Open311 Service Discovery's contact: who answers for the API (an email, a phone, a page).",
+    )
+    open311_key_service: str = Field(
+        "Ask the city's operations centre for an api_key.",
+        max_length=1000,
+        description="Open311 Service Discovery's key_service: how a developer gets an api_key.",
+    )
+    open311_endpoint_type: Literal["production", "test"] = Field(
+        "production", description="The endpoint's type in Open311 Service Discovery: production or test."
+    )
+    open311_cors_origins: str = Field(
+        "*",
+        description="Comma-separated origins whose web pages may read the Open311 GET routes (public data), or '*' "
+        "for any; 'none': no other origin. The units' and ops centre's routes never answer other origins.",
+    )
+    open311_cors_post_origins: str = Field(
+        "",
+        description="Comma-separated origins whose web pages may read the answer to an Open311 POST (a city's own "
+        "report form on another host); default none.",
+    )
     api_max_body_bytes: int = Field(65_536, ge=1024, le=16 * 1024 * 1024, description="Largest request body accepted.")
     api_wait_s: float = Field(
         5.0, ge=0, le=30, description="How long a unit's or ops action waits for the worker to apply it."
@@ -198,6 +227,15 @@ class Settings(BaseSettings):
     @property
     def api_bind_host(self) -> str:
         return self.api_host or self.web_host
+
+    @property
+    def open311_cors(self) -> tuple[list[str], list[str]]:
+        """Origins allowed to read Open311's GET answers, and its POST answers."""
+
+        def split(text: str) -> list[str]:
+            return [o.strip() for o in text.split(",") if o.strip() and o.strip().lower() != "none"]
+
+        return split(self.open311_cors_origins), split(self.open311_cors_post_origins)
 
     @property
     def open311_keys(self) -> frozenset[str]:

@@ -46,7 +46,9 @@ def triage_list(limit: int, as_json: bool, **flags: Any) -> None:
             click.echo(json.dumps({"incident_id": incident_id, **item}, ensure_ascii=False))
             continue
         guesses = ", ".join(f"{c} {p:.2f}" for c, p in item["top"]) or "none"
-        click.echo(f"{incident_id}  {item['event_time']}  ({item['lat']:.5f}, {item['lon']:.5f})")
+        where = (f"({item['lat']:.5f}, {item['lon']:.5f})" if item.get("lat") is not None
+                 else f"no location: {item.get('address')} (decide with --lat and --lon)")  # fmt: skip
+        click.echo(f"{incident_id}  {item['event_time']}  {where}")
         click.echo(f"    {item['text'][:200]!r}")
         click.echo(f"    guesses: {guesses}")
 
@@ -56,7 +58,15 @@ def triage_list(limit: int, as_json: bool, **flags: Any) -> None:
 @click.argument("incident_id")
 @click.option("--category", required=True, help="The category a person chose (one of the city pack's).")
 @click.option("--by", "decided_by", required=True, help="Who decided (kept with the decision, for retraining).")
-def triage_decide(incident_id: str, category: str, decided_by: str, **flags: Any) -> None:
+@click.option(
+    "--lat",
+    type=click.FloatRange(-85.05112878, 85.05112878),
+    default=None,
+    help="Where it is: required for a report located by an address only.",
+)
+@click.option("--lon", type=click.FloatRange(-180, 180), default=None, help="With --lat.")
+def triage_decide(incident_id: str, category: str, decided_by: str, lat: float | None, lon: float | None,
+                  **flags: Any) -> None:  # fmt: skip
     """File a decision: the worker dispatches the incident (or merges it) under CATEGORY."""
     from streams.cli_city import load_pack
     from streams.connect import produce_one
@@ -69,6 +79,8 @@ def triage_decide(incident_id: str, category: str, decided_by: str, **flags: Any
         raise click.UsageError(f"unknown category {category!r}; {pack.name} has: {known}")
     if not decided_by.strip():
         raise click.UsageError("--by is empty: say who decided")
+    if (lat is None) != (lon is None):
+        raise click.UsageError("--lat and --lon go together")
     decision = {
         "type": "triage_decision",
         "incident_id": incident_id,
@@ -76,6 +88,8 @@ def triage_decide(incident_id: str, category: str, decided_by: str, **flags: Any
         "decided_by": decided_by,
         "at": datetime.now(UTC).isoformat(),
     }
+    if lat is not None:
+        decision["lat"], decision["lon"] = lat, lon
     topic = Topics(settings.topic_prefix).feedback
     produce_one(settings.kafka, topic, incident_id.encode(), json.dumps(decision).encode(),
                 settings.connect_timeout_s)  # fmt: skip

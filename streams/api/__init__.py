@@ -20,9 +20,11 @@ from starlette.routing import Match
 
 from dispatch import CityPack
 from streams import metrics, web
-from streams.api import board, open311, ops, sensors, units
+from streams.api import board, discovery, open311, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
+from streams.api.cors import Open311Cors
 from streams.api.errors import RequestGuard, install_error_handlers
+from streams.api.open311_formats import Utf8JSONResponse
 from streams.settings import Settings
 
 log = logging.getLogger("streams.api")
@@ -69,14 +71,19 @@ def create_api(
         summary="Open311 GeoReport v2 for reporters, tasks for field units, the ops centre's desk.",
         description=(
             "Units and the ops centre authenticate with `Authorization: Bearer <token>` (tokens from "
-            "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field."
+            "`cityloop units token UNIT_ID`). Open311 POSTs need an `api_key` form field. Open311 answers in JSON or "
+            "XML, as the path ends (docs/OPEN311.md)."
         ),
         lifespan=lifespan,
+        default_response_class=Utf8JSONResponse,
         docs_url=None,  # served by streams.web with the Swagger UI the package ships (FastAPI's loads it from a CDN)
         redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
+    read_origins, post_origins = settings.open311_cors
+    app.add_middleware(Open311Cors, read_origins=read_origins, post_origins=post_origins)
+    app.include_router(discovery.router)
     app.include_router(open311.router)
     app.include_router(units.router)
     app.include_router(ops.router)

@@ -1,7 +1,8 @@
 """Errors the API answers with, the request id and body limit, and the catch-all that never leaks a trace.
 
-Open311 paths answer in the standard's form, a list of ``{"code", "description"}``;
-the units' and ops centre's paths with ``{"error": {"code", "message", "request_id"}}``.
+Open311 paths answer in the standard's form, a list of ``{"code", "description"}`` (``<errors><error>``
+when the path ends with ``.xml``); the units' and ops centre's paths with
+``{"error": {"code", "message", "request_id"}}``.
 Every response carries ``X-Request-ID``; a 500 names it so a log line can be found.
 """
 
@@ -15,9 +16,11 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from streams.api.open311_formats import Utf8JSONResponse, error_body, format_of_path, respond
 
 log = logging.getLogger("streams.api")
 
@@ -40,13 +43,14 @@ def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", "-"))
 
 
-def error_response(request: Request, status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+def error_response(request: Request, status: int, code: str, message: str, headers: dict | None = None) -> Response:
     rid = request_id(request)
-    if request.url.path.startswith(OPEN311_PREFIX):
-        body: Any = [{"code": status, "description": message}]
-    else:
-        body = {"error": {"code": code, "message": message, "request_id": rid}}
-    return JSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": rid})
+    headers = {**(headers or {}), "X-Request-ID": rid}
+    path = request.url.path
+    if path.startswith(OPEN311_PREFIX):
+        return respond(format_of_path(path), "errors", error_body(status, message), status, headers)
+    body = {"error": {"code": code, "message": message, "request_id": rid}}
+    return Utf8JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -59,22 +63,22 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> Response:
         return error_response(request, exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return error_response(request, 400, "invalid_request", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 401: "unauthorized"}
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
         return error_response(request, exc.status_code, codes.get(exc.status_code, "error"), message,
                               dict(exc.headers or {}))  # fmt: skip
 
     @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+    async def crashed(request: Request, exc: Exception) -> Response:
         log.error("request %s %s failed (request id %s)", request.method, request.url.path, request_id(request),
                   exc_info=exc)  # fmt: skip
         return error_response(request, 500, "internal", f"internal error; quote request id {request_id(request)}")
@@ -99,10 +103,10 @@ class RequestGuard:
         given = headers.get("x-request-id", "")
         rid = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
-        open311 = scope.get("path", "").startswith(OPEN311_PREFIX)
+        path = scope.get("path", "")
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(send, rid, open311)
+            await self._too_large(send, rid, path)
             return
         received = 0
 
@@ -123,15 +127,15 @@ class RequestGuard:
 
         await self.app(scope, limited, tagged)
 
-    async def _too_large(self, send: Send, rid: str, open311: bool) -> None:
+    async def _too_large(self, send: Send, rid: str, path: str) -> None:
         message = f"request body larger than {self.max_body} bytes"
-        body: Any = (
-            [{"code": 413, "description": message}]
-            if open311
-            else {"error": {"code": "too_large", "message": message, "request_id": rid}}
-        )
-        payload = json.dumps(body).encode()
+        if path.startswith(OPEN311_PREFIX):
+            answer = respond(format_of_path(path), "errors", error_body(413, message), 413)
+            payload, media = bytes(answer.body), (answer.media_type or "").encode()
+        else:
+            body: Any = {"error": {"code": "too_large", "message": message, "request_id": rid}}
+            payload, media = json.dumps(body).encode(), b"application/json; charset=utf-8"
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                    "headers": [(b"content-type", media), (b"content-length", str(len(payload)).encode()),
                                 (b"x-request-id", rid.encode()), (b"connection", b"close")]})  # fmt: skip
         await send({"type": "http.response.body", "body": payload})

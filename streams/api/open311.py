@@ -1,154 +1,159 @@
-"""Open311 GeoReport v2 (JSON): services, posting a request, reading requests and tokens.
+"""Open311 GeoReport v2 in both of its formats: services, service definitions, posting and reading requests, tokens.
 
-A posted request becomes a citizen report on ``<prefix>.reports`` (source
-``open311``) whose ``report_id`` is the ``service_request_id``, so the id is
-known at once; a token is returned as well for clients that use the token
-flow. A request's status follows the work order its report opened or joined
-(following merges), so every report merged into an incident closes with it.
+Every route answers in the format its path ends with: ``.xml`` (the standard's required format) or ``.json``
+(streams/api/open311_formats.py); errors too. What clients send is read by streams/api/open311_input.py.
+
+A posted request becomes a citizen report on ``<prefix>.reports`` (source ``open311``) whose ``report_id`` is the
+``service_request_id``, made here before the report is written: the id is known at once, so POST answers with it
+(and no token). A request located by ``address_string`` or ``address_id`` alone is written without coordinates; the
+worker puts it in the triage queue until a person sets its location (docs/OPEN311.md), and it reads open,
+"awaiting location". A request's status follows the work order its report opened or joined (following merges), so
+every report merged into an incident closes with it.
 """
 
 from __future__ import annotations
 
-import math
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
+from fastapi.responses import Response
 
 from feedback.views import open311_status
 from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
-from streams.ids import iso, parse_iso
+from streams.api.open311_formats import format_of_path, respond
+from streams.api.open311_input import coordinates, field, listed, moment, read_form
+from streams.ids import iso
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
 Ctx = Annotated[ApiContext, Depends(context)]
 
-MAX_DESCRIPTION = 4000
 MAX_WINDOW = timedelta(days=90)
 MAX_ROWS = 1000
-_LIMITS = {"address_string": 512, "email": 254, "first_name": 100, "last_name": 100, "phone": 64,
-           "device_id": 128, "account_id": 128, "media_url": 2048, "service_code": 64,
-           "jurisdiction_id": 128}  # fmt: skip
-_ERRORS = {400: {"description": "Invalid request: [{code, description}]"},
-           403: {"description": "Invalid api_key"}, 404: {"description": "Not found"}}  # fmt: skip
+AWAITING_LOCATION = "Received; awaiting location: a person will place the address on the map, then route it."
+_ERRORS = {400: {"description": "Invalid request: [{code, description}] (<errors> in XML)"},
+           403: {"description": "Missing or invalid api_key"}, 404: {"description": "Not found"}}  # fmt: skip
+_FORMATS = {"content": {"application/json": {}, "text/xml": {"schema": {"type": "string"}}}}
+_DEFINITION = "A service's definition (its attributes: none here)"
+_LISTING = "Requests, newest first (at most 90 days and 1,000 rows)"
+_TOKEN = "The request id behind a token (tokens of requests posted before ids were returned at once)"
+_POST_FIELDS = (
+    "api_key",
+    "service_code",
+    "lat",
+    "long",
+    "address_string",
+    "address_id",
+    "description",
+    "email",
+    "device_id",
+    "account_id",
+    "first_name",
+    "last_name",
+    "phone",
+    "media_url",
+    "jurisdiction_id",
+)
+
+
+def _format(request: Request) -> str:
+    """Each route is served at ``.json`` and ``.xml``: the path says which."""
+    return format_of_path(request.url.path)
 
 
 def _service(ctx: ApiContext, code: str) -> dict[str, Any]:
     category = ctx.pack.category(code)
     if category is None:
-        raise ApiError(404, "not_found", f"service_code {code!r} is not offered")
+        raise ApiError(404, "not_found", f"service_code {code!r} is not offered; see services.{{json,xml}}")
     return {
         "service_code": category.code,
         "service_name": category.name,
         "description": category.description or category.name,
         "metadata": False,
-        "type": "realtime",
+        "type": category.type,
         "keywords": ",".join(category.keywords),
         "group": category.group,
     }
 
 
-@router.get("/services.json", summary="The services (categories) offered", responses=_ERRORS)
-async def services(ctx: Ctx) -> list[dict[str, Any]]:
-    return [_service(ctx, c.code) for c in ctx.pack.spec.categories]
+@router.get("/services.xml", summary="The services (categories) offered", responses={**_ERRORS, 200: _FORMATS})
+@router.get("/services.json", summary="The services (categories) offered", responses={**_ERRORS, 200: _FORMATS})
+async def services(request: Request, ctx: Ctx) -> Response:
+    return respond(_format(request), "services", [_service(ctx, c.code) for c in ctx.pack.spec.categories])
 
 
-@router.get("/services/{service_code}.json", summary="A service's definition (its attributes)", responses=_ERRORS)
-async def service_definition(service_code: str, ctx: Ctx) -> dict[str, Any]:
+@router.get("/services/{service_code}.xml", summary=_DEFINITION, responses={**_ERRORS, 200: _FORMATS})
+@router.get("/services/{service_code}.json", summary=_DEFINITION, responses={**_ERRORS, 200: _FORMATS})
+async def service_definition(service_code: str, request: Request, ctx: Ctx) -> Response:
     _service(ctx, service_code)
-    return {"service_code": service_code, "attributes": []}
+    return respond(_format(request), "service_definition", {"service_code": service_code, "attributes": []})
 
 
-def _field(form: Any, name: str, required: bool = False) -> str | None:
-    value = form.get(name)
-    if isinstance(value, UploadFile):
-        raise ApiError(400, "invalid_request", f"{name} must be a text field, not a file")
-    if value is None or not str(value).strip():
-        if required:
-            raise ApiError(400, "missing_field", f"{name} is required")
-        return None
-    text = str(value).strip()
-    limit = _LIMITS.get(name, MAX_DESCRIPTION)
-    if len(text) > limit:
-        raise ApiError(400, "too_long", f"{name} is {len(text)} characters; the limit is {limit}")
-    return text
+_POSTING = {
+    "summary": "Post a service request (form-encoded, UTF-8; api_key required; lat+long, address_string or address_id)",
+    "status_code": 201,
+    "responses": {**_ERRORS, 201: {"description": "[{service_request_id, service_notice, account_id}]", **_FORMATS},
+                  413: {"description": "Body too large"}},
+    "openapi_extra": {"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["api_key", "service_code"],
+        "properties": {name: {"type": "string"} for name in _POST_FIELDS}}}}}},
+}  # fmt: skip
 
 
-def _coordinate(form: Any, name: str, low: float, high: float) -> float:
-    text = _field(form, name)
-    if text is None:
-        raise ApiError(400, "missing_field", "lat and long are required (this server cannot locate an address_string)")
-    try:
-        value = float(text)
-    except ValueError:
-        raise ApiError(400, "wrong_type", f"{name} must be a number") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ApiError(400, "out_of_range", f"{name} must be between {low} and {high}")
-    return value
-
-
-@router.post(
-    "/requests.json",
-    summary="Post a service request (form-encoded, api_key required)",
-    status_code=201,
-    responses={**_ERRORS, 201: {"description": "[{service_request_id, token, service_notice, account_id}]"},
-               413: {"description": "Body too large"}},  # fmt: skip
-    openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {
-        "type": "object", "required": ["api_key", "service_code", "lat", "long"],
-        "properties": {name: {"type": "string"} for name in ("api_key", "service_code", "lat", "long",
-                                                             "address_string", "description", "email", "device_id",
-                                                             "account_id", "first_name", "last_name", "phone",
-                                                             "media_url", "jurisdiction_id")}}}}}},
-)  # fmt: skip
-async def post_request(request: Request, ctx: Ctx) -> JSONResponse:
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        raise ApiError(400, "invalid_request", "post the request form-encoded (application/x-www-form-urlencoded)")
-    form = await request.form(max_files=0, max_fields=200)
-    key = _field(form, "api_key", required=True)
+@router.post("/requests.xml", **_POSTING)
+@router.post("/requests.json", **_POSTING)
+async def post_request(request: Request, ctx: Ctx) -> Response:
+    fmt = _format(request)
+    form = await read_form(request)
+    key = field(form, "api_key")
+    if key is None:
+        raise ApiError(403, "forbidden", "api_key is required to post a request")
     if key not in ctx.settings.open311_keys:
         raise ApiError(403, "forbidden", "api_key is not valid")
-    code = _field(form, "service_code", required=True)
-    assert code is not None
-    if ctx.pack.category(code) is None:
-        raise ApiError(400, "unknown_service", f"service_code {code!r} is not offered; see services.json")
-    lat = _coordinate(form, "lat", -90, 90)
-    lon = _coordinate(form, "long", -180, 180)
-    description = _field(form, "description")
-    media_url = _field(form, "media_url")
+    code = field(form, "service_code")
+    if code is None:
+        raise ApiError(400, "missing_field", "service_code is required")
+    category = ctx.pack.category(code)
+    if category is None:
+        raise ApiError(404, "not_found", f"service_code {code!r} is not offered; see services.{fmt}")
+    point = coordinates(form)
+    address, address_id = field(form, "address_string"), field(form, "address_id")
+    if point is None and address is None and address_id is None:
+        raise ApiError(400, "missing_field", "give the location: lat and long, or an address_string or address_id")
+    description = field(form, "description")
+    media_url = field(form, "media_url")
     if media_url is not None and not media_url.startswith(("http://", "https://")):
         raise ApiError(400, "invalid_request", "media_url must be an http(s) URL")
     now = ctx.clock()
     request_id = f"o311-{secrets.token_hex(10)}"
-    token = secrets.token_urlsafe(16)
     reporter = {name: value for name in ("email", "first_name", "last_name", "phone", "device_id")
-                if (value := _field(form, name)) is not None}  # fmt: skip
-    category = ctx.pack.category(code)
-    assert category is not None
-    report: dict[str, Any] = {"report_id": request_id, "source": "open311",
-                              "text": description or category.name, "lat": lat, "lon": lon,
+                if (value := field(form, name)) is not None}  # fmt: skip
+    report: dict[str, Any] = {"report_id": request_id, "source": "open311", "text": description or category.name,
                               "reported_at": iso(now), "service_code": code}  # fmt: skip
-    address = _field(form, "address_string")
-    for name, value in (("address", address), ("media_url", media_url), ("reporter", reporter or None)):
+    if point is not None:
+        report["lat"], report["lon"] = point
+    for name, value in (("address", address), ("address_id", address_id), ("media_url", media_url),
+                        ("reporter", reporter or None)):  # fmt: skip
         if value is not None:
             report[name] = value
     saved = {"service_request_id": request_id, "service_code": code, "service_name": category.name,
-             "description": description, "lat": lat, "long": lon, "address": address, "media_url": media_url,
-             "requested_datetime": iso(now), "account_id": _field(form, "account_id")}  # fmt: skip
-    await ctx.store.save_request(saved, token, now)
+             "description": description, "lat": point and point[0], "long": point and point[1], "address": address,
+             "address_id": address_id, "media_url": media_url, "requested_datetime": iso(now),
+             "account_id": field(form, "account_id")}  # fmt: skip
+    await ctx.store.save_request(saved, None, now)
     try:
         await ctx.writer.write(ctx.topics.reports, request_id, report)
     except Exception:
-        await ctx.store.forget_request(request_id, token)
+        await ctx.store.forget_request(request_id, None)
         raise
-    notice = f"Thank you. Follow the request at requests/{request_id}.json."
-    body = [{"service_request_id": request_id, "token": token, "service_notice": notice,
-             "account_id": saved["account_id"]}]  # fmt: skip
-    return JSONResponse(body, status_code=201)
+    notice = f"Thank you. Follow the request at requests/{request_id}.{fmt}."
+    if point is None:
+        notice += " It will be routed once a person has placed the address on the map."
+    body = [{"service_request_id": request_id, "service_notice": notice, "account_id": saved["account_id"]}]
+    return respond(fmt, "service_requests", body, status=201)
 
 
 async def _view(ctx: ApiContext, saved: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +161,9 @@ async def _view(ctx: ApiContext, saved: dict[str, Any]) -> dict[str, Any]:
     incident = await ctx.incident_of_report(request_id)
     order = None if incident is None else await ctx.final_order(incident)
     status = open311_status(order, ctx.unit_names, ctx.calendar)
-    if order is None and await ctx.in_triage(request_id):
+    if order is None and saved.get("lat") is None:
+        status["status_notes"] = AWAITING_LOCATION
+    elif order is None and await ctx.in_triage(request_id):
         status["status_notes"] = "Received; waiting for a person to choose the right team."
     return {
         "service_request_id": request_id,
@@ -171,55 +178,44 @@ async def _view(ctx: ApiContext, saved: dict[str, Any]) -> dict[str, Any]:
         "updated_datetime": status["updated_datetime"] or saved["requested_datetime"],
         "expected_datetime": status["expected_datetime"],
         "address": saved.get("address"),
-        "address_id": None,
+        "address_id": saved.get("address_id"),
         "zipcode": None,
-        "lat": saved["lat"],
-        "long": saved["long"],
+        "lat": saved.get("lat"),
+        "long": saved.get("long"),
         "media_url": saved.get("media_url"),
     }
 
 
-def _moment(text: str | None, name: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = parse_iso(text)
-    except ValueError:
-        raise ApiError(400, "bad_timestamp", f"{name} must be an ISO 8601 time, e.g. 2026-11-26T09:00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _list(text: str | None, limit: int = 100) -> list[str]:
-    items = [item.strip() for item in (text or "").split(",") if item.strip()]
-    if len(items) > limit:
-        raise ApiError(400, "too_many", f"at most {limit} values in one filter")
-    return items
-
-
-@router.get("/requests.json", summary="Requests, newest first (at most 90 days and 1,000 rows)", responses=_ERRORS)
+@router.get("/requests.xml", summary=_LISTING, responses={**_ERRORS, 200: _FORMATS})
+@router.get("/requests.json", summary=_LISTING, responses={**_ERRORS, 200: _FORMATS})
 async def list_requests(
+    request: Request,
     ctx: Ctx,
     service_request_id: Annotated[str | None, Query(max_length=4000)] = None,
     service_code: Annotated[str | None, Query(max_length=2000)] = None,
     start_date: Annotated[str | None, Query(max_length=64)] = None,
     end_date: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
-) -> list[dict[str, Any]]:
-    """Filters as in GeoReport v2; ``service_request_id`` (comma-separated) overrides the others."""
-    ids = _list(service_request_id)
+) -> Response:
+    """Filters as in GeoReport v2; ``service_request_id`` (comma-separated) overrides the others; an empty
+    argument is the same as an absent one."""
+    fmt = _format(request)
+    ids = listed(service_request_id)
     if ids:
         saved = [r for r in await ctx.store.requests(ids) if r is not None]
-        return [await _view(ctx, r) for r in saved]
-    statuses = set(_list(status))
+        return respond(fmt, "service_requests", [await _view(ctx, r) for r in saved])
+    statuses = set(listed(status))
     if not statuses <= {"open", "closed"}:
         raise ApiError(400, "invalid_request", "status must be open, closed or both (comma-separated)")
-    end = _moment(end_date, "end_date") or ctx.clock()
-    start = _moment(start_date, "start_date") or end - MAX_WINDOW
+    start, end = moment(start_date, "start_date"), moment(end_date, "end_date")
+    if end is None:
+        end = ctx.clock() if start is None else min(start + MAX_WINDOW, ctx.clock())
+    start = start or end - MAX_WINDOW
     if end < start:
         raise ApiError(400, "invalid_request", "end_date is before start_date")
     if end - start > MAX_WINDOW:
         raise ApiError(400, "invalid_request", "start_date to end_date may span at most 90 days")
-    codes = set(_list(service_code))
+    codes = set(listed(service_code))
     result: list[dict[str, Any]] = []
     candidates = await ctx.store.request_ids_between(start, end, limit=MAX_ROWS * 4)
     for saved in await ctx.store.requests(candidates):
@@ -231,20 +227,22 @@ async def list_requests(
         result.append(view)
         if len(result) >= MAX_ROWS:
             break
-    return result
+    return respond(fmt, "service_requests", result)
 
 
-@router.get("/requests/{service_request_id}.json", summary="One request", responses=_ERRORS)
-async def get_request(service_request_id: str, ctx: Ctx) -> list[dict[str, Any]]:
+@router.get("/requests/{service_request_id}.xml", summary="One request", responses={**_ERRORS, 200: _FORMATS})
+@router.get("/requests/{service_request_id}.json", summary="One request", responses={**_ERRORS, 200: _FORMATS})
+async def get_request(service_request_id: str, request: Request, ctx: Ctx) -> Response:
     (saved,) = await ctx.store.requests([service_request_id]) if len(service_request_id) <= 128 else [None]
     if saved is None:
         raise ApiError(404, "not_found", f"no request {service_request_id}")
-    return [await _view(ctx, saved)]
+    return respond(_format(request), "service_requests", [await _view(ctx, saved)])
 
 
-@router.get("/tokens/{token}.json", summary="The request id behind a token", responses=_ERRORS)
-async def token_lookup(token: str, ctx: Ctx) -> list[dict[str, Any]]:
+@router.get("/tokens/{token}.xml", summary=_TOKEN, responses={**_ERRORS, 200: _FORMATS})
+@router.get("/tokens/{token}.json", summary=_TOKEN, responses={**_ERRORS, 200: _FORMATS})
+async def token_lookup(token: str, request: Request, ctx: Ctx) -> Response:
     request_id = await ctx.store.request_of_token(token) if len(token) <= 128 else None
     if request_id is None:
         raise ApiError(404, "not_found", f"no request for token {token}")
-    return [{"service_request_id": request_id, "token": token}]
+    return respond(_format(request), "service_requests", [{"service_request_id": request_id, "token": token}])

@@ -17,6 +17,7 @@ from streams.api.auth import Caller, context, ops_caller
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
 from streams.ids import incident_of_task, iso, stable_id, task_id_for
+from streams.records import MAX_LAT
 
 router = APIRouter(prefix="/ops", tags=["ops centre"])
 
@@ -31,6 +32,9 @@ class _Body(BaseModel):
 
 class Decision(_Body):
     category: str = Field(min_length=1, max_length=64, description="The category code the report belongs to.")
+    lat: float | None = Field(None, ge=-MAX_LAT, le=MAX_LAT, description="Where it is (WGS84): required for a report "
+                              "located by an address only; else it moves the report's point.")  # fmt: skip
+    lon: float | None = Field(None, ge=-180, le=180, description="With lat.")
 
 
 class Verify(_Body):
@@ -104,14 +108,22 @@ async def triage(ctx: Ctx, who: Ops, limit: Annotated[int, Query(ge=1, le=1000)]
 async def decide(incident_id: str, body: Decision, ctx: Ctx, who: Ops) -> JSONResponse:
     if ctx.pack.category(body.category) is None:
         raise ApiError(400, "unknown_category", f"category {body.category!r} is not in {ctx.pack.name}")
-    if await ctx.triage.get(incident_id) is None:
+    item = await ctx.triage.get(incident_id)
+    if item is None:
         raise ApiError(404, "not_found", f"incident {incident_id} is not in the triage queue")
+    if (body.lat is None) != (body.lon is None):
+        raise ApiError(400, "invalid_request", "lat and lon go together")
+    if body.lat is None and item.get("lat") is None:
+        raise ApiError(400, "missing_location", f"incident {incident_id} has only an address ({item.get('address')}): "
+                       "give its lat and lon")  # fmt: skip
     if not await ctx.triage.is_waiting(incident_id) or await ctx.order(incident_id) is not None:
         raise ApiError(409, "already_decided", f"incident {incident_id} has been decided already")
     now = ctx.clock()
     record = {"schema": 1, "event_id": stable_id("evt", incident_id, "triage_decision", who.holder, iso(now)),
               "type": "triage_decision", "incident_id": incident_id, "category": body.category,
               "decided_by": who.holder, "actor": who.ops_actor, "at": iso(now)}  # fmt: skip
+    if body.lat is not None:
+        record["lat"], record["lon"] = body.lat, body.lon
     await ctx.writer.write(ctx.topics.feedback, incident_id, record)
     deadline = asyncio.get_running_loop().time() + ctx.settings.api_wait_s
     while asyncio.get_running_loop().time() < deadline:

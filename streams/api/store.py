@@ -5,7 +5,8 @@ Keys, under the deployment's namespace ``ns``:
 * ``ns:api:token:<sha256 of token>``: JSON ``{unit_id, holder, issued_at}``; a token is stored only as its hash;
   ``ns:api:unit-tokens:<unit>``: the hashes issued to a unit (to revoke them);
 * ``ns:o311:req:<service_request_id>``: JSON of the request as posted;
-  ``ns:o311:token:<token>``: the request id; ``ns:o311:requests``: sorted set of request ids by time.
+  ``ns:o311:token:<token>``: the request id (only requests posted before ids were returned at once have one; they
+  stay readable until they expire); ``ns:o311:requests``: sorted set of request ids by time.
 """
 
 from __future__ import annotations
@@ -65,18 +66,19 @@ class ApiStore:
 
     # -------------------------------------------------------- Open311 requests
 
-    async def save_request(self, record: dict[str, Any], token: str, requested_at: datetime) -> None:
+    async def save_request(self, record: dict[str, Any], token: str | None, requested_at: datetime) -> None:
         request_id = record["service_request_id"]
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(f"{self._ns}:o311:req:{request_id}", json.dumps(record), ex=OPEN311_RETENTION_S)
-        pipe.set(f"{self._ns}:o311:token:{token}", request_id, ex=OPEN311_RETENTION_S)
+        if token is not None:
+            pipe.set(f"{self._ns}:o311:token:{token}", request_id, ex=OPEN311_RETENTION_S)
         pipe.zadd(f"{self._ns}:o311:requests", {request_id: requested_at.timestamp()})
         await pipe.execute()
 
-    async def forget_request(self, request_id: str, token: str) -> None:
+    async def forget_request(self, request_id: str, token: str | None) -> None:
         """Undo :meth:`save_request` (the report could not be written to the broker)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(f"{self._ns}:o311:req:{request_id}", f"{self._ns}:o311:token:{token}")
+        pipe.delete(f"{self._ns}:o311:req:{request_id}", *([f"{self._ns}:o311:token:{token}"] if token else []))
         pipe.zrem(f"{self._ns}:o311:requests", request_id)
         await pipe.execute()
 

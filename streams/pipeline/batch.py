@@ -87,8 +87,8 @@ class Sighted:
     confidence: float
     method: str
     top: list[Any]
-    lat: float
-    lon: float
+    lat: float | None  # None: a report located by an address only, waiting for a person to place it
+    lon: float | None
     event_time: datetime
     text: str
     address: str | None = None
@@ -98,8 +98,12 @@ class Sighted:
     channel: str = "sensor"  # the report's source (app, phone, ...) for rules that match on it
 
     @property
+    def located(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+    @property
     def confident(self) -> bool:
-        return not self.triage and self.category is not None
+        return not self.triage and self.category is not None and self.located
 
 
 @dataclass

@@ -84,7 +84,7 @@ class Records:
 
     def incident(
         self, s: Sighted, incident_id: str, status: str, now: datetime, *, category: str | None, first: float,
-        last: float, lat: float, lon: float, source_ids: list[str], source_count: int = 1,
+        last: float, lat: float | None, lon: float | None, source_ids: list[str], source_count: int = 1,
     ) -> dict[str, Any]:  # fmt: skip
         record: dict[str, Any] = {
             "schema": CONTRACT_VERSION,
@@ -168,14 +168,17 @@ class Records:
         ts = s.event_time.timestamp()
         incident = self.incident(s, s.new_incident_id, "triage", now, category=s.category, first=ts, last=ts,
                                  lat=s.lat, lon=s.lon, source_ids=[s.source_id])  # fmt: skip
-        why = (
-            f"confidence {s.confidence:.2f} is below the triage threshold "
-            f"{self.triage_policy.threshold_for(s.category):.2f} for {s.category}"
-            if s.category is not None
-            else "no category of this city fits the report"
-        )
+        if not s.located:
+            why = (f"no location: the report names only an address ({s.address}); a person must place it on the map "
+                   "before it can be merged or routed")  # fmt: skip
+        elif s.category is not None:
+            why = (f"confidence {s.confidence:.2f} is below the triage threshold "
+                   f"{self.triage_policy.threshold_for(s.category):.2f} for {s.category}")  # fmt: skip
+        else:
+            why = "no category of this city fits the report"
+        extra = {} if s.located else {"needs_location": True}
         queued = event("triage_needed", s.new_incident_id, "engine", now, unit_id=self.pack.spec.fallback_unit,
-                       guess=s.category, confidence=s.confidence, top=s.top, why=why)  # fmt: skip
+                       guess=s.category, confidence=s.confidence, top=s.top, why=why, **extra)  # fmt: skip
         records: list[Record] = [(self.topics.incidents, s.new_incident_id, incident),
                                  (self.topics.feedback, s.new_incident_id, queued)]  # fmt: skip
         return Emission(s.ledger_key, records, Outcome.TRIAGE, s.origin)

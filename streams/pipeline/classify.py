@@ -3,7 +3,8 @@
 A reporter's service code wins when the city knows it; otherwise the text
 model predicts, and the triage policy (per-category thresholds) marks the
 reports it is not sure enough about, or whose category is not in this city's
-pack, for the ops centre.
+pack, for the ops centre. A report located by an address only (no point) goes
+to the ops centre too, whatever its category: a person must place it.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Classify:
                     confidence=prediction.confidence,
                     method="text_model",
                     top=[list(pair) for pair in prediction.top],
-                    triage=not in_pack or self.triage_policy.needs_triage(prediction),
+                    triage=result[index].triage or not in_pack or self.triage_policy.needs_triage(prediction),
                 )
         return result
 
@@ -61,6 +62,7 @@ class Classify:
             lon=report.lon,
             event_time=report.reported_at,
             text=report.text,
-            address=report.address,
+            address=report.address or (f"address id {report.address_id}" if report.address_id else None),
             channel=report.source,
+            triage=not report.located,
         )

@@ -5,7 +5,9 @@ category and who decided. Valid, it becomes a sighting as sure as a service
 code (``classified_by: person``) that goes on to *merge* and *route* like any
 other, plus a ``triaged`` event: a labelled example for retraining. Invalid
 (missing fields, a category the city does not have, nothing waiting), it is
-dead-lettered with stage ``triage``. Other feedback events pass by: the
+dead-lettered with stage ``triage``. A report located by an address only
+needs the decision to give its point (``lat``, ``lon``); a decision may also
+move a located report's point. Other feedback events pass by: the
 worker's lifecycle (streams/lifecycle.py) reads them.
 """
 
@@ -21,7 +23,7 @@ from streams.ids import parse_iso
 from streams.outcomes import Envelope
 from streams.pipeline.batch import DeadLetter, Emission, Sighted
 from streams.pipeline.build import Records
-from streams.records import Rejected, parse_object
+from streams.records import Rejected, decode_point, parse_object
 from streams.state import TriageQueue
 
 
@@ -65,6 +67,15 @@ class TriageDecisions:
             why = f"incident {incident_id} is not waiting in the triage queue"
             out.rejected.append((envelope, DeadLetter("triage", "not_in_triage", why)))
             return
+        given = record.get("lat") is not None or record.get("lon") is not None
+        try:
+            lat, lon = decode_point(record) if given or item.get("lat") is None else (item["lat"], item["lon"])
+        except Rejected as exc:
+            why = f"incident {incident_id}: {exc.reason}"
+            if item.get("lat") is None:
+                why += "; the report names only an address, so the decision must give its lat and lon"
+            out.rejected.append((envelope, DeadLetter("triage", exc.code, why)))
+            return
         out.labels.append(self.records.labelled(incident_id, category, by, item, now))
         out.sighted.append(
             Sighted(
@@ -77,8 +88,8 @@ class TriageDecisions:
                 confidence=1.0,
                 method="person",
                 top=[[category, 1.0]],
-                lat=item["lat"],
-                lon=item["lon"],
+                lat=lat,
+                lon=lon,
                 event_time=parse_iso(item["event_time"]),
                 text=item["text"],
                 address=item.get("address"),

@@ -55,6 +55,16 @@ def test_a_valid_report_decodes_with_utc_time():
     assert decoded.lat == pytest.approx(51.99)
 
 
+def test_a_report_located_by_an_address_only_decodes_without_a_point():
+    """Open311 allows an address_string or address_id instead of lat/long: the report decodes, unlocated."""
+    by_address = decode_report(report(lat=..., lon=..., address="Stationsplein 1"), now=NOW, max_skew=SKEW)
+    assert (by_address.lat, by_address.lon, by_address.located) == (None, None, False)
+    by_id = decode_report(report(lat=None, lon=None, address_id="BAG-0344200000123"), now=NOW, max_skew=SKEW)
+    assert by_id.address_id == "BAG-0344200000123" and not by_id.located
+    edge = decode_report(report(lat=-85.05112878, lon=180), now=NOW, max_skew=SKEW)
+    assert edge.located and edge.lat == -85.05112878
+
+
 def test_unknown_fields_are_ignored():
     """A producer may add fields (tolerant reader)."""
     assert decode_report(report(extra={"x": 1}), now=NOW, max_skew=SKEW).report_id == "r-1"
@@ -91,9 +101,14 @@ BAD_REPORTS = [
     (report(text="a" * 4001), "too_long", "text is 4001 characters; the limit is 4000"),
     (report(lat="51.9"), "wrong_type", "lat must be a number"),
     (report(lat=True), "wrong_type", "lat must be a number"),
-    (report(lat=90.5), "out_of_range", "lat must be between -90.0 and 90.0"),
+    (report(lat=90.5), "out_of_range", "lat must be between -85.05112878 and 85.05112878"),
+    (report(lat=85.06), "out_of_range", "no map or Redis GEO index can place it"),  # a real latitude, not indexable
     (report(lon=-180.01), "out_of_range", "lon must be between -180.0 and 180.0"),
     (report(lat=None), "missing_field", "lat"),
+    (report(lat=..., lon=...), "missing_field", "lat and lon, or an address or address_id"),
+    (report(lat=..., lon=..., address="  "), "missing_field", "lat and lon, or an address"),
+    (report(lon=..., address="Main St 1"), "missing_field", "lon"),  # half a point is not a location
+    (report(lat=..., lon=..., address_id=7), "wrong_type", "address_id must be a string"),
     (report(reported_at="yesterday"), "bad_timestamp", "reported_at"),
     (report(reported_at="2026-11-26T11:59:00"), "bad_timestamp", "no UTC offset"),
     (report(reported_at="2027-01-01T00:00:00Z"), "future_timestamp", "ahead of the worker's clock"),
@@ -118,6 +133,8 @@ BAD_READINGS = [
     (reading(sensor_id=...), "missing_field", "sensor_id"),
     (reading(kind="water level"), "invalid_id", "kind"),
     (reading(lat=-91), "out_of_range", "lat"),
+    (reading(lat=-85.1), "out_of_range", "Redis GEO"),
+    (reading(lat=..., lon=...), "missing_field", "lat"),  # a sensor has no address to wait on
     (reading(observed_at=1764158400), "wrong_type", "observed_at must be a string"),
     (reading(unit=7), "wrong_type", "unit"),
 ]
