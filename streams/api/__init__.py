@@ -20,7 +20,7 @@ from starlette.routing import Match
 
 from dispatch import CityPack
 from streams import metrics, web
-from streams.api import board, open311, ops, sensors, units
+from streams.api import board, connectors, open311, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.errors import RequestGuard, install_error_handlers
 from streams.settings import Settings
@@ -82,6 +82,7 @@ def create_api(
     app.include_router(ops.router)
     app.include_router(board.router)
     app.include_router(sensors.router)
+    app.include_router(connectors.router)
     web.mount(app)
 
     @app.middleware("http")
