@@ -2,7 +2,8 @@
 
 A task goes to the system of the unit it is for. A lifecycle event goes to the system of the unit it names and to
 the system of the connected unit that holds the incident's newest task, so a unit's system also hears that its
-order was given to someone else (an ``assign`` names the new unit) or cancelled. Who holds an incident is kept in
+order was given to someone else (an ``assign`` names the new unit) or cancelled; except that a ``dispatched``,
+``arbitrate`` or ``assign`` event does not go to the unit it hands the order to, which gets the task instead. Who holds an incident is kept in
 Redis (``connector:holder:<incident>``), updated from tasks and from ``dispatched``, ``arbitrate`` and ``assign``
 events. A record that is not JSON, or not for a connected unit, is passed over: the worker wrote it, and
 connectors only forward.
@@ -88,12 +89,15 @@ def route(
             deliver(unit, Kind.TASK, record.get("task_id"), text, message)
             hold(incident, unit)
             continue
-        targets = [unit] if isinstance(unit, str) else []
+        # the unit a dispatch names gets the task itself (its own record, on the tasks topic): not this event too,
+        # which could reach it first, as the two topics are read side by side
+        hands_over = record.get("type") in HOLDING_EVENTS
+        targets = [unit] if isinstance(unit, str) and not hands_over else []
         holder = holders.get(incident)
         if holder is not None and holder not in targets:
             targets.append(holder)
         for target in targets:
             deliver(target, Kind.EVENT, record.get("event_id"), text, message)
-        if record.get("type") in HOLDING_EVENTS:
+        if hands_over:
             hold(incident, unit)
     return deliveries, holds
