@@ -3,7 +3,8 @@
 A connector type implements :class:`ConnectorType`: ``send(delivery)`` makes one attempt and returns a
 :class:`Result`; retries, back-off, the circuit breaker, dead letters and offsets are the courier's
 (streams/connectors/courier.py), the same for every type. ``poll()`` is for a system that cannot call back (an
-Open311 server, say): it returns the lifecycle updates it found, which the service writes to the feedback topic.
+Open311 server, say): it returns the lifecycle updates it found. The service does not call it yet; the first type
+that needs it wires it in (docs/CONNECTORS.md).
 Types register in :data:`TYPES` under the name the pack's ``connector.type`` uses.
 """
 
