@@ -3,10 +3,10 @@
 A task goes to the system of the unit it is for. A lifecycle event goes to the system of the unit it names and to
 the system of the connected unit that holds the incident's newest task, so a unit's system also hears that its
 order was given to someone else (an ``assign`` names the new unit) or cancelled; except that a ``dispatched``,
-``arbitrate`` or ``assign`` event does not go to the unit it hands the order to, which gets the task instead. Who holds an incident is kept in
-Redis (``connector:holder:<incident>``), updated from tasks and from ``dispatched``, ``arbitrate`` and ``assign``
-events. A record that is not JSON, or not for a connected unit, is passed over: the worker wrote it, and
-connectors only forward.
+``arbitrate`` or ``assign`` event does not go to the unit it hands the order to, which gets the task instead. Who
+holds an incident is kept in Redis (``connector:holder:<incident>``), updated from tasks and from ``dispatched``,
+``arbitrate`` and ``assign`` events. A record that is not JSON, or not for a connected unit, is passed over: the
+worker wrote it, and connectors only forward.
 """
 
 from __future__ import annotations
