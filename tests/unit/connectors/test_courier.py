@@ -7,12 +7,14 @@ import json
 from typing import Any
 
 import fakeredis
+import pytest
 
 from dispatch.connectors import WebhookConnector
 from streams.connectors.base import Delivery, Kind, Result, Verdict
 from streams.connectors.courier import Courier
 from streams.connectors.intake import Message, route
 from streams.connectors.outbox import Outbox
+from streams.connectors.webhook import classify
 
 SPEC = WebhookConnector.model_validate({"type": "webhook", "url": "https://x.example/", "secret_env": "S",
                                         "retry": {"max_attempts": 3, "initial": "1s", "max": "4s"},
@@ -160,3 +162,14 @@ def test_events_go_to_the_unit_they_name_and_to_the_connected_unit_holding_the_i
     assert [(d.unit_id, d.kind, d.key) for d in deliveries] == [("crew", Kind.TASK, "tsk-1-1"),
                                                                  ("crew", Kind.EVENT, "evt-2")]  # fmt: skip
     assert holds == {"inc-1": None}
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [(200, Verdict.DELIVERED), (204, Verdict.DELIVERED), (500, Verdict.RETRY), (503, Verdict.RETRY),
+     (429, Verdict.RETRY), (408, Verdict.RETRY), (400, Verdict.REFUSED), (401, Verdict.REFUSED),
+     (404, Verdict.REFUSED), (422, Verdict.REFUSED), (301, Verdict.REFUSED)],
+)  # fmt: skip
+def test_a_webhook_answer_is_delivered_worth_a_retry_or_a_refusal(status, verdict):
+    """5xx and 429 are retried; other 4xx (and a redirect, which is not followed) are refused at once."""
+    assert classify(status)[0] is verdict
