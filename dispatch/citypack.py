@@ -20,6 +20,7 @@ import shapely
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from dispatch.connectors import CONNECTOR_TYPES, Connector
 from dispatch.errors import InvalidCityPack
 from dispatch.geometry import LocalProjection
 from dispatch.layers import Layer, load_layer
@@ -95,6 +96,7 @@ class Unit(_Model):
     area: Area | None = None
     capacity: int | None = Field(default=None, ge=1)
     backup: str | None = None
+    connector: Connector | None = None  # the unit's own system (dispatch/connectors.py); docs/CONNECTORS.md
 
 
 class LayerRef(_Model):
@@ -310,8 +312,11 @@ def load_city_pack(path: str | Path) -> CityPack:
         spec = CityFile.model_validate(document)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "-"
-        raise InvalidCityPack(str(city_file), key, first["msg"]) from None
+        # a connector's errors carry its type as a step of the path (the union's tag): leave it out of the key
+        loc = [part for i, part in enumerate(first["loc"])
+               if not (part in CONNECTOR_TYPES and i and first["loc"][i - 1] == "connector")]  # fmt: skip
+        key = ".".join(str(part) for part in loc) or "-"
+        raise InvalidCityPack(str(city_file), key, first["msg"].removeprefix("Value error, ")) from None
     _check_references(spec, str(city_file))
     digest = hashlib.sha256(raw_bytes)
     layers: dict[str, Layer] = {}

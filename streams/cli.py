@@ -4,7 +4,8 @@ The group applies the one-line error rule (:mod:`streams.console`) to every
 command. ``topics create``, ``report`` and ``tail`` live here; the other
 commands live in their own modules and are registered on the group at the
 bottom: ``dev`` (:mod:`streams.devcli`), ``worker``, ``api`` and ``units``
-(:mod:`streams.servicecli`), ``demo`` and ``simulate`` (:mod:`streams.democli`),
+(:mod:`streams.servicecli`), ``connectors`` (:mod:`streams.connectorcli`),
+``demo`` and ``simulate`` (:mod:`streams.democli`),
 ``route`` and ``city`` (:mod:`streams.cli_city`), ``triage``
 (:mod:`streams.triagecli`), ``train`` and ``eval`` (:mod:`streams.modelcli`).
 Those modules never import this one, so ``python -m streams.cli`` loads each
@@ -190,6 +191,10 @@ from streams.servicecli import api, units, worker  # noqa: E402
 main.add_command(worker)
 main.add_command(api)
 main.add_command(units)
+
+from streams.connectorcli import connectors  # noqa: E402
+
+main.add_command(connectors)
 
 from streams.democli import demo, simulate  # noqa: E402
 

@@ -12,7 +12,8 @@ source id          a report id; a sensor id and its alarm's   ``report:<id>``, `
 incident id        the first source                            ``inc-<20 hex>``
 task id            incident id and attempt                     ``tsk-<20 hex>-<attempt>``
 event id           incident, type, task and an occasion key    ``evt-<20 hex>``
-dead letter id     where the input record was                  ``<topic>:<partition>:<offset>``
+dead letter id     where the input record was (a connector's:  ``<topic>:<partition>:<offset>``
+                   and the unit it was for)                    (``...:connector:<unit>``)
 =================  ==========================================  =========================================
 """
 
@@ -87,6 +88,11 @@ def event_id(incident_id: str, kind: str, task_id: str | None, key: str) -> str:
 
 def dead_letter_id(topic: str, partition: int, offset: int) -> str:
     return f"{topic}:{partition}:{offset}"
+
+
+def connector_dead_letter_id(topic: str, partition: int, offset: int, unit_id: str) -> str:
+    """A record a connector gave up on: one record may go to several units' systems, each its own dead letter."""
+    return f"{dead_letter_id(topic, partition, offset)}:connector:{unit_id}"
 
 
 # -------------------------------------------------------------------- times

@@ -194,3 +194,47 @@ TIMER_LAG = Histogram(
     "From a deadline falling due to its event being acknowledged by the broker.",
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
+
+# --- Connectors (`cityloop connectors`, and the API's callback route). `connector` is the unit id of a unit with a
+# connector in the city pack (a bounded set); `reason` a fixed code of streams/connectors/base.py.
+CONNECTOR_SENT = Counter(
+    "cityloop_connector_sent_total",
+    "Records a unit's system took (a 2xx answer), by connector and kind (task, event).",
+    ["connector", "kind"],
+)
+CONNECTOR_FAILED = Counter(
+    "cityloop_connector_failures_total",
+    "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx).",
+    ["connector", "reason"],
+)
+CONNECTOR_DEAD_LETTERS = Counter(
+    "cityloop_connector_deadletters_total",
+    "Records a connector gave up on and dead-lettered, by connector and reason code.",
+    ["connector", "reason"],
+)
+CONNECTOR_PENDING = Gauge(
+    "cityloop_connector_pending_records",
+    "Records waiting in a connector's queue (not yet taken by the unit's system nor dead-lettered).",
+    ["connector"],
+)
+CONNECTOR_LAG = Gauge(
+    "cityloop_connector_lag_seconds",
+    "Age of the oldest record waiting in a connector's queue (0 when it is empty).",
+    ["connector"],
+)
+CONNECTOR_SECONDS = Histogram(
+    "cityloop_connector_request_seconds",
+    "Time of one attempt to send to a unit's system, whatever its outcome.",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+CONNECTOR_OPEN = Gauge(
+    "cityloop_connector_breaker_open",
+    "1 while a connector's circuit breaker is open (nothing is sent to that system until the cooldown ends).",
+    ["connector"],
+)
+CONNECTOR_CALLBACKS = Counter(
+    "cityloop_connector_callbacks_total",
+    "Status callbacks from units' systems (POST /connectors/{unit_id}/events), by connector and outcome.",
+    ["connector", "outcome"],
+)

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    connector_tolerance_s: int = Field(
+        300, ge=10, le=3600, description="How far a connector callback's signed time may be from the API's clock."
+    )
+    connectors_port: int = Field(6067, ge=0, le=65535, description="Port of `cityloop connectors`' /metrics, /health.")
     batch_size: int = Field(500, ge=1, le=100_000, description="Max records per processing batch.")
     fetch_max_wait_ms: int = Field(
         20, ge=1, le=5000, description="Longest a consumer fetch waits for data (latency when a partition is idle)."

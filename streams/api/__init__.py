@@ -20,7 +20,7 @@ from starlette.routing import Match
 
 from dispatch import CityPack
 from streams import metrics, web
-from streams.api import board, discovery, open311, ops, sensors, units
+from streams.api import board, connectors, discovery, open311, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.cors import Open311Cors
 from streams.api.errors import RequestGuard, install_error_handlers
@@ -89,6 +89,7 @@ def create_api(
     app.include_router(ops.router)
     app.include_router(board.router)
     app.include_router(sensors.router)
+    app.include_router(connectors.router)
     web.mount(app)
 
     @app.middleware("http")

@@ -4,6 +4,8 @@ Keys, under the deployment's namespace ``ns``:
 
 * ``ns:api:token:<sha256 of token>``: JSON ``{unit_id, holder, issued_at}``; a token is stored only as its hash;
   ``ns:api:unit-tokens:<unit>``: the hashes issued to a unit (to revoke them);
+* ``ns:api:connector-sig:<unit>:<signature>``: the ``Idempotency-Key`` a signed callback came with, for twice the
+  signature's time tolerance (a replayed request cannot pass as a new event under another key);
 * ``ns:o311:req:<service_request_id>``: JSON of the request as posted;
   ``ns:o311:token:<token>``: the request id (only requests posted before ids were returned at once have one; they
   stay readable until they expire); ``ns:o311:requests``: sorted set of request ids by time.
@@ -98,3 +100,13 @@ class ApiStore:
             f"{self._ns}:o311:requests", end.timestamp(), start.timestamp(), start=0, num=limit
         )
         return [_text(i) for i in ids]
+
+    # ------------------------------------------------------ connector callbacks
+
+    async def claim_signature(self, unit_id: str, signature: str, key: str, ttl_s: int) -> str | None:
+        """Remember that a signed callback came with ``key``; the key it came with before, if it came before."""
+        name = f"{self._ns}:api:connector-sig:{unit_id}:{signature}"
+        if await self._redis.set(name, key, nx=True, ex=ttl_s):
+            return None
+        earlier = await self._redis.get(name)
+        return None if earlier is None else _text(earlier)

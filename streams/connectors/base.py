@@ -1,0 +1,81 @@
+"""What a connector type is: a small class that sends one delivery and says how it went (and may poll).
+
+A connector type implements :class:`ConnectorType`: ``send(delivery)`` makes one attempt and returns a
+:class:`Result`; retries, back-off, the circuit breaker, dead letters and offsets are the courier's
+(streams/connectors/courier.py), the same for every type. ``poll()`` is for a system that cannot call back (an
+Open311 server, say): it returns the lifecycle updates it found. The service does not call it yet; the first type
+that needs it wires it in (docs/CONNECTORS.md).
+Types register in :data:`TYPES` under the name the pack's ``connector.type`` uses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar, Protocol
+
+from dispatch.citypack import Unit
+
+
+class Kind(Enum):
+    TASK = "task"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One record for one connected unit; ``key`` (the task or event id) is its idempotency key."""
+
+    unit_id: str
+    kind: Kind
+    key: str
+    original: str  # the record as it was on the topic (a dead letter keeps these bytes)
+    origin: tuple[str, int, int]  # topic, partition, offset of the record (names its dead letter)
+    partition_key: str | None  # the record's Kafka key (its incident id)
+    enqueued_at: float
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return json.loads(self.original)  # type: ignore[no-any-return]
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body a system receives: the contract's record and what it is, the same bytes on every attempt."""
+        return {"kind": self.kind.value, "unit_id": self.unit_id, "id": self.key, "record": self.record}
+
+
+class Verdict(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # network error, timeout, 5xx, 429: try again later
+    REFUSED = "refused"  # any other 4xx: the system will not take it; dead-letter at once
+
+
+@dataclass(frozen=True)
+class Result:
+    verdict: Verdict
+    reason_code: str  # bounded: delivered, network, timeout, http_5xx, http_429, http_4xx
+    reason: str = ""
+    seconds: float = 0.0
+
+
+class ConnectorType(Protocol):
+    name: ClassVar[str]
+
+    async def send(self, delivery: Delivery) -> Result: ...
+
+    async def poll(self) -> list[dict[str, Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+#: connector type name -> factory(unit, secret); a new type registers here (and its model in dispatch/connectors.py)
+TYPES: dict[str, Callable[[Unit, bytes], ConnectorType]] = {}
+
+
+def register(name: str) -> Callable[[Any], Any]:
+    def decorate(factory: Any) -> Any:
+        TYPES[name] = factory
+        return factory
+
+    return decorate
