@@ -124,6 +124,15 @@ class Settings(BaseSettings):
         "dev-open311-key",
         description="Comma-separated API keys accepted by Open311 POST requests; the default is for development only.",
     )
+    map_tiles: str | None = Field(
+        None,
+        description="A tile server for the board's map, as a URL template with {z}, {x} and {y} (and {s} for "
+        "subdomains), e.g. https://tiles.example.gov/{z}/{x}/{y}.png; unset: no tiles, the city pack's own areas only "
+        "(nothing is fetched from elsewhere). The board's Content-Security-Policy allows images from that host only.",
+    )
+    map_attribution: str = Field(
+        "", max_length=500, description="The text the tile server's licence asks the map to show (plain text)."
+    )
     open311_public_url: str | None = Field(
         None,
         pattern=r"^https?://[^\s]+$",
@@ -212,6 +221,26 @@ class Settings(BaseSettings):
             keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
             key_password=self.kafka_ssl_key_password.get_secret_value() if self.kafka_ssl_key_password else None,
         )
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _map_tiles_is_a_template(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        missing = [part for part in ("{z}", "{x}", "{y}") if part not in value]
+        if not value.startswith(("https://", "http://")) or missing or any(c.isspace() for c in value):
+            why = f"it lacks {', '.join(missing)}" if missing else "it is not an http(s) URL"
+            raise ValueError(f"{value!r} is not a tile URL template like https://HOST/{{z}}/{{x}}/{{y}}.png: {why}")
+        return value
+
+    @property
+    def map_tiles_origin(self) -> str | None:
+        """The tile server's origin for the Content-Security-Policy (``{s}`` subdomains become ``*``)."""
+        if not self.map_tiles:
+            return None
+        scheme, rest = self.map_tiles.split("://", 1)
+        host = rest.split("/", 1)[0].replace("{s}", "*")
+        return f"{scheme}://{host}"
 
     @field_validator("redis_url")
     @classmethod

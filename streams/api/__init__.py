@@ -90,7 +90,7 @@ def create_api(
     app.include_router(board.router)
     app.include_router(sensors.router)
     app.include_router(connectors.router)
-    web.mount(app)
+    web.mount(app, tiles_origin=settings.map_tiles_origin)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Any:

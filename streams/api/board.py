@@ -65,7 +65,10 @@ def _document(pack: CityPack) -> dict[str, Any]:
 
 @router.get("/city", summary="The city to draw: its layers (GeoJSON), units and categories")
 async def city(ctx: Ctx, who: Ops) -> dict[str, Any]:
-    return city_document(ctx.pack)
+    """``tiles``: the city's tile server (``CITYLOOP_MAP_TILES``) and its attribution, or null: the areas only."""
+    settings = ctx.settings
+    tiles = {"url": settings.map_tiles, "attribution": settings.map_attribution} if settings.map_tiles else None
+    return {**city_document(ctx.pack), "tiles": tiles}
 
 
 @router.get("/board", summary="Every open incident (orders not finished, reports waiting for triage), for the board")

@@ -29,12 +29,20 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+
+
+def page_headers(tiles_origin: str | None = None) -> dict[str, str]:
+    """The pages' headers; a city's tile server (``map_tiles``) is the one other place images may come from."""
+    csp = CSP if not tiles_origin else CSP.replace("img-src 'self' data:;", f"img-src 'self' data: {tiles_origin};")
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+
+PAGE_HEADERS = page_headers()
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en">
@@ -59,15 +67,16 @@ def page(name: str) -> str:
     return (HERE / "pages" / f"{name}.html").read_text(encoding="utf-8")
 
 
-def mount(app: FastAPI) -> None:
+def mount(app: FastAPI, tiles_origin: str | None = None) -> None:
     """Add the pages and their files to the API app (created with ``docs_url=None, redoc_url=None``)."""
+    board_headers = page_headers(tiles_origin)
     app.mount("/web/vendor", StaticFiles(directory=HERE / "vendor"), name="web-vendor")
     app.mount("/web/static", StaticFiles(directory=HERE / "static"), name="web-static")
 
     @app.get("/board", include_in_schema=False)
     async def board() -> HTMLResponse:
         """The ops centre's board (streams/web/static/board.js); its data needs the ops centre's token."""
-        return HTMLResponse(page("board"), headers=PAGE_HEADERS)
+        return HTMLResponse(page("board"), headers=board_headers)
 
     @app.get("/crew", include_in_schema=False)
     async def crew() -> HTMLResponse:

@@ -179,6 +179,12 @@
 
   // ------------------------------------------------------------------ the incident panel
 
+  function escapeHtml(value) {
+    const node = document.createElement("span");
+    node.textContent = value;
+    return node.innerHTML;
+  }
+
   function text(tag, content, className) {
     const node = document.createElement(tag);
     node.textContent = content;
@@ -408,9 +414,14 @@
       .map((s) => [s, s.replace("_", " ")]));
     // no tile layer by default (a closed network has no tile server): the zoom range is the map's own
     // no animations: markers change under a live feed, and markercluster fails on a layer changed mid-animation
-    const map = L.map("map", { attributionControl: false, minZoom: 3, maxZoom: 19, zoomAnimation: false,
+    const map = L.map("map", { attributionControl: Boolean(city.tiles), minZoom: 3, maxZoom: 19, zoomAnimation: false,
                                fadeAnimation: false, markerZoomAnimation: false });
     state.map = map;
+    if (city.tiles) { // the city's own tile server, when it names one (CITYLOOP_MAP_TILES); its text is plain text
+      map.attributionControl.setPrefix(false);
+      L.tileLayer(city.tiles.url, { maxZoom: 19 }).addTo(map);
+      if (city.tiles.attribution) map.attributionControl.addAttribution(escapeHtml(city.tiles.attribution));
+    }
     const drawn = [];
     for (const [layerId, collection] of Object.entries(city.layers)) {
       const layer = L.geoJSON(collection, {
