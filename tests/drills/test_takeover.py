@@ -15,6 +15,7 @@ from tests.ops.fixtures import encoded, figures, make_report, outcome, samples, 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
 
 REPORTS = 2000
+WARM = 100
 
 
 def _reports_partitions(worker) -> set[str]:
@@ -46,12 +47,20 @@ def test_the_surviving_worker_takes_over_every_partition_and_nothing_is_lost_or_
 
     now = datetime.now(UTC).isoformat()
     records = [encoded(make_report(i, "takeover", now)) for i in range(REPORTS)]
-    sender = threading.Thread(target=send, args=(producer, topics.reports, records), kwargs={"every": 100,
+    # a first hundred, until both workers are processing (a worker that has just joined may take a few seconds to
+    # fetch under load; the kill must come when both are), then the rest as a stream the kill falls into
+    send(producer, topics.reports, records[:WARM])
+
+    def processed() -> tuple[float, float]:
+        return total(first.metrics(), "cityloop_ingested_total"), total(second.metrics(), "cityloop_ingested_total")
+
+    assert wait_for(lambda: all(n > 0 for n in processed()), timeout=60), f"both should process: {processed()}"
+    sender = threading.Thread(target=send, args=(producer, topics.reports, records[WARM:]), kwargs={"every": 100,
                               "pause": 0.25})  # fmt: skip
     sender.start()
-    collect(bootstrap, topics.tasks, lambda rs: len(rs) >= 400, timeout=60)
-    before = (total(first.metrics(), "cityloop_ingested_total"), total(second.metrics(), "cityloop_ingested_total"))
-    assert all(n > 0 for n in before), f"both workers should have processed reports before the kill: {before}"
+    collect(bootstrap, topics.tasks, lambda rs: len(rs) >= WARM + 300, timeout=60)
+    assert sender.is_alive(), "the kill must fall in the middle of the stream"
+    before = processed()
 
     assert first.kill(signal.SIGKILL) == -signal.SIGKILL
     killed = time.monotonic()
