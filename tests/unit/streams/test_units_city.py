@@ -81,7 +81,11 @@ def test_it_needs_a_units_token_and_the_ops_centre_is_a_unit_too(api):
     assert client.get("/ops/city", headers={"Authorization": tokens["roads-west"]}).status_code == 403
 
 
-def test_a_citys_tile_server_is_named_to_its_crews(pack: CityPack):
+def test_a_citys_tile_server_is_named_to_its_crews_and_the_crew_page_may_show_its_tiles(pack: CityPack):
     for client, tokens in serve(pack, map_tiles="https://tiles.example.gov/{z}/{x}/{y}.png", map_attribution="Survey"):
         city = client.get("/units/me/city", headers={"Authorization": tokens["roads-west"]}).json()
         assert city["tiles"] == {"url": "https://tiles.example.gov/{z}/{x}/{y}.png", "attribution": "Survey"}
+        csp = client.get("/crew").headers["content-security-policy"]
+        assert "img-src 'self' data: https://tiles.example.gov;" in csp, "the crew app's maps may show its tiles"
+    for client, _ in serve(pack):
+        assert "img-src 'self' data:;" in client.get("/crew").headers["content-security-policy"]
