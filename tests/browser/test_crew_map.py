@@ -126,6 +126,8 @@ def test_a_tasks_details_show_its_map_on_a_phone(browser, tmp_path):
             "arguments[0].focus()", browser.find_element(By.CSS_SELECTOR, f"{card(first)} .task-map")
         )
         inside = "return Boolean(document.activeElement.closest('.task-map'))"
+        browser.execute_script("CityLoopCrew.render()")
+        assert browser.execute_script(inside), "a redraw keeps the keyboard on the map"
         for _ in range(5):
             browser.switch_to.active_element.send_keys(Keys.TAB)
             if not browser.execute_script(inside):
