@@ -63,12 +63,16 @@ def _document(pack: CityPack) -> dict[str, Any]:
             "layers": layers, "units": units, "categories": categories}  # fmt: skip
 
 
+def tiles(ctx: ApiContext) -> dict[str, Any] | None:
+    """The city's tile server (``CITYLOOP_MAP_TILES``) and its attribution, or None: the areas only."""
+    settings = ctx.settings
+    return {"url": settings.map_tiles, "attribution": settings.map_attribution} if settings.map_tiles else None
+
+
 @router.get("/city", summary="The city to draw: its layers (GeoJSON), units and categories")
 async def city(ctx: Ctx, who: Ops) -> dict[str, Any]:
     """``tiles``: the city's tile server (``CITYLOOP_MAP_TILES``) and its attribution, or null: the areas only."""
-    settings = ctx.settings
-    tiles = {"url": settings.map_tiles, "attribution": settings.map_attribution} if settings.map_tiles else None
-    return {**city_document(ctx.pack), "tiles": tiles}
+    return {**city_document(ctx.pack), "tiles": tiles(ctx)}
 
 
 @router.get("/board", summary="Every open incident (orders not finished, reports waiting for triage), for the board")

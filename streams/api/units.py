@@ -1,4 +1,5 @@
-"""The field units' API: my open tasks, one task, acknowledge, start, wait, resume, reject, resolve, and a push channel.
+"""The field units' API: my open tasks, one task, acknowledge, start, wait, resume, reject, resolve, a push channel,
+and the city to draw a task's map on.
 
 A unit sees and changes only the tasks assigned to it: any other task id
 answers 404, exactly as one that does not exist.
@@ -6,7 +7,7 @@ answers 404, exactly as one that does not exist.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -16,6 +17,7 @@ from feedback import REJECT_REASONS, WorkOrder
 from feedback.views import task_view
 from streams.api.actions import lifecycle_record, submit
 from streams.api.auth import Caller, caller, context
+from streams.api.board import city_document, tiles
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
 from streams.api.sse import event_stream
@@ -67,6 +69,14 @@ async def me(ctx: Ctx, who: Who) -> dict:
     assert unit is not None
     return {"unit_id": unit.id, "name": unit.name, "kind": unit.kind, "department": unit.department,
             "holder": who.holder, "ops_centre": who.is_ops}  # fmt: skip
+
+
+@router.get("/city", summary="The city to draw my tasks' maps on: its layers (GeoJSON) and its tile server")
+async def my_city(ctx: Ctx, who: Who) -> dict[str, Any]:
+    """The city pack's layers as the board draws them (each area's id and name), without the ops centre's view of
+    the other units and the categories; ``tiles``: the city's tile server and its attribution, or null."""
+    document = city_document(ctx.pack)
+    return {key: document[key] for key in ("name", "version", "boundary", "layers")} | {"tiles": tiles(ctx)}
 
 
 @router.get("/tasks", summary="My open tasks (oldest first)")

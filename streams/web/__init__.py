@@ -2,7 +2,7 @@
 
 * ``/board``: the ops centre's live board (a map and list of open incidents, streams/web/static/board.js; its SLA
   and sensors views, streams/web/static/board-views.js);
-* ``/crew``: the crew app, a unit's tasks on a phone (streams/web/static/crew.js);
+* ``/crew``: the crew app, a unit's tasks on a phone, each with a map of its place (streams/web/static/crew.js);
 * ``/docs``: the OpenAPI explorer (Swagger UI), working on a closed network;
 * ``/web/vendor/...``: the browser libraries of ``streams/web/vendor/`` (see streams/web/vendor.py);
 * ``/web/static/...``: CityLoop's own scripts and styles.
@@ -69,19 +69,19 @@ def page(name: str) -> str:
 
 def mount(app: FastAPI, tiles_origin: str | None = None) -> None:
     """Add the pages and their files to the API app (created with ``docs_url=None, redoc_url=None``)."""
-    board_headers = page_headers(tiles_origin)
+    map_headers = page_headers(tiles_origin)  # the pages with a map: the board, the crew app
     app.mount("/web/vendor", StaticFiles(directory=HERE / "vendor"), name="web-vendor")
     app.mount("/web/static", StaticFiles(directory=HERE / "static"), name="web-static")
 
     @app.get("/board", include_in_schema=False)
     async def board() -> HTMLResponse:
         """The ops centre's board (streams/web/static/board.js); its data needs the ops centre's token."""
-        return HTMLResponse(page("board"), headers=board_headers)
+        return HTMLResponse(page("board"), headers=map_headers)
 
     @app.get("/crew", include_in_schema=False)
     async def crew() -> HTMLResponse:
-        """The crew app (streams/web/static/crew.js): a unit's tasks; its data needs the unit's token."""
-        return HTMLResponse(page("crew"), headers=PAGE_HEADERS)
+        """The crew app (streams/web/static/crew.js): a unit's tasks and their maps; its data needs the unit's token."""
+        return HTMLResponse(page("crew"), headers=map_headers)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:

@@ -1,8 +1,9 @@
 // The crew app (/crew): a unit's open tasks, most urgent first, and what the crew does with them.
 //
 // Data: GET /units/me, GET /units/me/tasks, GET /units/me/tasks/{id} (a task's reports, when the crew opens them),
-// and /units/me/events (new assignments, withdrawals) read with fetch so that the token goes in a header; the token
-// stays in this tab's session storage. A ready link (/crew#token=...) logs the page in: the fragment never reaches the
+// GET /units/me/city (the city's areas and tile server, for the task maps: once per page load), and /units/me/events
+// (new assignments, withdrawals) read with fetch so that the token goes in a header; the token stays in this tab's
+// session storage. A ready link (/crew#token=...) logs the page in: the fragment never reaches the
 // server and is taken off the address bar at once. Every action is sent with an Idempotency-Key; on a dropped
 // connection (or a 502, 503, 504) it is sent again with the same key (the API applies it once) and the task shows it
 // as pending until the API confirms it.
@@ -19,7 +20,7 @@
   const FORMS = ["resolve", "reject", "wait"];
   const RESEND = new Set([502, 503, 504]); // a proxy or the API itself could not reach what it needs: send again
   const state = { token: null, tasks: new Map(), pending: new Map(), confirmed: new Map(), open: new Set(),
-                  details: new Map() };
+                  details: new Map(), maps: new Map(), city: null };
 
   class Refused extends Error {}
 
@@ -65,6 +66,7 @@
     const focus = focused();
     const tasks = Array.from(state.tasks.values()).sort((a, b) => due(a) - due(b));
     $("tasks").replaceChildren(...tasks.map(card));
+    for (const [id, shown] of state.maps) if (!shown.box.isConnected) dropMap(id); // its task is gone or closed
     $("empty").hidden = tasks.length > 0;
     refocus(focus);
   }
@@ -74,7 +76,8 @@
     const element = document.activeElement;
     const item = element && element.closest && element.closest("li.task");
     if (!item) return null;
-    return { task: item.dataset.task, action: element.dataset.action || null, summary: element.tagName === "SUMMARY" };
+    return { task: item.dataset.task, action: element.dataset.action || null, summary: element.tagName === "SUMMARY",
+             map: Boolean(element.closest(".task-map")) };
   }
 
   function refocus(focus) {
@@ -82,6 +85,7 @@
     const item = document.querySelector('li.task[data-task="' + CSS.escape(focus.task) + '"]');
     if (!item) return;
     const target = (focus.summary && item.querySelector("summary")) ||
+      (focus.map && item.querySelector(".task-map")) ||
       (focus.action && item.querySelector('[data-action="' + focus.action + '"]:not([disabled])')) ||
       item.querySelector(".actions button:not([disabled])") || item.querySelector("summary");
     if (target) target.focus();
@@ -148,13 +152,22 @@
       if (details.open) {
         state.open.add(id);
         if (!state.details.has(id)) fetchDetails(id);
-      } else state.open.delete(id);
+        showMap(id);
+      } else {
+        state.open.delete(id);
+        dropMap(id);
+      }
     });
     node.querySelector(".coordinates").textContent = coordinates(task) ? "at " + coordinates(task) : "";
     if (coordinates(task)) {
       const geo = node.querySelector("a.geo");
       geo.href = "geo:" + task.lat + "," + task.lon + "?q=" + task.lat + "," + task.lon;
       geo.hidden = false;
+    }
+    const shown = state.maps.get(id);
+    if (shown && details.open && coordinates(task)) { // the same map, moved into the redrawn card
+      node.querySelector(".map-slot").replaceWith(shown.box);
+      shown.marker.setLatLng([task.lat, task.lon]);
     }
     const sla = task.sla || {};
     const rows = [["acknowledge by", sla.acknowledge_by], ["resolve by", sla.resolve_by], ["verify by", sla.verify_by]];
@@ -163,6 +176,96 @@
     const reports = state.details.get(id);
     if (reports) node.querySelector(".reports").replaceChildren(...(reports.length ? reports.map(report)
       : [text("li", "no reports")]));
+  }
+
+  // ------------------------------------------------------------------ a task's map
+  //
+  // Drawn when a task's details are open, and only then: the city's areas (GET /units/me/city, read once, with
+  // Leaflet, on the first opening), the city's tiles if it has a tile server, and the task's point with a label. A
+  // redraw of the list moves the same map into the new card; a map whose card is closed or gone is removed.
+
+  function loadFile(tag, attributes) {
+    return new Promise((resolve, reject) => {
+      const element = Object.assign(document.createElement(tag), attributes);
+      element.onload = resolve;
+      element.onerror = () => reject(new Error("could not load " + (attributes.src || attributes.href)));
+      document.head.append(element);
+    });
+  }
+
+  function city() {
+    if (!state.city) {
+      const leaflet = window.L ? Promise.resolve() : Promise.all([
+        loadFile("link", { rel: "stylesheet", href: "/web/vendor/leaflet/leaflet.css" }),
+        loadFile("script", { src: "/web/vendor/leaflet/leaflet.js" }),
+      ]);
+      const layers = api("/units/me/city").then((response) => {
+        if (!response.ok) throw new Error("/units/me/city answered " + response.status);
+        return response.json();
+      });
+      state.city = Promise.all([layers, leaflet]).then(([drawn]) => drawn);
+      state.city.catch(() => { state.city = null; }); // asked again at the next opening
+    }
+    return state.city;
+  }
+
+  async function showMap(id) {
+    let drawn;
+    try {
+      drawn = await city();
+    } catch (error) {
+      if (error instanceof Refused) return stop(error.message);
+      const slot = document.querySelector('li.task[data-task="' + CSS.escape(id) + '"] .map-slot');
+      if (slot) slot.textContent = "No map: " + (error.message || String(error));
+      return;
+    }
+    const task = state.tasks.get(id);
+    if (!task || !coordinates(task) || !state.open.has(id) || state.maps.has(id)) return;
+    const slot = document.querySelector('li.task[data-task="' + CSS.escape(id) + '"] .map-slot');
+    if (!slot) return;
+    const box = document.createElement("div");
+    box.className = "task-map";
+    box.setAttribute("role", "region");
+    box.setAttribute("aria-label", "Map of the task's place, " + coordinates(task) + ", and the city's areas");
+    slot.replaceWith(box);
+    // a finger on the map scrolls the page (two pinch it); the wheel scrolls the page too; arrow keys move the map
+    const map = L.map(box, { center: [task.lat, task.lon], zoom: 16, minZoom: 3, maxZoom: 19, // street level
+                             attributionControl: Boolean(drawn.tiles), dragging: !L.Browser.mobile,
+                             scrollWheelZoom: false });
+    if (drawn.tiles) { // the city's own tile server (CITYLOOP_MAP_TILES); its attribution is plain text
+      map.attributionControl.setPrefix(false);
+      L.tileLayer(drawn.tiles.url, { maxZoom: 19 }).addTo(map);
+      if (drawn.tiles.attribution) map.attributionControl.addAttribution(escapeHtml(drawn.tiles.attribution));
+    }
+    for (const [layerId, collection] of Object.entries(drawn.layers)) {
+      const areas = L.geoJSON(collection, {
+        style: { color: "#1f3b57", weight: layerId === drawn.boundary ? 2 : 1, fillColor: "#ffffff", fillOpacity: 0.2 },
+        onEachFeature: (feature, shape) =>
+          shape.bindTooltip(escapeHtml(feature.properties.name || feature.properties.id)),
+      }).addTo(map);
+      // a tap names an area; Chromium makes a shape with a tooltip a Tab stop: dozens of them, out of the Tab order
+      areas.eachLayer((shape) => shape.getElement().setAttribute("tabindex", "-1"));
+    }
+    const label = text("span", "task: " + (task.category || "task").replace(/_/g, " "));
+    const marker = L.marker([task.lat, task.lon], { icon: L.divIcon({ className: "task-pin", iconSize: [18, 18] }),
+                                                    keyboard: false, interactive: false }).addTo(map);
+    marker.bindTooltip(label, { permanent: true, direction: "top", offset: [0, -10], className: "task-pin-label" });
+    state.maps.set(id, { box: box, map: map, marker: marker });
+  }
+
+  function dropMap(id) {
+    const shown = state.maps.get(id);
+    if (!shown) return;
+    state.maps.delete(id);
+    shown.map.remove();
+    const slot = Object.assign(document.createElement("div"), { className: "map-slot" }); // for the next opening
+    if (shown.box.isConnected) shown.box.replaceWith(slot);
+  }
+
+  function escapeHtml(value) {
+    const node = document.createElement("span");
+    node.textContent = value;
+    return node.innerHTML;
   }
 
   function report(entry) {
@@ -388,6 +491,7 @@
     start($("token").value.trim());
   });
   setInterval(render, 30000); // deadlines age
+  window.CityLoopCrew = { state: state, render: render };
   const linked = linkedToken();
   if (linked) sessionStorage.setItem(TOKEN_KEY, linked);
   const saved = sessionStorage.getItem(TOKEN_KEY);
