@@ -52,7 +52,8 @@ def test_the_board_works_from_the_keyboard_alone(browser, workers, bootstrap, re
         focused(browser).send_keys(token, Keys.ENTER)
         wait(browser, 30).until(lambda d: row(d, incident))
 
-        tab_to(browser, lambda el: el.get_attribute("data-incident") == incident)
+        presses = tab_to(browser, lambda el: el.get_attribute("data-incident") == incident)
+        assert presses <= 20, f"{presses} presses of Tab from the login to the first incident"
         focused(browser).send_keys(Keys.ENTER)
         wait(browser, 20).until(lambda d: "dispatched" in d.find_element(By.ID, "panel-history").text)
         assert focused(browser).get_attribute("id") == "panel", "the panel takes the focus when it opens"

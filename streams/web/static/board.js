@@ -435,6 +435,14 @@
       state.cityBounds = bounds;
       map.fitBounds(bounds);
     }
+    // Chromium makes a shape with a tooltip a Tab stop: dozens of areas between the map and the list (the shapes
+    // exist once the map has a view)
+    for (const layer of drawn) {
+      layer.eachLayer((shape) => {
+        const element = shape.getElement && shape.getElement();
+        if (element) element.setAttribute("tabindex", "-1");
+      });
+    }
     state.cluster = L.markerClusterGroup({ chunkedLoading: true, showCoverageOnHover: false, animate: false });
     map.addLayer(state.cluster);
   }
