@@ -13,7 +13,11 @@ Keys, under a namespace ``ns``:
 * ``ns:life:sensor:<sensor>``: the order a sensor's last verified alarm belonged to (for reopening);
 * ``ns:open``: sorted set of the orders not finished (by last change), for the ops centre's board;
   ``ns:board``: stream of every order's change as the board shows it (``order`` entries; the triage queue adds
-  ``triage`` and ``triaged`` ones), the board's live feed.
+  ``triage`` and ``triaged`` ones), the board's live feed;
+* ``ns:updates``: sorted set of what reporters are told (feedback/updates.py), a JSON entry per told step of an order
+  (or a note posted through Open311) by its time in ms, trimmed by age and length as it is written;
+  ``ns:updates:from:<incident>``: the orders merged into this one (their reports follow it);
+  ``ns:updates:posted:<digest>``: the update id a poster's own update id was given (a retried post is one note).
 
 An order is written with a compare-and-set on its version together with its
 applied event ids and every index change, in one Lua script, so an event is
@@ -31,10 +35,14 @@ import orjson
 
 from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
+from feedback.updates import entries_of, entry_ms
 from feedback.views import assignment_view, board_view
 
 BOARD_STREAM = "board"  # ns:board, written by the order store and the triage queue (streams/state.py)
 BOARD_LEN = 20_000  # entries kept: a board that reconnects within them misses nothing
+UPDATES = "updates"  # ns:updates, the reporters' feed
+UPDATES_KEEP_S = 90 * 86_400  # as long as Open311's widest query window
+UPDATES_LEN = 200_000  # entries kept at most (about 250 bytes each)
 
 # Every change of a batch in one call (a pipeline of one script per order cost more in the client than in Redis).
 # ARGV, per change: key, expected version, order JSON, new version, event-id TTL, retention ('' = keep), index ops
@@ -57,6 +65,10 @@ while i <= #ARGV do
       elseif name == 'zrem' then redis.call('ZREM', op[2], op[3])
       elseif name == 'set' then redis.call('SET', op[2], op[3], 'EX', op[4])
       elseif name == 'xadd' then redis.call('XADD', op[2], 'MAXLEN', '~', op[3], '*', 'event', op[4], 'data', op[5])
+      elseif name == 'ztrim' then
+        redis.call('ZREMRANGEBYSCORE', op[2], '-inf', '(' .. op[3])
+        redis.call('ZREMRANGEBYRANK', op[2], 0, -tonumber(op[4]) - 1)
+      elseif name == 'sadd' then redis.call('SADD', op[2], op[3]); redis.call('EXPIRE', op[2], op[4])
       end
     end
     out[#out + 1] = 1
@@ -209,6 +221,10 @@ class RedisOrderStore:
     def open_key(self) -> str:
         return f"{self._ns}:open"
 
+    @property
+    def updates_key(self) -> str:
+        return f"{self._ns}:{UPDATES}"
+
     # ------------------------------------------------------------------ orders
 
     async def load(self, incident_ids: Sequence[str]) -> dict[str, WorkOrder | None]:
@@ -249,7 +265,7 @@ class RedisOrderStore:
                 str((0 if before is None else before.version) + 1),
                 str(self._event_ttl),
                 str(self._retention) if after.state in FINISHED else "",
-                orjson.dumps(self._index_ops(before, after)),
+                orjson.dumps(self._index_ops(before, after, change.event_ids)),
                 str(len(change.event_ids)),
                 *change.event_ids,
             ]
@@ -258,7 +274,7 @@ class RedisOrderStore:
         if lost:
             raise ConcurrentUpdate(f"orders changed by another writer: {', '.join(lost[:5])}")
 
-    def _index_ops(self, before: WorkOrder | None, after: WorkOrder) -> list[list[Any]]:
+    def _index_ops(self, before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[str] = ()) -> list[list[Any]]:
         ops: list[list[Any]] = []
         incident = after.incident_id
         old_holder = None if before is None else before.holder
@@ -301,6 +317,22 @@ class RedisOrderStore:
         newly_verified = after.verified_at is not None and (before is None or before.verified_at != after.verified_at)
         if newly_verified and after.sensor_id:
             ops.append(["set", f"{self._ns}:life:sensor:{after.sensor_id}", incident, self._reopen])
+        ops += self._update_ops(before, after, event_ids)
+        return ops
+
+    def _update_ops(self, before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[str]) -> list[list[Any]]:
+        """The reporters' feed: an entry per told step, one trim per order, and who follows whom after a merge."""
+        entries = entries_of(before, after, event_ids)
+        if not entries:
+            return []
+        ops: list[list[Any]] = []
+        for entry in entries:
+            ops.append(["zadd", self.updates_key, str(entry_ms(entry)), orjson.dumps(entry).decode()])
+        oldest = int((after.updated_at.timestamp() - UPDATES_KEEP_S) * 1000)
+        ops.append(["ztrim", self.updates_key, str(oldest), str(UPDATES_LEN)])
+        if after.merged_into and (before is None or before.merged_into != after.merged_into):
+            ops.append(["sadd", f"{self.updates_key}:from:{after.merged_into}", after.incident_id,
+                        str(UPDATES_KEEP_S)])  # fmt: skip
         return ops
 
     async def refuse(self, incident_id: str, event_id: str, code: str, reason: str) -> None:
@@ -387,3 +419,30 @@ class RedisOrderStore:
         """The id of the newest entry of a unit's push channel ("0-0" if empty)."""
         last = await self._redis.xrevrange(self.inbox_key(unit_id), count=1)
         return _text(last[0][0]) if last else "0-0"
+
+    # ------------------------------------------------------- reporters' feed
+
+    async def updates_between(self, start_ms: int, end_ms: int, offset: int, count: int) -> list[dict[str, Any]]:
+        """Entries of the reporters' feed timed in [start_ms, end_ms], oldest first: ``count`` from ``offset``."""
+        members = await self._redis.zrangebyscore(self.updates_key, start_ms, end_ms, start=offset, num=count)
+        return [orjson.loads(m) for m in members]
+
+    async def merged_from(self, incident_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The orders merged into each of these (one round trip)."""
+        ids = list(dict.fromkeys(incident_ids))
+        if not ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for incident in ids:
+            pipe.smembers(f"{self.updates_key}:from:{incident}")
+        replies = await pipe.execute()
+        return {i: sorted(_text(m) for m in members) for i, members in zip(ids, replies, strict=True)}
+
+    async def add_note(self, entry: dict[str, Any], claim: str) -> str:
+        """Add a posted note to the feed once per ``claim`` (the poster's own update id); the event id it has."""
+        key = f"{self.updates_key}:posted:{claim}"
+        if not await self._redis.set(key, entry["event_id"], nx=True, ex=UPDATES_KEEP_S):
+            earlier = await self._redis.get(key)
+            return entry["event_id"] if earlier is None else _text(earlier)
+        await self._redis.zadd(self.updates_key, {orjson.dumps(entry).decode(): entry_ms(entry)})
+        return str(entry["event_id"])
