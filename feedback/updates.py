@@ -67,14 +67,14 @@ def entries_of(before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[s
         kind = entry.get("type")
         if kind not in TOLD or entry.get("event_id") not in applied:
             continue
-        fact: dict[str, Any] = {
+        fact: dict[str, Any] = {  # "at" and "seq" first: entries of one time sort by them in Redis too
+            "at": iso_utc(parse_iso(str(entry.get("at")))),
+            "seq": f"{version:08d}.{len(out):03d}",
             "event_id": entry["event_id"],
             "incident_id": after.incident_id,
             "type": kind,
             "state": entry.get("to"),
             "unit_id": entry.get("unit_id") or after.unit_id,
-            "at": iso_utc(parse_iso(str(entry.get("at")))),
-            "seq": f"{version:08d}.{len(out):03d}",
         }
         if str(entry.get("actor", "")).startswith("sensor:"):
             fact["by_sensor"] = True
