@@ -62,10 +62,15 @@ def entries_of(before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[s
     if not applied:
         return []
     version = (0 if before is None else before.version) + 1
+    added: list[Mapping[str, Any]] = []
+    for entry in reversed(after.history):  # the change's entries are the newest ones: stop at the first older one
+        if entry.get("event_id") not in applied:
+            break
+        added.append(entry)
     out: list[dict[str, Any]] = []
-    for entry in after.history:
+    for entry in reversed(added):
         kind = entry.get("type")
-        if kind not in TOLD or entry.get("event_id") not in applied:
+        if kind not in TOLD:
             continue
         fact: dict[str, Any] = {  # "at" and "seq" first: entries of one time sort by them in Redis too
             "at": iso_utc(parse_iso(str(entry.get("at")))),
@@ -145,5 +150,6 @@ def update_id(request_id: str, event_id: str) -> str:
 
 
 def entry_ms(entry: Mapping[str, Any]) -> int:
-    """Where an entry sorts in the feed: its time in ms."""
-    return int(round(parse_iso(str(entry["at"])).timestamp() * 1000))
+    """Where an entry sorts in the feed: its time in whole ms (floored, as a query's start and end are, so an entry
+    timed exactly at a query's end is in it)."""
+    return int(parse_iso(str(entry["at"])).timestamp() * 1000)
