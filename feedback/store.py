@@ -17,6 +17,8 @@ Keys, under a namespace ``ns``:
 * ``ns:updates``: sorted set of what reporters are told (feedback/updates.py), a JSON entry per told step of an order
   (or a note posted through Open311) by its time in ms, trimmed by age and length as it is written;
   ``ns:updates:from:<incident>``: the orders merged into this one (their reports follow it);
+  ``ns:updates:src:<incident>``: the reports that opened or joined it (kept as long as the feed; the incident index
+  forgets them a week after the last report);
   ``ns:updates:posted:<digest>``: the update id a poster's own update id was given (a retried post is one note).
 
 An order is written with a compare-and-set on its version together with its
@@ -35,14 +37,11 @@ import orjson
 
 from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
-from feedback.updates import entries_of, entry_ms
+from feedback.updates import UPDATES, UPDATES_KEEP_S, entry_ms, feed_ops
 from feedback.views import assignment_view, board_view
 
 BOARD_STREAM = "board"  # ns:board, written by the order store and the triage queue (streams/state.py)
 BOARD_LEN = 20_000  # entries kept: a board that reconnects within them misses nothing
-UPDATES = "updates"  # ns:updates, the reporters' feed
-UPDATES_KEEP_S = 90 * 86_400  # as long as Open311's widest query window
-UPDATES_LEN = 200_000  # entries kept at most (about 250 bytes each)
 
 # Every change of a batch in one call (a pipeline of one script per order cost more in the client than in Redis).
 # ARGV, per change: key, expected version, order JSON, new version, event-id TTL, retention ('' = keep), index ops
@@ -69,6 +68,7 @@ while i <= #ARGV do
         redis.call('ZREMRANGEBYSCORE', op[2], '-inf', '(' .. op[3])
         redis.call('ZREMRANGEBYRANK', op[2], 0, -tonumber(op[4]) - 1)
       elseif name == 'sadd' then redis.call('SADD', op[2], op[3]); redis.call('EXPIRE', op[2], op[4])
+      elseif name == 'expire' then redis.call('EXPIRE', op[2], op[3])
       end
     end
     out[#out + 1] = 1
@@ -317,23 +317,7 @@ class RedisOrderStore:
         newly_verified = after.verified_at is not None and (before is None or before.verified_at != after.verified_at)
         if newly_verified and after.sensor_id:
             ops.append(["set", f"{self._ns}:life:sensor:{after.sensor_id}", incident, self._reopen])
-        ops += self._update_ops(before, after, event_ids)
-        return ops
-
-    def _update_ops(self, before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[str]) -> list[list[Any]]:
-        """The reporters' feed: an entry per told step, one trim per order, and who follows whom after a merge."""
-        entries = entries_of(before, after, event_ids)
-        if not entries:
-            return []
-        ops: list[list[Any]] = []
-        for entry in entries:
-            ops.append(["zadd", self.updates_key, str(entry_ms(entry)), orjson.dumps(entry).decode()])
-        oldest = int((after.updated_at.timestamp() - UPDATES_KEEP_S) * 1000)
-        ops.append(["ztrim", self.updates_key, str(oldest), str(UPDATES_LEN)])
-        if after.merged_into and (before is None or before.merged_into != after.merged_into):
-            ops.append(["sadd", f"{self.updates_key}:from:{after.merged_into}", after.incident_id,
-                        str(UPDATES_KEEP_S)])  # fmt: skip
-        return ops
+        return ops + feed_ops(self.updates_key, before, after, event_ids)
 
     async def refuse(self, incident_id: str, event_id: str, code: str, reason: str) -> None:
         key = f"{self.order_key(incident_id)}:refused"
@@ -427,16 +411,24 @@ class RedisOrderStore:
         members = await self._redis.zrangebyscore(self.updates_key, start_ms, end_ms, start=offset, num=count)
         return [orjson.loads(m) for m in members]
 
-    async def merged_from(self, incident_ids: Sequence[str]) -> dict[str, list[str]]:
-        """The orders merged into each of these (one round trip)."""
+    async def followers(self, incident_ids: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """For each order: the orders merged into it, and the report sources its changes recorded (one round trip)."""
         ids = list(dict.fromkeys(incident_ids))
-        if not ids:
-            return {}
         pipe = self._redis.pipeline(transaction=False)
         for incident in ids:
             pipe.smembers(f"{self.updates_key}:from:{incident}")
-        replies = await pipe.execute()
-        return {i: sorted(_text(m) for m in members) for i, members in zip(ids, replies, strict=True)}
+            pipe.smembers(f"{self.updates_key}:src:{incident}")
+        replies = await pipe.execute() if ids else []
+        sets = [sorted(_text(m) for m in members) for members in replies]
+        return dict(zip(ids, sets[0::2], strict=True)), dict(zip(ids, sets[1::2], strict=True))
+
+    async def record_reports(self, joined: dict[str, list[str]]) -> None:
+        """Reports that joined orders' incidents (their merged notices): they follow those orders from now on."""
+        pipe = self._redis.pipeline(transaction=False)
+        for incident, sources in joined.items():
+            pipe.sadd(f"{self.updates_key}:src:{incident}", *sources)
+            pipe.expire(f"{self.updates_key}:src:{incident}", UPDATES_KEEP_S)
+        await pipe.execute()
 
     async def add_note(self, entry: dict[str, Any], claim: str) -> str:
         """Add a posted note to the feed once per ``claim`` (the poster's own update id); the event id it has."""

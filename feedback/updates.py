@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from feedback.orders import State, WorkOrder
 from feedback.times import iso_utc, parse_iso
 
@@ -42,6 +44,9 @@ CLOSED_STATUSES = frozenset({"fixed", "closed", "no_further_action"})
 #: the events whose step is told to reporters (others are spoken for by their follow-up, or are not theirs)
 TOLD = frozenset("dispatched assign arbitrate ack start wait resume resolve close reopen merge_order cancel".split())
 TEXT_LIMIT = 1000  # characters of a person's words kept in an entry
+UPDATES = "updates"  # ns:updates, the reporters' feed (feedback/store.py)
+UPDATES_KEEP_S = 90 * 86_400  # as long as Open311's widest query window
+UPDATES_LEN = 200_000  # entries kept at most (about 250 bytes each)
 
 
 def _words(entry: Mapping[str, Any], *names: str) -> str | None:
@@ -153,3 +158,28 @@ def entry_ms(entry: Mapping[str, Any]) -> int:
     """Where an entry sorts in the feed: its time in whole ms (floored, as a query's start and end are, so an entry
     timed exactly at a query's end is in it)."""
     return int(parse_iso(str(entry["at"])).timestamp() * 1000)
+
+
+def feed_ops(key: str, before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[str]) -> list[list[Any]]:
+    """The order store's operations for the reporters' feed at ``key`` (run in its save script): an entry per told
+    step, one trim, the report that opened the order, and which order a merged one now follows.
+
+    An order's reports (``key:src:<incident>``; those that join it are added by the lifecycle from their merged
+    notices) are kept as long as the feed, refreshed while the order changes: the incident index forgets them a week
+    after the last report, and a repair may take longer than that.
+    """
+    ops: list[list[Any]] = []
+    keep = str(UPDATES_KEEP_S)
+    if before is None and str(after.source_id).startswith("report:"):
+        ops.append(["sadd", f"{key}:src:{after.incident_id}", after.source_id, keep])
+    entries = entries_of(before, after, event_ids)
+    for entry in entries:
+        ops.append(["zadd", key, str(entry_ms(entry)), orjson.dumps(entry).decode()])
+    if entries:
+        oldest = int((after.updated_at.timestamp() - UPDATES_KEEP_S) * 1000)
+        ops.append(["ztrim", key, str(oldest), str(UPDATES_LEN)])
+        ops.append(["expire", f"{key}:src:{after.incident_id}", keep])
+        ops.append(["expire", f"{key}:from:{after.incident_id}", keep])
+    if after.merged_into and (before is None or before.merged_into != after.merged_into):
+        ops.append(["sadd", f"{key}:from:{after.merged_into}", after.incident_id, keep])
+    return ops

@@ -75,19 +75,26 @@ _POST_FIELDS = ("api_key", "service_request_id", "status", "description", "media
 
 
 async def _followers(ctx: ApiContext, incidents: set[str]) -> dict[str, list[str]]:
-    """incident -> the Open311 requests that follow its order (its own reports', and merged orders' reports)."""
+    """incident -> the Open311 requests that follow its order (its own reports', and merged orders' reports).
+
+    An order's reports are those its changes recorded (kept as long as the feed) and those the incident index
+    still lists (it also knows reports that joined while the incident waited in triage, for a week).
+    """
     groups = {i: {i} for i in incidents}
     edge = {i: {i} for i in incidents}
+    recorded: dict[str, list[str]] = {}
     for _ in range(MERGE_HOPS):
         level = {x for xs in edge.values() for x in xs}
         if not level:
             break
-        links = await ctx.orders.merged_from(sorted(level))
+        links, sources = await ctx.orders.followers(sorted(level))
+        recorded |= sources
         edge = {root: {m for x in xs for m in links.get(x, []) if m not in groups[root]} for root, xs in edge.items()}
         for root, xs in edge.items():
             groups[root] |= xs
     every = sorted(set().union(*groups.values())) if groups else []
-    listed = dict(zip(every, await ctx.incidents.source_ids_many(every), strict=True))
+    indexed = await ctx.incidents.source_ids_many(every)
+    listed = {i: set(recorded.get(i, ())) | set(found) for i, found in zip(every, indexed, strict=True)}
     reports = {s.removeprefix("report:") for sources in listed.values() for s in sources if s.startswith("report:")}
     known = {r for r, saved in zip(sorted(reports), await ctx.store.requests(sorted(reports)), strict=True) if saved}
     return {root: sorted({s.removeprefix("report:") for i in members for s in listed[i]} & known)

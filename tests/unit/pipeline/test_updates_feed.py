@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import feedback.store
+import feedback.updates
 from feedback.store import RedisOrderStore
 from feedback.updates import describe, entries_of, status_of, update_id
 from streams.ids import iso, report_incident, task_id_for
@@ -87,7 +87,7 @@ def test_a_redelivered_event_adds_nothing_and_a_rejection_is_told_by_the_next_di
 
 def test_the_feed_is_read_by_time_and_trimmed_by_length_as_it_is_written(loop, monkeypatch):
     incident = report_incident("r-1")
-    monkeypatch.setattr(feedback.store, "UPDATES_LEN", 3)
+    monkeypatch.setattr(feedback.updates, "UPDATES_LEN", 3)
 
     async def scenario():
         await _walk_to_close(loop, incident)
@@ -110,12 +110,28 @@ def test_a_merged_order_is_linked_to_the_one_its_reports_now_follow(loop):
         loop.clock.advance(minutes=1)
         await loop.feedback(ops_event(loop, "merge_order", second, 1, task_id=task_id_for(second), into=first))
         store = _store(loop)
-        return await store.updates_between(0, FAR, 0, 100), await store.merged_from([first, second])
+        return await store.updates_between(0, FAR, 0, 100), await store.followers([first, second])
 
-    entries, links = asyncio.run(scenario())
+    entries, (links, reports) = asyncio.run(scenario())
     merged = [e for e in entries if e["type"] == "merge_order"]
     assert len(merged) == 1 and merged[0]["incident_id"] == second
     assert links == {first: [second], second: []}
+    assert reports == {first: ["report:r-1"], second: ["report:r-2"]}, "the reports that opened each order"
+
+
+def test_reports_that_join_an_order_are_recorded_with_it(loop):
+    incident = report_incident("r-1")
+
+    async def scenario():
+        await loop.reports(report(1))
+        await loop.loop_back()
+        loop.clock.advance(minutes=10)
+        await loop.reports(report(2, text="another deep hole"))  # joins: a merged notice on the feedback stream
+        await loop.loop_back()
+        return await _store(loop).followers([incident])
+
+    _, reports = asyncio.run(scenario())
+    assert reports == {incident: ["report:r-1", "report:r-2"]}
 
 
 def test_words_for_steps_a_reporter_must_not_read_ids_in():

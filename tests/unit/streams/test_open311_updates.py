@@ -219,3 +219,26 @@ def test_posted_updates_are_refused_in_the_standards_error_format(stack):
         client.get(f"{BASE}/servicerequestupdates.xml", params={"start_date": "2026-11-30", "end_date": "2026-11-01"}),
         400,
     )
+
+
+def test_a_request_is_still_told_after_the_incident_index_forgot_its_reports(stack):
+    """The incident index forgets an incident's reports a week after the last one joined; a repair can take longer."""
+    stack, client = stack
+    first = report(client)
+    stack.pump()
+    stack.clock.advance(minutes=5)
+    second = report(client, description="another hole, same spot")
+    stack.pump()
+
+    async def forget() -> None:
+        redis = fakeredis.FakeAsyncRedis(server=stack.server)
+        keys = [k async for k in redis.scan_iter("t:src:*")] + [k async for k in redis.scan_iter("t:inc:*")]
+        await redis.delete(*keys)
+        await redis.aclose()
+
+    asyncio.run(forget())
+    stack.clock.advance(days=9)
+    act(stack, client, stack.token("roads-west"), "ack")
+    rows = feed(client, start_date="2026-12-09T00:00:00Z")
+    assert sorted(r["service_request_id"] for r in rows) == sorted([first, second])
+    assert {r["status"] for r in rows} == {"action_scheduled"}
