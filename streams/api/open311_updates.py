@@ -144,7 +144,8 @@ async def list_updates(
 
 
 async def _poster(ctx: ApiContext, key: str | None) -> tuple[str, str | None]:
-    """(who, unit): a front end's key acts for no unit; a unit's token (``cityloop units token``) for its unit."""
+    """(who, unit): a front end's key acts for no unit; a unit's token (``cityloop units token``) for its unit, and
+    ``who`` names the unit and the token's holder (written as the event's ``by``)."""
     if key is None:
         raise ApiError(403, "forbidden", "api_key is required to post an update")
     if key in ctx.settings.open311_keys:
@@ -152,7 +153,7 @@ async def _poster(ctx: ApiContext, key: str | None) -> tuple[str, str | None]:
     owner = await ctx.store.token_owner(key)
     if owner is None or ctx.pack.unit(owner["unit_id"]) is None:
         raise ApiError(403, "forbidden", "api_key is not valid")
-    return f"unit:{owner['unit_id']}", owner["unit_id"]
+    return f"unit:{owner['unit_id']}:{owner.get('holder') or owner['unit_id']}", owner["unit_id"]
 
 
 def _change(status: str, order: WorkOrder | None, unit: str | None) -> str | None:

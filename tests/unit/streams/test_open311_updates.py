@@ -188,6 +188,9 @@ def test_the_holding_units_system_moves_the_order_and_is_refused_a_step_it_skips
     stack.clock.advance(minutes=2)
     scheduled = post(client, "servicerequestupdates.json", **form, status="action_scheduled", update_id="x-1")
     assert scheduled.status_code == 202, scheduled.text  # the worker applies it when pumped
+    written = stack.writer.sent[-1][2]
+    by = "open311:unit:roads-west:roads-west-system"  # the unit, and the system its token was issued to
+    assert (written["type"], written["actor"], written["by"]) == ("ack", "unit:roads-west", by)
     stack.pump()
     rows = feed(client)
     assert rows[-1]["status"] == "action_scheduled" and rows[-1]["update_id"] == scheduled.json()[0]["update_id"]
