@@ -13,7 +13,13 @@ Keys, under a namespace ``ns``:
 * ``ns:life:sensor:<sensor>``: the order a sensor's last verified alarm belonged to (for reopening);
 * ``ns:open``: sorted set of the orders not finished (by last change), for the ops centre's board;
   ``ns:board``: stream of every order's change as the board shows it (``order`` entries; the triage queue adds
-  ``triage`` and ``triaged`` ones), the board's live feed.
+  ``triage`` and ``triaged`` ones), the board's live feed;
+* ``ns:updates``: sorted set of what reporters are told (feedback/updates.py), a JSON entry per told step of an order
+  (or a note posted through Open311) by its time in ms, trimmed by age and length as it is written;
+  ``ns:updates:from:<incident>``: the orders merged into this one (their reports follow it);
+  ``ns:updates:src:<incident>``: the reports that opened or joined it (kept as long as the feed; the incident index
+  forgets them a week after the last report);
+  ``ns:updates:posted:<digest>``: the update id a poster's own update id was given (a retried post is one note).
 
 An order is written with a compare-and-set on its version together with its
 applied event ids and every index change, in one Lua script, so an event is
@@ -31,6 +37,7 @@ import orjson
 
 from feedback.orders import FINISHED, WorkOrder
 from feedback.sla import BusinessCalendar
+from feedback.updates import UPDATES, UPDATES_KEEP_S, entry_ms, feed_ops
 from feedback.views import assignment_view, board_view
 
 BOARD_STREAM = "board"  # ns:board, written by the order store and the triage queue (streams/state.py)
@@ -57,6 +64,11 @@ while i <= #ARGV do
       elseif name == 'zrem' then redis.call('ZREM', op[2], op[3])
       elseif name == 'set' then redis.call('SET', op[2], op[3], 'EX', op[4])
       elseif name == 'xadd' then redis.call('XADD', op[2], 'MAXLEN', '~', op[3], '*', 'event', op[4], 'data', op[5])
+      elseif name == 'ztrim' then
+        redis.call('ZREMRANGEBYSCORE', op[2], '-inf', '(' .. op[3])
+        redis.call('ZREMRANGEBYRANK', op[2], 0, -tonumber(op[4]) - 1)
+      elseif name == 'sadd' then redis.call('SADD', op[2], op[3]); redis.call('EXPIRE', op[2], op[4])
+      elseif name == 'expire' then redis.call('EXPIRE', op[2], op[3])
       end
     end
     out[#out + 1] = 1
@@ -209,6 +221,10 @@ class RedisOrderStore:
     def open_key(self) -> str:
         return f"{self._ns}:open"
 
+    @property
+    def updates_key(self) -> str:
+        return f"{self._ns}:{UPDATES}"
+
     # ------------------------------------------------------------------ orders
 
     async def load(self, incident_ids: Sequence[str]) -> dict[str, WorkOrder | None]:
@@ -249,7 +265,7 @@ class RedisOrderStore:
                 str((0 if before is None else before.version) + 1),
                 str(self._event_ttl),
                 str(self._retention) if after.state in FINISHED else "",
-                orjson.dumps(self._index_ops(before, after)),
+                orjson.dumps(self._index_ops(before, after, change.event_ids)),
                 str(len(change.event_ids)),
                 *change.event_ids,
             ]
@@ -258,7 +274,7 @@ class RedisOrderStore:
         if lost:
             raise ConcurrentUpdate(f"orders changed by another writer: {', '.join(lost[:5])}")
 
-    def _index_ops(self, before: WorkOrder | None, after: WorkOrder) -> list[list[Any]]:
+    def _index_ops(self, before: WorkOrder | None, after: WorkOrder, event_ids: Sequence[str] = ()) -> list[list[Any]]:
         ops: list[list[Any]] = []
         incident = after.incident_id
         old_holder = None if before is None else before.holder
@@ -301,7 +317,7 @@ class RedisOrderStore:
         newly_verified = after.verified_at is not None and (before is None or before.verified_at != after.verified_at)
         if newly_verified and after.sensor_id:
             ops.append(["set", f"{self._ns}:life:sensor:{after.sensor_id}", incident, self._reopen])
-        return ops
+        return ops + feed_ops(self.updates_key, before, after, event_ids)
 
     async def refuse(self, incident_id: str, event_id: str, code: str, reason: str) -> None:
         key = f"{self.order_key(incident_id)}:refused"
@@ -387,3 +403,38 @@ class RedisOrderStore:
         """The id of the newest entry of a unit's push channel ("0-0" if empty)."""
         last = await self._redis.xrevrange(self.inbox_key(unit_id), count=1)
         return _text(last[0][0]) if last else "0-0"
+
+    # ------------------------------------------------------- reporters' feed
+
+    async def updates_between(self, start_ms: int, end_ms: int, offset: int, count: int) -> list[dict[str, Any]]:
+        """Entries of the reporters' feed timed in [start_ms, end_ms], oldest first: ``count`` from ``offset``."""
+        members = await self._redis.zrangebyscore(self.updates_key, start_ms, end_ms, start=offset, num=count)
+        return [orjson.loads(m) for m in members]
+
+    async def followers(self, incident_ids: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """For each order: the orders merged into it, and the report sources its changes recorded (one round trip)."""
+        ids = list(dict.fromkeys(incident_ids))
+        pipe = self._redis.pipeline(transaction=False)
+        for incident in ids:
+            pipe.smembers(f"{self.updates_key}:from:{incident}")
+            pipe.smembers(f"{self.updates_key}:src:{incident}")
+        replies = await pipe.execute() if ids else []
+        sets = [sorted(_text(m) for m in members) for members in replies]
+        return dict(zip(ids, sets[0::2], strict=True)), dict(zip(ids, sets[1::2], strict=True))
+
+    async def record_reports(self, joined: dict[str, list[str]]) -> None:
+        """Reports that joined orders' incidents (their merged notices): they follow those orders from now on."""
+        pipe = self._redis.pipeline(transaction=False)
+        for incident, sources in joined.items():
+            pipe.sadd(f"{self.updates_key}:src:{incident}", *sources)
+            pipe.expire(f"{self.updates_key}:src:{incident}", UPDATES_KEEP_S)
+        await pipe.execute()
+
+    async def add_note(self, entry: dict[str, Any], claim: str) -> str:
+        """Add a posted note to the feed once per ``claim`` (the poster's own update id); the event id it has."""
+        key = f"{self.updates_key}:posted:{claim}"
+        if not await self._redis.set(key, entry["event_id"], nx=True, ex=UPDATES_KEEP_S):
+            earlier = await self._redis.get(key)
+            return entry["event_id"] if earlier is None else _text(earlier)
+        await self._redis.zadd(self.updates_key, {orjson.dumps(entry).decode(): entry_ms(entry)})
+        return str(entry["event_id"])

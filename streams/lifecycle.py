@@ -74,6 +74,7 @@ class _Batch:
     sources: dict[str, list[str]] = field(default_factory=dict)  # of orders a verification may close
     holds: list[tuple[str, str, str]] = field(default_factory=list)  # units' open tasks: (+ or -, unit, task)
     recategorised: list[tuple[str, str]] = field(default_factory=list)  # (incident, new category)
+    joined: dict[str, list[str]] = field(default_factory=dict)  # sources whose merged notices were applied
 
 
 class Lifecycle:
@@ -163,6 +164,8 @@ class Lifecycle:
         self, batch: _Batch, envelope: Envelope, e: LifecycleEvent, sensors: dict[str, str], now: datetime
     ) -> None:
         incident = e.incident_id
+        if e.type == "merged" and str(e.get("source_id")).startswith("report:"):  # its reporter follows this order
+            batch.joined.setdefault(incident, []).append(e.get("source_id"))  # (the order ignores a repeat report)
         before = _hold(batch.orders.get(incident))
         try:
             step = apply_event(batch.orders.get(incident), e, self.policy)
@@ -340,6 +343,8 @@ class Lifecycle:
             if order is not None and incident in batch.applied_ids
         ]
         await self.orders.save(changes)
+        if batch.joined:  # reporters of merged reports are told the order's steps (one round trip, repeatable)
+            await self.orders.record_reports(batch.joined)
         if self.units is not None and batch.holds:
             units, holds = self.units, batch.holds
             await units.apply_holds(holds)

@@ -156,7 +156,8 @@ INCIDENT_CALLS = {"merge_or_open": "merge", "incident_of": "incident_of", "sourc
 UNIT_CALLS = {"loads": "unit_loads", "positions": "unit_positions", "open_tasks": "unit_open_tasks",
               "apply_holds": "unit_holds"}  # fmt: skip
 ORDER_CALLS = {"load": "orders_load", "applied": "orders_applied", "sensor_order": "sensor_orders",
-               "refuse": "order_refuse", "pop_due": "timers_pop", "fired": "timers_fired"}  # fmt: skip
+               "refuse": "order_refuse", "pop_due": "timers_pop", "fired": "timers_fired",
+               "record_reports": "orders_record_reports"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from starlette.routing import Match
 
 from dispatch import CityPack
 from streams import metrics, web
-from streams.api import board, connectors, discovery, open311, ops, sensors, units
+from streams.api import board, connectors, discovery, open311, open311_updates, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.cors import Open311Cors
 from streams.api.errors import RequestGuard, install_error_handlers
@@ -85,6 +85,7 @@ def create_api(
     app.add_middleware(Open311Cors, read_origins=read_origins, post_origins=post_origins)
     app.include_router(discovery.router)
     app.include_router(open311.router)
+    app.include_router(open311_updates.router)
     app.include_router(units.router)
     app.include_router(ops.router)
     app.include_router(board.router)

@@ -25,7 +25,7 @@ from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError
 from streams.api.open311_formats import format_of_path, respond
-from streams.api.open311_input import coordinates, field, listed, moment, read_form
+from streams.api.open311_input import coordinates, field, listed, read_form, window
 from streams.ids import iso
 
 router = APIRouter(prefix="/open311/v2", tags=["Open311 GeoReport v2"])
@@ -207,14 +207,7 @@ async def list_requests(
     statuses = set(listed(status))
     if not statuses <= {"open", "closed"}:
         raise ApiError(400, "invalid_request", "status must be open, closed or both (comma-separated)")
-    start, end = moment(start_date, "start_date"), moment(end_date, "end_date")
-    if end is None:
-        end = ctx.clock() if start is None else min(start + MAX_WINDOW, ctx.clock())
-    start = start or end - MAX_WINDOW
-    if end < start:
-        raise ApiError(400, "invalid_request", "end_date is before start_date")
-    if end - start > MAX_WINDOW:
-        raise ApiError(400, "invalid_request", "start_date to end_date may span at most 90 days")
+    start, end = window(start_date, end_date, ctx.clock(), MAX_WINDOW)
     codes = set(listed(service_code))
     result: list[dict[str, Any]] = []
     candidates = await ctx.store.request_ids_between(start, end, limit=MAX_ROWS * 4)

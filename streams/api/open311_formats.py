@@ -20,7 +20,8 @@ XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 
 # A list under a key holds elements named so (the standard's names: <services><service>, <attributes><attribute>...)
 ITEM_TAGS = {"services": "service", "service_requests": "request", "attributes": "attribute", "values": "value",
-             "endpoints": "endpoint", "formats": "format", "errors": "error"}  # fmt: skip
+             "endpoints": "endpoint", "formats": "format", "errors": "error",
+             "service_request_updates": "request_update"}  # fmt: skip
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 

@@ -5,7 +5,7 @@ absent one, coordinates Redis can index, times that cannot overflow.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -19,7 +19,8 @@ MAX_DESCRIPTION = 4000
 MAX_FIELDS = 200
 LIMITS = {"address_string": 512, "address_id": 128, "email": 254, "first_name": 100, "last_name": 100, "phone": 64,
           "device_id": 128, "account_id": 128, "media_url": 2048, "service_code": 64, "jurisdiction_id": 128,
-          "api_key": 256}  # fmt: skip
+          "api_key": 256, "service_request_id": 128, "status": 64, "update_id": 128, "update_id_ext": 128,
+          "updated_datetime": 64}  # fmt: skip
 # Times a query may name: wide enough for any real request, narrow enough that a 90-day window never overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
@@ -100,6 +101,20 @@ def moment(text: str | None, name: str) -> datetime | None:
     return value
 
 
+def window(start_date: str | None, end_date: str | None, now: datetime, widest: timedelta) -> tuple[datetime, datetime]:
+    """A query's time window: by default the ``widest`` span to now; with only ``start_date``, that span from it (to
+    now at most); with only ``end_date``, the span before it. Wider than ``widest``, or backwards: a 400."""
+    start, end = moment(start_date, "start_date"), moment(end_date, "end_date")
+    if end is None:
+        end = now if start is None else min(start + widest, now)
+    start = start or end - widest
+    if end < start:
+        raise ApiError(400, "invalid_request", "end_date is before start_date")
+    if end - start > widest:
+        raise ApiError(400, "invalid_request", f"start_date to end_date may span at most {widest.days} days")
+    return start, end
+
+
 def listed(text: str | None, limit: int = 100) -> list[str]:
     """A comma-separated argument's values; empty or absent: none."""
     items = [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -108,4 +123,4 @@ def listed(text: str | None, limit: int = 100) -> list[str]:
     return items
 
 
-__all__ = ["coordinates", "field", "listed", "moment", "read_form"]
+__all__ = ["coordinates", "field", "listed", "moment", "read_form", "window"]
