@@ -85,7 +85,7 @@ def _count(unit_id: str, outcome: str) -> None:
 )
 async def callback(unit_id: str, request: Request, ctx: Ctx) -> JSONResponse:
     unit = ctx.pack.unit(unit_id)
-    if unit is None or unit.connector is None:
+    if unit is None or unit.connector is None or unit.connector.type != "webhook":  # an open311 system is polled
         raise ApiError(404, "not_found", f"no connector for unit {unit_id}")
     secret = os.environ.get(unit.connector.secret_env, "")
     if not secret.strip():

@@ -37,7 +37,7 @@ log = logging.getLogger("streams.connectors")
 
 
 class MissingSecret(ValueError):
-    """A connector whose ``secret_env`` is not set in this process's environment."""
+    """A connector whose ``secret_env`` (``api_key_env``) is not set in this process's environment."""
 
 
 def connected_units(pack: CityPack) -> list[Any]:
@@ -48,10 +48,13 @@ def secrets_from_env(pack: CityPack, environ: Mapping[str, str] = os.environ) ->
     """Each connected unit's secret, from the variable its connector names (:class:`MissingSecret` if unset)."""
     found: dict[str, bytes] = {}
     for unit in connected_units(pack):
-        value = environ.get(unit.connector.secret_env, "")
+        name = unit.connector.credential_env
+        value = environ.get(name, "")
         if not value.strip():
-            raise MissingSecret(f"unit {unit.id}'s connector needs its shared secret in ${unit.connector.secret_env} "
-                                f"(connector.secret_env in the city pack); set it")  # fmt: skip
+            what = "api_key" if unit.connector.type == "open311" else "shared secret"
+            raise MissingSecret(f"unit {unit.id}'s connector needs its {what} in ${name} "
+                                f"(connector.{'api_key_env' if what == 'api_key' else 'secret_env'} in the city pack); "
+                                "set it")  # fmt: skip
         found[unit.id] = value.encode("utf-8")
     return found
 
