@@ -67,7 +67,8 @@ class StatusUpdate:
 
     ``type`` is the unit action it amounts to (``ack``, ``resolve`` or ``reject``); the poller writes the steps
     the lifecycle table needs before it (a resolve of a dispatched order is ack, start, resolve). ``key`` is stable
-    per remote request and remote state, so the events made from it have stable ids: found twice, written once.
+    per remote request; an event's id comes from it and the event's type, so each step is one event however often
+    it is found or re-derived.
     """
 
     task_id: str

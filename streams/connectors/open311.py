@@ -16,8 +16,10 @@
   dead-lettered naming the request to close by hand: never left open there silently.
 
 **poll**: ``GET <url>/requests.json?service_request_id=<ids>`` for the requests it polls (50 per call); each whose
-status means more than before (georeport.observe) is a :class:`StatusUpdate`, keyed by the request id and the
-action, so the events made from it have stable ids.
+status means more than before (georeport.observe) is a :class:`StatusUpdate`, keyed by the request id: the
+events made from it have ids from the request and each event's type (one ack, one start, one resolve per request),
+so a status found twice, or a resolve found before the worker applied the ack found earlier, repeats ids the
+worker applies once, never a second ack.
 """
 
 from __future__ import annotations
@@ -185,8 +187,7 @@ class Open311:
                 seen = observe(request, self.spec.status_notes, self.spec.url) if entry is not None else None
                 if rid is None or entry is None or seen is None or seen.type == entry.get("seen"):
                     continue
-                key = f"open311:{rid}:{seen.type}"
-                updates.append(StatusUpdate(entry["task_id"], seen.type, key, seen.fields, rid))
+                updates.append(StatusUpdate(entry["task_id"], seen.type, f"open311:{rid}", seen.fields, rid))
         return updates
 
     async def settle(self, update: StatusUpdate, finished: bool = False) -> None:

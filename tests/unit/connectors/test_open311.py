@@ -216,19 +216,19 @@ def test_a_reassignment_to_another_unit_withdraws_every_request_of_the_incident(
     against_server(scenario)
 
 
-def test_polling_reports_each_new_status_once_keyed_by_request_and_state():
+def test_polling_reports_each_new_status_once_keyed_by_the_request():
     async def scenario(connector: Open311, system: GeoReport) -> None:
         await connector.send(task_delivery())
         assert await connector.poll() == []  # open, nothing said yet
         system.requests["r1"]["status_notes"] = "Roads crew has taken the request."
         (ack,) = await connector.poll()
-        assert (ack.task_id, ack.type, ack.key, ack.remote_id) == ("tsk-abc-1", "ack", "open311:r1:ack", "r1")
+        assert (ack.task_id, ack.type, ack.key, ack.remote_id) == ("tsk-abc-1", "ack", "open311:r1", "r1")
         assert await connector.poll() == [ack], "found again until it is settled"
         await connector.settle(ack)
         assert await connector.poll() == []
         system.requests["r1"].update(status="closed", status_notes="Patched")
         (done,) = await connector.poll()
-        assert (done.type, done.fields, done.key) == ("resolve", {"note": "Patched"}, "open311:r1:resolve")
+        assert (done.type, done.fields, done.key) == ("resolve", {"note": "Patched"}, "open311:r1")
         await connector.settle(done)
         assert await connector.remote.open_requests() == {}, "a resolved request is polled no more"
 
