@@ -204,7 +204,8 @@ CONNECTOR_SENT = Counter(
 )
 CONNECTOR_FAILED = Counter(
     "cityloop_connector_failures_total",
-    "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx).",
+    "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx; open311: "
+    "unmapped, unsupported).",
     ["connector", "reason"],
 )
 CONNECTOR_DEAD_LETTERS = Counter(
