@@ -246,3 +246,22 @@ def test_a_poll_the_server_answers_with_an_error_raises_poll_failed():
         assert failed.value.code == "http_5xx" and "502" in failed.value.reason
 
     against_server(scenario)
+
+
+def test_cityloop_connectors_takes_the_api_key_from_the_variable_the_pack_names_and_refuses_to_start_without_it(
+    tmp_path,
+):
+    import yaml
+
+    from dispatch import load_city_pack
+    from dispatch.demo_city import write_demo_city
+    from streams.connectors.service import MissingSecret, secrets_from_env
+
+    city = write_demo_city(tmp_path / "city")
+    document = yaml.safe_load((city / "city.yaml").read_text())
+    next(u for u in document["units"] if u["id"] == "roads-west")["connector"] = CONNECTOR
+    (city / "city.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    pack = load_city_pack(city)
+    assert secrets_from_env(pack, {"ROADS_O311_KEY": "k-1"}) == {"roads-west": b"k-1"}
+    with pytest.raises(MissingSecret, match=r"roads-west's connector needs its api_key in \$ROADS_O311_KEY"):
+        secrets_from_env(pack, {"SOMETHING_ELSE": "x"})
