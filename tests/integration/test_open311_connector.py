@@ -8,6 +8,7 @@ in-process on a real port (the connector reaches it over HTTP), A's API through 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
@@ -63,6 +64,15 @@ def requests_at(base: str, **params: str) -> list[dict]:
     return answer.json()
 
 
+def city_a(root: Path, b_url: str, service_codes: dict[str, str]) -> Path:
+    """City A, whose roads-west is served by B's Open311 endpoint."""
+    return connected_city(root, {"roads-west": {
+        "type": "open311", "url": f"{b_url}/open311/v2", "api_key_env": "CITY_B_OPEN311_KEY",
+        "service_codes": service_codes, "poll_every": "1s", "status_notes": NOTES,
+        "retry": {"max_attempts": 5, "initial": "200ms", "max": "1s"},
+    }})  # fmt: skip
+
+
 def test_a_task_for_the_connected_unit_is_a_request_in_the_other_city_and_its_crews_work_comes_back(
     workers, bootstrap, redis_url, redis_client, namespace, namespace_b, instance_b, tmp_path: Path
 ):
@@ -73,15 +83,11 @@ def test_a_task_for_the_connected_unit_is_a_request_in_the_other_city_and_its_cr
     reporter's Open311 request at A reads that roads-west reports it fixed. B holds one request, not two.
     """
     b_url = instance_b
-    city_a = connected_city(tmp_path / "a", {"roads-west": {
-        "type": "open311", "url": f"{b_url}/open311/v2", "api_key_env": "CITY_B_OPEN311_KEY",
-        "service_codes": {"pothole": "pothole", "broken_sidewalk": "broken_sidewalk"},
-        "poll_every": "1s", "status_notes": NOTES, "retry": {"max_attempts": 5, "initial": "200ms", "max": "1s"},
-    }})  # fmt: skip
-    workers.start(CITYLOOP_CITY=str(city_a))
-    connectors = start_connectors(bootstrap, redis_url, namespace, city_a, tmp_path, CITY_B_OPEN311_KEY=OPEN311_KEY)
+    pack = city_a(tmp_path / "a", b_url, {"pothole": "pothole", "broken_sidewalk": "broken_sidewalk"})
+    workers.start(CITYLOOP_CITY=str(pack))
+    connectors = start_connectors(bootstrap, redis_url, namespace, pack, tmp_path, CITY_B_OPEN311_KEY=OPEN311_KEY)
     try:
-        with api_client(api_settings(bootstrap, redis_url, namespace, city_a)) as a:
+        with api_client(api_settings(bootstrap, redis_url, namespace, pack)) as a:
             posted = post_request(a, service_code="pothole", description="deep pothole by the school")
             assert posted.status_code == 201, posted.text
             reporter_request = posted.json()[0]["service_request_id"]
@@ -125,5 +131,47 @@ def test_a_task_for_the_connected_unit_is_a_request_in_the_other_city_and_its_cr
         assert order(redis_client, namespace_b, incident_b)["state"] == "resolved"
         health = connectors.health()["connectors"]["roads-west"]
         assert health["breaker"] == "closed" and health["last_poll"] is not None
+    finally:
+        connectors.stop()
+
+
+def test_an_unmapped_category_and_a_cancelled_task_are_dead_letters_that_say_what_to_do(
+    workers, bootstrap, redis_url, redis_client, namespace, instance_b, tmp_path: Path
+):
+    """A maps only potholes to B. A broken-sidewalk task for roads-west is dead-lettered naming the category, and
+    never reaches B. When A's ops centre cancels the pothole order, GeoReport v2 has no way to withdraw B's request:
+    the cancel is dead-lettered naming that request, to close there by hand, and the request is polled no more."""
+    b_url = instance_b
+    pack = city_a(tmp_path / "a", b_url, {"pothole": "pothole"})
+    workers.start(CITYLOOP_CITY=str(pack))
+    connectors = start_connectors(bootstrap, redis_url, namespace, pack, tmp_path, CITY_B_OPEN311_KEY=OPEN311_KEY)
+    try:
+        with api_client(api_settings(bootstrap, redis_url, namespace, pack)) as a:
+            kerb = post_request(a, service_code="broken_sidewalk", description="broken kerb").json()[0]
+            hole = post_request(a, service_code="pothole", description="deep pothole").json()[0]
+            incident = report_incident(hole["service_request_id"])
+            task = wait_order(redis_client, namespace, incident, lambda o: o["state"] == "dispatched")["task_id"]
+            assert wait_for(lambda: any(task in (r.get("description") or "") for r in requests_at(b_url)), 30)
+            (remote,) = [r for r in requests_at(b_url) if task in (r.get("description") or "")]
+
+            ops = bearer(issue_token(redis_url, namespace, "ops-centre", holder="ana"))
+            cancelled = a.post(f"/ops/orders/{incident}/cancel", headers=ops, json={"reason": "filled by a resident"})
+            assert cancelled.status_code in (200, 202), cancelled.text
+
+        def letters(records: list) -> list[dict]:
+            return [json.loads(r.value) for r in records if b":connector:roads-west" in r.value]
+
+        found = letters(collect(bootstrap, f"{namespace}.deadletter", lambda rs: len(letters(rs)) >= 2, timeout=40))
+        assert len(found) == 2, connectors.log()[-3000:]
+        unmapped, withdrawal = sorted(found, key=lambda d: json.loads(d["original"]).get("type", ""))
+        assert (unmapped["stage"], unmapped["reason_code"]) == ("connector", "delivery_refused")
+        assert "'broken_sidewalk' has no service_code" in unmapped["reason"]
+        assert json.loads(unmapped["original"])["incident_id"] == report_incident(kerb["service_request_id"])
+        assert json.loads(withdrawal["original"])["type"] == "cancel"
+        assert remote["service_request_id"] in withdrawal["reason"]
+        assert "close it in that system by hand" in withdrawal["reason"]
+        assert redis_client.hlen(f"{namespace}:connector:roads-west:open311:open") == 0, "no longer polled"
+        assert not any("broken_sidewalk" == r["service_code"] for r in requests_at(b_url))
+        assert order(redis_client, namespace, incident)["state"] == "cancelled"
     finally:
         connectors.stop()
