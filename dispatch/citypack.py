@@ -355,6 +355,9 @@ def _check_references(spec: CityFile, file: str) -> None:
         for group in unit.groups:
             if group not in groups:
                 raise InvalidCityPack(file, f"{where}.groups", f"unknown category group {group!r}")
+        for category in getattr(unit.connector, "service_codes", {}):
+            if category not in codes:
+                raise InvalidCityPack(file, f"{where}.connector.service_codes", f"unknown category {category!r}")
         if unit.backup is not None and unit.backup not in unit_ids:
             raise InvalidCityPack(file, f"{where}.backup", f"unknown unit {unit.backup!r}")
         if unit.department is not None and unit.department not in unit_ids:

@@ -28,11 +28,12 @@ from streams.console import DEBUG_KEY, deployment_options, quiet_client_librarie
 def connectors(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> None:
     """Send connected units' tasks and lifecycle events to their own systems (docs/CONNECTORS.md).
 
-    A unit with a `connector` in the city pack gets each of its tasks and its orders' events as a signed POST,
-    retried with back-off and dead-lettered after the last attempt; each connector has its own queue (in Redis)
-    and circuit breaker, so one system that is down holds back no other. Run it beside the worker and the API
-    (which takes the systems' status callbacks) with the same settings; each secret comes from the environment
-    variable its connector names. Stop with Ctrl-C or SIGTERM.
+    A unit with a `connector` in the city pack gets each of its tasks and its orders' events as a signed POST
+    (webhook) or its tasks as Open311 requests whose status is polled back (open311), retried with back-off and
+    dead-lettered after the last attempt; each connector has its own queue (in Redis) and circuit breaker, so one
+    system that is down holds back no other. Run it beside the worker and the API (which takes webhook systems'
+    status callbacks) with the same settings; each secret or api_key comes from the environment variable its
+    connector names. Stop with Ctrl-C or SIGTERM.
     """
     from streams.admin import ensure_topics
     from streams.connect import wait_for_kafka, wait_for_redis

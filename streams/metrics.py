@@ -204,7 +204,8 @@ CONNECTOR_SENT = Counter(
 )
 CONNECTOR_FAILED = Counter(
     "cityloop_connector_failures_total",
-    "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx).",
+    "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx; open311: "
+    "unmapped, unsupported).",
     ["connector", "reason"],
 )
 CONNECTOR_DEAD_LETTERS = Counter(
@@ -236,5 +237,22 @@ CONNECTOR_OPEN = Gauge(
 CONNECTOR_CALLBACKS = Counter(
     "cityloop_connector_callbacks_total",
     "Status callbacks from units' systems (POST /connectors/{unit_id}/events), by connector and outcome.",
+    ["connector", "outcome"],
+)
+CONNECTOR_POLLS = Counter(
+    "cityloop_connector_polls_total",
+    "Polls of units' systems that cannot call back (open311), by connector and outcome (ok, or a failure reason).",
+    ["connector", "outcome"],
+)
+CONNECTOR_POLL_SECONDS = Histogram(
+    "cityloop_connector_poll_seconds",
+    "Time of one poll of a unit's system (every request it holds open), whatever its outcome.",
+    ["connector"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+CONNECTOR_UPDATES = Counter(
+    "cityloop_connector_updates_total",
+    "Statuses found by polling, by connector and outcome: written (as lifecycle events), current (the order was "
+    "there already), refused (the lifecycle table does not allow it), stale (the task is no longer the unit's).",
     ["connector", "outcome"],
 )

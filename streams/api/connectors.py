@@ -4,7 +4,8 @@ The body is one action on one of the unit's tasks, ``{"type": "ack" | "start" | 
 "resolve", "task_id", ...}`` with the fields the units API takes for that action; the request carries
 ``X-CityLoop-Signature`` (HMAC-SHA256 with the connector's secret over ``<t>.<body>``, ``t`` within
 ``CITYLOOP_CONNECTOR_TOLERANCE_S`` of the API's clock) and an ``Idempotency-Key``. The event is the one the units
-API would write (actor ``unit:<unit_id>``, ``by`` ``connector:<unit_id>``), checked against the lifecycle table
+API would write (actor ``unit:<unit_id>``, ``by`` ``connector:<unit_id>``: streams/connectors/status.py, which
+the open311 poller uses too), checked against the lifecycle table
 before it is written, and its id comes from the key: a retried callback is the same event, applied once. A
 signature seen before with another key is refused (a replay under a fresh key).
 """
@@ -26,8 +27,8 @@ from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError, request_id
 from streams.connectors.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, SignatureError, digest, verify
+from streams.connectors.status import connector_event
 from streams.ids import incident_of_task
-from streams.outcomes import event
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 
@@ -85,7 +86,7 @@ def _count(unit_id: str, outcome: str) -> None:
 )
 async def callback(unit_id: str, request: Request, ctx: Ctx) -> JSONResponse:
     unit = ctx.pack.unit(unit_id)
-    if unit is None or unit.connector is None:
+    if unit is None or unit.connector is None or unit.connector.type != "webhook":  # an open311 system is polled
         raise ApiError(404, "not_found", f"no connector for unit {unit_id}")
     secret = os.environ.get(unit.connector.secret_env, "")
     if not secret.strip():
@@ -123,9 +124,7 @@ async def callback(unit_id: str, request: Request, ctx: Ctx) -> JSONResponse:
     if order is None or order.unit_id != unit_id or order.task_id != action.task_id:
         _count(unit_id, "not_found")
         raise ApiError(404, "not_found", f"no task {action.task_id} for unit {unit_id}")
-    record = event(action.type, order.incident_id, f"unit:{unit_id}", ctx.clock(), task_id=order.task_id,
-                   unit_id=unit_id, key=f"connector:{unit_id}:{key}", by=f"connector:{unit_id}",
-                   request_id=request_id(request), **{k: v for k, v in fields.items() if v is not None})  # fmt: skip
+    record = connector_event(unit_id, order, action.type, key, ctx.clock(), fields, request_id=request_id(request))
     try:
         response = await submit(ctx, order, record)
     except ApiError as exc:

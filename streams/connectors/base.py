@@ -3,14 +3,16 @@
 A connector type implements :class:`ConnectorType`: ``send(delivery)`` makes one attempt and returns a
 :class:`Result`; retries, back-off, the circuit breaker, dead letters and offsets are the courier's
 (streams/connectors/courier.py), the same for every type. ``poll()`` is for a system that cannot call back (an
-Open311 server, say): it returns the lifecycle updates it found. The service does not call it yet; the first type
-that needs it wires it in (docs/CONNECTORS.md).
-Types register in :data:`TYPES` under the name the pack's ``connector.type`` uses.
+Open311 server): it returns the :class:`StatusUpdate` s it found, which the service's poller
+(streams/connectors/poller.py) writes as lifecycle events and then ``settle`` s, so the type reports each once.
+Types register in :data:`TYPES` under the name the pack's ``connector.type`` uses; a factory takes the unit, its
+secret and a :class:`Host` (Redis for the type's own state, under the deployment's namespace).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -59,18 +61,57 @@ class Result:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A status a system reported for one of the unit's tasks: where the order should be now.
+
+    ``type`` is the unit action it amounts to (``ack``, ``resolve`` or ``reject``); the poller writes the steps
+    the lifecycle table needs before it (a resolve of a dispatched order is ack, start, resolve). ``key`` is stable
+    per remote request; an event's id comes from it and the event's type, so each step is one event however often
+    it is found or re-derived.
+    """
+
+    task_id: str
+    type: str
+    key: str
+    fields: dict[str, str]  # note; or reason_code and reason
+    remote_id: str  # the system's id of the request (for logs and metrics)
+
+
+class PollFailed(Exception):
+    """Asking a system failed; ``code`` is a failure reason of the courier's set (network, timeout, http_...)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the process that runs a connector lends it: a Redis client (redis.asyncio) and the namespace."""
+
+    redis: Any
+    namespace: str
+    retention_s: int = 400 * 86400
+    clock: Callable[[], float] = time.time
+
+
 class ConnectorType(Protocol):
     name: ClassVar[str]
 
     async def send(self, delivery: Delivery) -> Result: ...
 
-    async def poll(self) -> list[dict[str, Any]]: ...
+    async def poll(self) -> list[StatusUpdate]: ...
+
+    async def settle(self, update: StatusUpdate, finished: bool = False) -> None: ...
 
     async def close(self) -> None: ...
 
 
-#: connector type name -> factory(unit, secret); a new type registers here (and its model in dispatch/connectors.py)
-TYPES: dict[str, Callable[[Unit, bytes], ConnectorType]] = {}
+#: connector type name -> factory(unit, secret, host); a new type registers here (and its model in
+#: dispatch/connectors.py)
+TYPES: dict[str, Callable[[Unit, bytes, Host], ConnectorType]] = {}
 
 
 def register(name: str) -> Callable[[Any], Any]:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from dispatch.connectors import WebhookConnector
+from dispatch.connectors import Open311Connector, WebhookConnector
 from streams import metrics
 from streams.connectors.base import ConnectorType, Delivery, Result, Verdict
 from streams.connectors.breaker import CircuitBreaker, backoff_s
@@ -54,7 +54,7 @@ class Courier:
         self,
         unit_id: str,
         connector: ConnectorType,
-        spec: WebhookConnector,
+        spec: WebhookConnector | Open311Connector,
         outbox: Outbox,
         write: Write,
         deadletter_topic: str,
@@ -130,7 +130,8 @@ class Courier:
         metrics.CONNECTOR_FAILED.labels(self.unit_id, result.reason_code).inc()
         if result.verdict is Verdict.REFUSED:
             self.breaker.succeeded()  # the system answered: it is up, this record is what it refuses
-            reason = f"{self.unit_id}'s system refused it: {result.reason}"
+            said = "system refused it" if result.reason_code.startswith("http") else "connector cannot send it"
+            reason = f"{self.unit_id}'s {said}: {result.reason}"
             await self._dead_letter(delivery, "delivery_refused", reason)
             return
         self.breaker.failed(now)

@@ -2,8 +2,10 @@
 
 Its parts: the intake (an aiokafka consumer in group ``<group>-connectors`` on the tasks and feedback topics),
 which queues each record for the connected units it concerns in Redis and only then commits its offset; one
-courier per connector (streams/connectors/courier.py), each with its own queue, back-off and breaker; a producer
-for dead letters; and a small web server with ``/metrics`` and ``/health``. Started and stopped as one asyncio
+courier per connector (streams/connectors/courier.py), each with its own queue, back-off and breaker; one poller
+per connector whose system cannot call back (streams/connectors/poller.py: open311), sharing its courier's
+breaker, which writes the status it finds to the feedback topic as lifecycle events; a producer for those and for
+dead letters; and a small web server with ``/metrics`` and ``/health``. Started and stopped as one asyncio
 program (no Faust: it has no stream processing of its own).
 """
 
@@ -24,12 +26,16 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dispatch.citypack import CityPack
+from feedback.store import RedisOrderStore
 from streams import lag
+from streams.citypolicy import calendar_of, policy_for
+from streams.connectors import open311 as _open311  # noqa: F401 - registers the open311 type
 from streams.connectors import webhook as _webhook  # noqa: F401 - registers the webhook type
-from streams.connectors.base import TYPES, ConnectorType
+from streams.connectors.base import TYPES, ConnectorType, Host
 from streams.connectors.courier import Courier
 from streams.connectors.intake import Message, incidents_of, route
 from streams.connectors.outbox import Outbox
+from streams.connectors.poller import Poller
 from streams.settings import Settings
 from streams.topics import Topics
 
@@ -37,7 +43,7 @@ log = logging.getLogger("streams.connectors")
 
 
 class MissingSecret(ValueError):
-    """A connector whose ``secret_env`` is not set in this process's environment."""
+    """A connector whose ``secret_env`` (``api_key_env``) is not set in this process's environment."""
 
 
 def connected_units(pack: CityPack) -> list[Any]:
@@ -48,10 +54,13 @@ def secrets_from_env(pack: CityPack, environ: Mapping[str, str] = os.environ) ->
     """Each connected unit's secret, from the variable its connector names (:class:`MissingSecret` if unset)."""
     found: dict[str, bytes] = {}
     for unit in connected_units(pack):
-        value = environ.get(unit.connector.secret_env, "")
+        name = unit.connector.credential_env
+        value = environ.get(name, "")
         if not value.strip():
-            raise MissingSecret(f"unit {unit.id}'s connector needs its shared secret in ${unit.connector.secret_env} "
-                                f"(connector.secret_env in the city pack); set it")  # fmt: skip
+            what = "api_key" if unit.connector.type == "open311" else "shared secret"
+            raise MissingSecret(f"unit {unit.id}'s connector needs its {what} in ${name} "
+                                f"(connector.{'api_key_env' if what == 'api_key' else 'secret_env'} in the city pack); "
+                                "set it")  # fmt: skip
         found[unit.id] = value.encode("utf-8")
     return found
 
@@ -77,6 +86,7 @@ class ConnectorService:
         self._secrets = dict(secrets)
         self.sends = {u.id: frozenset(u.connector.send) for u in connected_units(pack)}
         self.couriers: dict[str, Courier] = {}
+        self.pollers: dict[str, Poller] = {}
         self.offsets = lag.FetchedOffsets()
         self.committed: dict[Any, int] = {}
         self.ready = False
@@ -115,12 +125,18 @@ class ConnectorService:
                 value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
                 await producer.send_and_wait(topic, value, key=key.encode("utf-8"))
 
+            host = Host(client, self.settings.redis_namespace, self.settings.order_retention_s)
             for unit in connected_units(self.pack):
-                connector = TYPES[unit.connector.type](unit, self._secrets[unit.id])
+                connector = TYPES[unit.connector.type](unit, self._secrets[unit.id], host)
                 connectors.append(connector)
-                self.couriers[unit.id] = Courier(unit.id, connector, unit.connector, outbox, write,
-                                                 self.topics.deadletter, self.owner)  # fmt: skip
+                courier = Courier(unit.id, connector, unit.connector, outbox, write, self.topics.deadletter, self.owner)
+                self.couriers[unit.id] = courier
+                every = getattr(unit.connector, "poll_every", None)
+                if every is not None:
+                    self.pollers[unit.id] = self._poller(unit.id, connector, every.total_seconds(), courier, client,
+                                                         write)  # fmt: skip
             tasks = [asyncio.create_task(c.run(self.stopping), name=f"courier-{u}") for u, c in self.couriers.items()]
+            tasks += [asyncio.create_task(p.run(self.stopping), name=f"poller-{u}") for u, p in self.pollers.items()]
             self.ready = True
             log.info("ready: %d connectors (%s)", len(self.couriers), ", ".join(self.couriers))
             try:
@@ -136,6 +152,16 @@ class ConnectorService:
                 await connector.close()
             await runner.cleanup()
             await client.aclose()
+
+    def _poller(self, unit_id: str, connector: ConnectorType, every_s: float, courier: Courier, client: Any,
+                write: Any) -> Poller:  # fmt: skip
+        """The unit's poller: its courier's breaker (one system, one breaker), the orders as the API reads them."""
+        calendar = calendar_of(self.pack)
+        orders = RedisOrderStore(client, self.settings.redis_namespace, calendar, event_ttl_s=self.settings.dedup_ttl_s,
+                                 retention_s=self.settings.order_retention_s,
+                                 sensor_reopen_s=int(self.settings.sensor_reopen_s))  # fmt: skip
+        policy = policy_for(self.pack, self.settings, calendar)
+        return Poller(unit_id, connector, every_s, courier.breaker, orders, policy, write, self.topics.feedback)
 
     async def _intake(self, consumer: AIOKafkaConsumer, outbox: Outbox) -> None:
         """Queue what each batch asks for; commit its offsets once Redis holds it (a failure re-reads the batch)."""
@@ -190,7 +216,8 @@ class ConnectorService:
                 "status": "ready" if ready else "starting" if not self.ready else "degraded",
                 "redis": "ok" if redis_ok else "unreachable",
                 "city": self.pack.name,
-                "connectors": {unit: {"breaker": c.breaker.state.value, "pending": c.pending}
+                "connectors": {unit: {"breaker": c.breaker.state.value, "pending": c.pending,
+                                      **({"last_poll": self.pollers[unit].last_poll} if unit in self.pollers else {})}
                                for unit, c in self.couriers.items()},
             }  # fmt: skip
             return web.json_response(body, status=200 if ready else 503)

@@ -16,7 +16,7 @@ import aiohttp
 
 from dispatch.citypack import Unit
 from dispatch.connectors import WebhookConnector
-from streams.connectors.base import Delivery, Result, Verdict, register
+from streams.connectors.base import Delivery, Host, Result, StatusUpdate, Verdict, register
 from streams.connectors.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 
@@ -38,7 +38,7 @@ def classify(status: int) -> tuple[Verdict, str]:
 class Webhook:
     name: ClassVar[str] = "webhook"
 
-    def __init__(self, unit: Unit, secret: bytes, clock: Any = time.time) -> None:
+    def __init__(self, unit: Unit, secret: bytes, host: Host | None = None, clock: Any = time.time) -> None:
         assert isinstance(unit.connector, WebhookConnector)
         self.unit_id = unit.id
         self.spec = unit.connector
@@ -75,8 +75,11 @@ class Webhook:
         reason = "" if verdict is Verdict.DELIVERED else f"HTTP {status} from {self.spec.url}: {text}".strip()
         return Result(verdict, code, reason, time.perf_counter() - started)
 
-    async def poll(self) -> list[dict[str, Any]]:
+    async def poll(self) -> list[StatusUpdate]:
         return []  # a webhook's system calls back (POST /connectors/{unit_id}/events)
+
+    async def settle(self, update: StatusUpdate, finished: bool = False) -> None:
+        pass
 
     async def close(self) -> None:
         if self._session is not None:

@@ -44,8 +44,11 @@ class System:
         code = {"delivered": "delivered", "retry": "http_5xx", "refused": "http_4xx"}[verdict.value]
         return Result(verdict, code, f"said {code}")
 
-    async def poll(self) -> list[dict[str, Any]]:
+    async def poll(self) -> list[Any]:
         return []
+
+    async def settle(self, update: Any, finished: bool = False) -> None:
+        pass
 
     async def close(self) -> None:
         pass

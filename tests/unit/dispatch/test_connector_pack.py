@@ -12,6 +12,8 @@ from dispatch import InvalidCityPack, load_city_pack
 from tests.unit.dispatch.test_citypack import edit_city
 
 HOOK = {"type": "webhook", "url": "https://works.example/cityloop", "secret_env": "ROADS_WEST_SECRET"}
+O311 = {"type": "open311", "url": "https://works.example/open311/v2/", "api_key_env": "WORKS_O311_KEY",
+        "service_codes": {"pothole": "PH"}}  # fmt: skip
 
 
 @pytest.fixture
@@ -33,6 +35,15 @@ def test_a_webhook_connector_loads_with_its_defaults(pack_dir):
     assert unit.connector.breaker.failures == 5
 
 
+def test_an_open311_connector_loads_with_its_defaults(pack_dir):
+    """type, url, api_key_env and a service code per category it takes; polled every minute by default."""
+    edit_city(pack_dir, lambda d: d["units"][5].update(connector=O311))
+    connector = load_city_pack(pack_dir).spec.units[5].connector
+    assert connector is not None and connector.type == "open311"
+    assert connector.url == "https://works.example/open311/v2" and connector.credential_env == "WORKS_O311_KEY"
+    assert connector.poll_every == timedelta(minutes=1) and connector.status_notes.resolved is None
+
+
 @pytest.mark.parametrize(
     ("connector", "key", "words"),
     [
@@ -45,6 +56,21 @@ def test_a_webhook_connector_loads_with_its_defaults(pack_dir):
         (dict(HOOK, timeout="soon"), "units.5.connector.timeout", "expected a duration"),
         (dict(HOOK, headers={"Authorization": "Bearer x"}), "units.5.connector", "set by the connector"),
         (dict(HOOK, send=["gossip"]), "units.5.connector.send.0", "'tasks' or 'events'"),
+        (dict(O311, api_key="hunter2"), "units.5.connector", "an api_key does not belong in the pack"),
+        (dict(O311, api_key_env="key"), "units.5.connector.api_key_env", "not an environment variable name"),
+        (dict(O311, service_codes={}), "units.5.connector.service_codes", "at least 1 item"),
+        (dict(O311, service_codes={"pothole": " "}), "units.5.connector.service_codes", "must be 1-128 characters"),
+        (
+            dict(O311, service_codes={"potholes": "PH"}),
+            "units.5.connector.service_codes",
+            "unknown category 'potholes'",
+        ),
+        (
+            dict(O311, status_notes={"resolved": "fixed("}),
+            "units.5.connector.status_notes.resolved",
+            "not a regular expression",
+        ),
+        (dict(O311, poll_every="0s"), "units.5.connector.poll_every", "must be positive"),
     ],
 )
 def test_a_broken_connector_is_refused_naming_the_key(pack_dir, connector, key, words):
