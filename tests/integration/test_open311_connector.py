@@ -125,6 +125,10 @@ def test_a_task_for_the_connected_unit_is_a_request_in_the_other_city_and_its_cr
             assert {(e["actor"], e["by"]) for e in events} == {("unit:roads-west", "connector:roads-west")}
             view = a.get(f"/open311/v2/requests/{reporter_request}.json").json()[0]
             assert view["status_notes"] == "Roads crew West reports it fixed; awaiting verification.", view
+            feed = a.get("/open311/v2/servicerequestupdates.json").json()  # what a front end polls
+            told = [(u["status"], u["description"]) for u in feed if u["service_request_id"] == reporter_request]
+            assert told[0] == ("open", "Assigned to Roads crew West."), told
+            assert told[-1][0] == "in_progress" and told[-1][1].startswith("Roads crew West reports it fixed"), told
         assert len(at_b()) == 1, "the connector made one request in B, however often it ran"
         metrics = connectors.get("/metrics")[1]
         assert 'cityloop_connector_updates_total{connector="roads-west",outcome="written"} 2.0' in metrics
