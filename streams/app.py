@@ -25,7 +25,9 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from classifiers import TextClassifier, seed_classifier
@@ -46,35 +48,46 @@ log = logging.getLogger(__name__)
 
 
 TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
-MAX_ATTEMPTS = 3  # for errors that are not about an unavailable broker or Redis
+# Redis answers that say "not now" rather than "not this record": a failover's read-only replica, memory full, a long
+# script running, a cluster slot moving
+REDIS_NOT_NOW = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
+REDIS_NOT_NOW_PREFIXES = ("BUSY", "LOADING", "MASTERDOWN")
+
+
+def transient(exc: BaseException) -> bool:
+    """An unavailable broker or Redis (waited out), as opposed to a failure that a record causes."""
+    if isinstance(exc, TRANSIENT + REDIS_NOT_NOW):
+        return True
+    return isinstance(exc, RedisResponseError) and str(exc).startswith(REDIS_NOT_NOW_PREFIXES)
 
 
 async def _process(stream_name: str, handle: Any, engine: Engine, envelopes: list[Envelope]) -> BatchResult:
     """Process a batch; events stay unacknowledged until it is done.
 
     An unavailable broker or Redis is waited out (retry with back-off, forever:
-    nothing is dropped, the stream catches up). Any other failure is retried a
-    few times, then the batch is split record by record and the records that
-    still fail go to the dead-letter topic with the error, so one bad record
-    never stalls a partition.
+    nothing is dropped, the stream catches up). Any other failure is a record's
+    doing: the batch is split at once, record by record, and the records that
+    fail alone go to the dead-letter topic with the error, so one bad record
+    never stalls a partition (nor costs its batch a second try). Retrying a
+    record after the batch failed is safe: every stage answers a record it has
+    seen as it did the first time (the ledger, the merge index's per-source
+    decisions), and an exactly-once unit's output is rolled back.
     """
-    delay, attempts = 0.1, 0
+    delay = 0.1
     while True:
         mark = _checkpoint(engine.sink)
         try:
             return await handle(envelopes)
         except asyncio.CancelledError:
             raise
-        except TRANSIENT:
+        except Exception as exc:  # noqa: BLE001 - waited out or isolated below, never dropped
             _rollback(engine.sink, mark)
+            if not transient(exc):
+                log.exception("%s batch of %d failed; finding the record that fails alone", stream_name,
+                              len(envelopes))  # fmt: skip
+                return await _one_by_one(stream_name, handle, engine, envelopes)
             log.exception("%s batch of %d: broker or Redis unavailable; retrying in %.1fs", stream_name,
                           len(envelopes), delay)  # fmt: skip
-        except Exception:  # noqa: BLE001 - isolate below, never drop
-            _rollback(engine.sink, mark)
-            attempts += 1
-            log.exception("%s batch of %d failed (attempt %d)", stream_name, len(envelopes), attempts)
-            if attempts >= MAX_ATTEMPTS:
-                return await _one_by_one(stream_name, handle, engine, envelopes)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
 
@@ -90,16 +103,30 @@ def _rollback(sink: Any, mark: Any) -> None:
 
 
 async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: list[Envelope]) -> BatchResult:
+    """Each record alone; one that fails alone is dead-lettered with the error; an outage meanwhile is waited out."""
     total = BatchResult(consumed=len(envelopes))
     for envelope in envelopes:
-        mark = _checkpoint(engine.sink)
-        try:
-            one = await handle([envelope])
-        except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
-            _rollback(engine.sink, mark)
-            log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
-                          envelope.partition, envelope.offset)  # fmt: skip
-            one = await engine.reject([envelope], "internal", "processing_error", f"{type(exc).__name__}: {exc}")
+        delay = 0.1
+        while True:
+            mark = _checkpoint(engine.sink)
+            try:
+                one = await handle([envelope])
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
+                _rollback(engine.sink, mark)
+                if transient(exc):  # not the record's doing: the same record again once the outage is over
+                    log.exception("%s record %s:%s@%s: broker or Redis unavailable; retrying in %.1fs", stream_name,
+                                  envelope.topic, envelope.partition, envelope.offset, delay)  # fmt: skip
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
+                              envelope.partition, envelope.offset)  # fmt: skip
+                why = f"{type(exc).__name__}: {exc}"
+                one = await engine.reject([envelope], "internal", "processing_error", why)
+                break
         total.dead_lettered += one.dead_lettered
         total.tasks += one.tasks
     return total
