@@ -16,6 +16,7 @@ import click
 
 from streams.cli_city import load_pack
 from streams.console import DEBUG_KEY, deployment_options, quiet_client_libraries, settings_from_flags
+from streams.servicecli import services_ready
 
 
 @click.command()
@@ -35,11 +36,8 @@ def connectors(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -
     status callbacks) with the same settings; each secret or api_key comes from the environment variable its
     connector names. Stop with Ctrl-C or SIGTERM.
     """
-    from streams.admin import ensure_topics
-    from streams.connect import wait_for_kafka, wait_for_redis
     from streams.connectors.service import ConnectorService, MissingSecret, connected_units, secrets_from_env
     from streams.redisconn import port_in_use
-    from streams.topics import Topics
 
     settings = settings_from_flags(**flags)
     if settings.connectors_port and port_in_use(settings.web_host, settings.connectors_port):
@@ -57,12 +55,7 @@ def connectors(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -
         secrets = secrets_from_env(pack)
     except MissingSecret as exc:
         raise click.ClickException(str(exc)) from None
-    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
-    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
-    ensure_topics(
-        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
-        timeout=settings.connect_timeout_s,
-    )  # fmt: skip
+    services_ready(settings)
     click.echo(f"connectors for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
     for unit in units:
         target = getattr(unit.connector, "url", "")

@@ -27,6 +27,21 @@ VERBOSE = click.option(
 API_VERBOSE = click.option("--verbose", is_flag=True, help="Also show the Kafka client library's logs.")
 
 
+def services_ready(settings: Any) -> list[str]:
+    """Redis and the broker answer (or a one-line error after the connect timeout) and CityLoop's topics exist;
+    returns the topics made now. What every long-running command checks before it starts."""
+    from streams.admin import ensure_topics
+    from streams.connect import wait_for_kafka, wait_for_redis
+    from streams.topics import Topics
+
+    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
+    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
+    return ensure_topics(
+        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
+        timeout=settings.connect_timeout_s,
+    )  # fmt: skip
+
+
 @click.command()
 @deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
 @click.option("--web-port", type=int, help="Port of /metrics and /health [env CITYLOOP_WEB_PORT; default 6066].")
@@ -54,10 +69,7 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     libraries'. Its files go under CITYLOOP_DATA_DIR.
     """
 
-    from streams.admin import ensure_topics
-    from streams.connect import wait_for_kafka, wait_for_redis
     from streams.redisconn import port_in_use
-    from streams.topics import Topics
 
     settings = settings_from_flags(**flags)
     verbose = verbose or bool(ctx.meta.get(DEBUG_KEY))
@@ -74,12 +86,7 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     if verbose:
         quiet_client_libraries(logging.NOTSET)
     pack = load_pack(settings.city)
-    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
-    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
-    created = ensure_topics(
-        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
-        timeout=settings.connect_timeout_s,
-    )  # fmt: skip
+    created = services_ready(settings)
     if settings.processing_guarantee == "exactly_once":
         _check_transactions(settings)
     from streams.app import QuietWorker, create_app
@@ -137,12 +144,9 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     """
     import uvicorn
 
-    from streams.admin import ensure_topics
     from streams.api import create_api
     from streams.api.serve import GracefulServer
-    from streams.connect import wait_for_kafka, wait_for_redis
     from streams.redisconn import port_in_use
-    from streams.topics import Topics
 
     settings = settings_from_flags(**flags)
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -151,12 +155,7 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     if settings.api_port and port_in_use(settings.api_bind_host, settings.api_port):
         raise click.ClickException(f"port {settings.api_port} on {settings.api_bind_host} is in use; choose --port")
     pack = load_pack(settings.city)
-    wait_for_redis(settings.redis_url, settings.connect_timeout_s)
-    wait_for_kafka(settings.kafka, settings.connect_timeout_s)
-    ensure_topics(
-        settings.kafka, Topics(settings.topic_prefix).all(), settings.partitions, settings.replication_factor,
-        timeout=settings.connect_timeout_s,
-    )  # fmt: skip
+    services_ready(settings)
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
     click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
     for risk in settings.kafka.risks():

@@ -120,3 +120,22 @@ def register(name: str) -> Callable[[Any], Any]:
         return factory
 
     return decorate
+
+
+class HttpClient:
+    """One aiohttp session per connector, made on first use (again after a close), with the pack's ``timeout``."""
+
+    spec: Any
+    _session: Any = None
+
+    def _client(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=self.spec.timeout.total_seconds())
+            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "CityLoop-Connector/1"})
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

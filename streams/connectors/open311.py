@@ -32,7 +32,17 @@ import aiohttp
 
 from dispatch.citypack import Unit
 from dispatch.connectors import Open311Connector
-from streams.connectors.base import Delivery, Host, Kind, PollFailed, Result, StatusUpdate, Verdict, register
+from streams.connectors.base import (
+    Delivery,
+    Host,
+    HttpClient,
+    Kind,
+    PollFailed,
+    Result,
+    StatusUpdate,
+    Verdict,
+    register,
+)
 from streams.connectors.georeport import (
     Unmappable,
     error_text,
@@ -54,7 +64,7 @@ FINISHED = frozenset({"resolve", "reject"})
 
 
 @register("open311")
-class Open311:
+class Open311(HttpClient):
     name: ClassVar[str] = "open311"
 
     def __init__(self, unit: Unit, secret: bytes, host: Host) -> None:
@@ -65,12 +75,6 @@ class Open311:
         self._clock = host.clock
         self.remote = RemoteRequests(host.redis, host.namespace, unit.id, host.retention_s)
         self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.spec.timeout.total_seconds())
-            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "CityLoop-Connector/1"})
-        return self._session
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """(status, JSON answer or text) of one call; :class:`PollFailed` on a network error or a timeout."""
@@ -193,7 +197,3 @@ class Open311:
     async def settle(self, update: StatusUpdate, finished: bool = False) -> None:
         """``update`` is written (or can never be: ``finished``, its task left the unit); report it no more."""
         await self.remote.seen(update.remote_id, update.type, finished or update.type in FINISHED)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()

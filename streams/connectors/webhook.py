@@ -16,7 +16,7 @@ import aiohttp
 
 from dispatch.citypack import Unit
 from dispatch.connectors import WebhookConnector
-from streams.connectors.base import Delivery, Host, Result, StatusUpdate, Verdict, register
+from streams.connectors.base import Delivery, Host, HttpClient, Result, StatusUpdate, Verdict, register
 from streams.connectors.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 
@@ -35,7 +35,7 @@ def classify(status: int) -> tuple[Verdict, str]:
 
 
 @register("webhook")
-class Webhook:
+class Webhook(HttpClient):
     name: ClassVar[str] = "webhook"
 
     def __init__(self, unit: Unit, secret: bytes, host: Host | None = None, clock: Any = time.time) -> None:
@@ -45,12 +45,6 @@ class Webhook:
         self._secret = secret
         self._clock = clock
         self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.spec.timeout.total_seconds())
-            self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "CityLoop-Connector/1"})
-        return self._session
 
     async def send(self, delivery: Delivery) -> Result:
         body = body_of(delivery)
@@ -80,7 +74,3 @@ class Webhook:
 
     async def settle(self, update: StatusUpdate, finished: bool = False) -> None:
         pass
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
