@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
 from dispatch import CityPack
-from streams import metrics, web
+from streams import health, metrics, web
 from streams.api import board, connectors, discovery, open311, open311_updates, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.cors import Open311Cors
@@ -106,11 +106,22 @@ def create_api(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health", tags=["operations"], summary="Ready when Redis answers")
-    async def health(request: Request) -> dict[str, Any]:
+    @app.get("/livez", tags=["operations"], summary="Live while the process and its event loop answer (not Redis)")
+    async def livez() -> dict[str, Any]:
+        # Redis is not asked: an outage of Redis would otherwise restart every API replica, and a restarted API
+        # waits for Redis before it starts. Answering at all is the proof: the event loop ran this handler.
+        return {"status": "alive", "city": pack.name, "city_version": pack.version}
+
+    async def readiness(request: Request) -> JSONResponse:
         ctx: ApiContext = request.app.state.ctx
-        await ctx.store.ping()
-        return {"status": "ok", "city": pack.name, "city_version": pack.version}
+        error = await health.answers(ctx.store.ping)
+        verdict = health.api_readiness(error)
+        return JSONResponse(verdict.body(city=pack.name, city_version=pack.version), status_code=verdict.http_status)
+
+    app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], response_class=JSONResponse,
+                      summary="Ready while Redis answers (503 while it does not)")  # fmt: skip
+    app.add_api_route("/health", readiness, methods=["GET"], tags=["operations"], response_class=JSONResponse,
+                      summary="The readiness (/readyz), under its older name")  # fmt: skip
 
     return app
 
