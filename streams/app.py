@@ -1,4 +1,4 @@
-"""The worker: a Faust app that runs the batch consumer, the SLA timer and the web views (/metrics, /health).
+"""The worker: a Faust app that runs the batch consumer, the SLA timer and the web views (/metrics, /livez, /readyz).
 
 Faust runs the worker process (start-up and shutdown, signals, timers, the web
 server, its producer). The three input topics are read by one batch consumer
@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from classifiers import TextClassifier, seed_classifier
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
-from streams import lag, observability, transport
+from streams import lag, observability, transport, workerhealth
 from streams.console import quiet_client_libraries, throttle_client_errors
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
@@ -345,21 +345,13 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         except (CommitAbandoned, ConnectionError) as exc:
             log.warning("SLA timer round not committed (%s); its deadlines fire again once their lease ends", exc)
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        assigned = len(ingest.offsets.assigned)
-        ready = assigned > 0
-        body = {
-            "status": "ready" if ready else "starting",
-            "assigned_partitions": assigned,
-            "city": pack.name,
-            "city_version": pack.version,
-        }
-        return web.json(body, status=200 if ready else 503)
-
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
     ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
-    observability.install(app, topics, [ingest_lag])
+    lags = observability.install(app, topics, [ingest_lag])
+    about = {"city": pack.name, "city_version": pack.version}
+    app.cityloop_health = workerhealth.install(  # type: ignore[attr-defined]
+        app, ingest, lags, settings.redis_url, settings.stall_s, settings.loop_block_s, about
+    )
     return app
 
 

@@ -114,6 +114,7 @@ class BatchIngest(Service):
         self._done: dict[TopicPartition, int] = {}  # next offset to process, per partition, not yet committed
         self._last_commit = time.monotonic()
         self.uncommitted_at_stop = 0  # partitions whose finished offsets the last commit at stop could not write
+        self.last_batch_at: float | None = None  # monotonic time the last batch finished (the health's stall clock)
         self._turns = list(handlers)
         self.consumer: AIOKafkaConsumer | None = None
         self._unit_lock = asyncio.Lock()
@@ -200,12 +201,14 @@ class BatchIngest(Service):
                 by_topic.setdefault(tp.topic, []).extend(messages)
         if self._transactions is not None:
             await self._handle_exactly_once(got, by_topic)
+            self.last_batch_at = time.monotonic()
             return
         for topic, messages in by_topic.items():
             await self._handlers[topic](envelopes(messages))
         for tp, messages in got.items():
             if messages and tp in self.offsets.assigned:
                 self._done[tp] = messages[-1].offset + 1
+        self.last_batch_at = time.monotonic()
 
     async def _handle_exactly_once(self, got: dict[TopicPartition, list[Any]], by_topic: dict[str, list[Any]]) -> None:
         """Each topic's batch and its offsets in one transaction: its output is seen once or not at all.

@@ -112,8 +112,8 @@ class LagCollector:
     def describe(self) -> list[GaugeMetricFamily]:
         return [self._family()]
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
+    def lags(self) -> Iterator[tuple[str, int, int]]:
+        """(stream, partition, lag) of every partition this worker holds whose lag can be told."""
         for source in self._sources:
             if not source.offsets.assigned:
                 continue
@@ -130,7 +130,17 @@ class LagCollector:
                     highwater, source.offsets.highest.get(tp), committed.get(tp), source.offsets.first.get(tp)
                 )
                 if lag is not None:
-                    family.add_metric([stream, str(tp.partition)], lag)
+                    yield stream, tp.partition, lag
+
+    def total(self) -> int | None:
+        """Records waiting in all the partitions this worker holds; None when no partition's lag can be told."""
+        known = [lag for _, _, lag in self.lags()]
+        return sum(known) if known else None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for stream, partition, lag in self.lags():
+            family.add_metric([stream, str(partition)], lag)
         yield family
 
 

@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and /health.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    stall_s: float = Field(
+        120.0,
+        ge=1,
+        le=3600,
+        description="A worker with records waiting (lag > 0) that finishes no batch for this long is not live "
+        "(/livez 503): the liveness probe restarts it. Longer than a Redis or broker outage it should wait out.",
+    )
+    loop_block_s: float = Field(
+        10.0, ge=0.5, le=600, description="A worker whose event loop is blocked this long is not live (/livez 503)."
+    )
     connector_tolerance_s: int = Field(
         300, ge=10, le=3600, description="How far a connector callback's signed time may be from the API's clock."
     )
