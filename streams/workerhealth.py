@@ -93,15 +93,15 @@ def install(app: faust.App, ingest: BatchIngest, lags: lag.LagCollector, redis_u
     def answer(web: Any, verdict: health.Verdict) -> Any:
         return web.json(verdict.body(**about), status=verdict.http_status)
 
-    @app.page("/livez")
+    @app.page(health.LIVENESS_PATH)
     async def livez(web: Any, request: Any) -> Any:
         return answer(web, watch.liveness())
 
-    @app.page("/readyz")
+    @app.page(health.READINESS_PATH)
     async def readyz(web: Any, request: Any) -> Any:
         return answer(web, watch.readiness())
 
-    @app.page("/health")
+    @app.page(health.OLD_READINESS_PATH)
     async def health_view(web: Any, request: Any) -> Any:  # the readiness, under the name probes and scripts used
         return answer(web, watch.readiness())
 

@@ -106,7 +106,9 @@ def create_api(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/livez", tags=["operations"], summary="Live while the process and its event loop answer (not Redis)")
+    live = "Live while the process and its event loop answer (Redis is not asked)"
+
+    @app.get(health.LIVENESS_PATH, tags=["operations"], summary=live)
     async def livez() -> dict[str, Any]:
         # Redis is not asked: an outage of Redis would otherwise restart every API replica, and a restarted API
         # waits for Redis before it starts. Answering at all is the proof: the event loop ran this handler.
@@ -118,10 +120,10 @@ def create_api(
         verdict = health.api_readiness(error)
         return JSONResponse(verdict.body(city=pack.name, city_version=pack.version), status_code=verdict.http_status)
 
-    app.add_api_route("/readyz", readiness, methods=["GET"], tags=["operations"], response_class=JSONResponse,
-                      summary="Ready while Redis answers (503 while it does not)")  # fmt: skip
-    app.add_api_route("/health", readiness, methods=["GET"], tags=["operations"], response_class=JSONResponse,
-                      summary="The readiness (/readyz), under its older name")  # fmt: skip
+    for path, summary in ((health.READINESS_PATH, "Ready while Redis answers (503 while it does not)"),
+                          (health.OLD_READINESS_PATH, "The readiness (/readyz) under its older name")):  # fmt: skip
+        app.add_api_route(path, readiness, methods=["GET"], tags=["operations"], response_class=JSONResponse,
+                          summary=summary)  # fmt: skip
 
     return app
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from dispatch import load_city_pack
+from streams import health
 from streams.settings import Settings
 from tests.ops.catalogue import ROOT, base_name, catalogue, metric_names
 from tests.ops.tools import require
@@ -189,8 +190,7 @@ def test_k8s_workloads_use_the_image_ports_settings_probes_and_limits():
         assert container["image"] in (image["name"], f"{image['newName']}:{image['newTag']}")
         assert container["args"] == args
         assert [p["containerPort"] for p in container["ports"]] == [port]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-        assert "livenessProbe" in container
+        _check_probes(name, container)
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert [ref["configMapRef"]["name"].startswith("cityloop-settings") for ref in container["envFrom"]] == [True]
@@ -205,6 +205,21 @@ def test_k8s_workloads_use_the_image_ports_settings_probes_and_limits():
     assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"] <= int(values["CITYLOOP_PARTITIONS"])
     job = docs[("Job", "cityloop-topics")]["spec"]["template"]["spec"]["containers"][0]
     assert job["args"] == ["topics", "create"]
+
+
+def _check_probes(name: str, container: dict[str, Any]) -> None:
+    """HTTP probes on the paths the code serves (streams/health.py), each with a timeout longer than the checks behind
+    it: a TCP check passed with the worker frozen (SIGSTOP), and a liveness that asked Redis restarted every API pod
+    in a Redis outage."""
+    probes = {kind: container[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["httpGet"]["path"] == health.READINESS_PATH, name
+    assert probes["livenessProbe"]["httpGet"]["path"] == health.LIVENESS_PATH, name
+    assert probes["startupProbe"]["httpGet"]["path"] == health.LIVENESS_PATH, name
+    for kind, probe in probes.items():
+        assert set(probe) & {"tcpSocket", "exec", "grpc"} == set(), (name, kind)
+        assert probe["timeoutSeconds"] > health.CHECK_TIMEOUT_S, (name, kind)
+    liveness = probes["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] <= 60, (name, "a frozen pod restarts within 1 min")
 
 
 def test_the_city_pack_in_the_config_map_loads(tmp_path: Path):
