@@ -30,7 +30,7 @@ LIVENESS_PATH = "/livez"
 READINESS_PATH = "/readyz"
 OLD_READINESS_PATH = "/health"  # what scripts, compose and the demo ask; the same answer as READINESS_PATH
 CHECK_TIMEOUT_S = 2.0  # a dependency that takes longer to answer a check is unreachable, as far as probes go
-BLOCK_MEMORY_S = 30.0  # a block seen by a late tick keeps liveness failing this long (beyond one probe period)
+BLOCK_MEMORY_S = 10.0  # a late tick keeps liveness failing for one liveness period: repeated blocks fail it in a row
 
 
 @dataclass(frozen=True)
