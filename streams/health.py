@@ -63,6 +63,7 @@ class Heartbeat:
         self.block_s = block_s
         self.memory_s = memory_s
         self.last_tick = now
+        self.running = False  # until run() starts, nothing is known about the loop (a worker starts for seconds)
         self.ticks = 0
         self.worst_late_s = 0.0  # the latest block longer than block_s, and when it ended
         self.blocked_until: float | None = None
@@ -75,8 +76,8 @@ class Heartbeat:
         self.ticks += 1
 
     def late_s(self, now: float) -> float:
-        """How late the next tick is already (0 while it is not due)."""
-        return max(0.0, now - self.last_tick - self.interval_s)
+        """How late the next tick is already (0 while it is not due, or before the heartbeat runs)."""
+        return max(0.0, now - self.last_tick - self.interval_s) if self.running else 0.0
 
     def blocked_for(self, now: float) -> float | None:
         current = self.late_s(now)
@@ -86,7 +87,11 @@ class Heartbeat:
             return self.worst_late_s
         return None
 
+    def start(self, now: float) -> None:
+        self.last_tick, self.running = now, True
+
     async def run(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.start(clock())
         while True:
             await asyncio.sleep(self.interval_s)
             self.tick(clock())

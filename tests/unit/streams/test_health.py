@@ -70,8 +70,10 @@ def test_an_unknown_lag_never_fails_liveness():
 
 
 def test_a_heartbeat_late_by_more_than_the_block_time_fails_liveness_and_clears_after_its_memory():
-    beat = health.Heartbeat(interval_s=0.5, block_s=10.0, now=0.0, memory_s=30.0)
+    beat = health.Heartbeat(interval_s=0.5, block_s=10.0, now=-100.0, memory_s=30.0)
     progress = watch(0.0)
+    assert beat.blocked_for(0.0) is None  # constructed 100 s before the heartbeat runs: not a block
+    beat.start(0.0)
     for tick in range(1, 20):
         beat.tick(tick * 0.5)
     assert beat.blocked_for(9.6) is None and live(progress, 9.6, beat).ok
@@ -88,6 +90,7 @@ def test_a_heartbeat_late_by_more_than_the_block_time_fails_liveness_and_clears_
 
 def test_a_tick_late_by_less_than_the_block_time_is_not_a_block():
     beat = health.Heartbeat(interval_s=0.5, block_s=10.0, now=0.0)
+    beat.start(0.0)
     beat.tick(9.0)  # 8.5 s late
     assert beat.blocked_for(9.1) is None
 
