@@ -98,13 +98,13 @@ def create_api(
         started = time.perf_counter()
         response = await call_next(request)
         template = _template(request)  # route templates only: a bounded label
-        metrics.API_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
+        metrics.API_REQUESTS.labels(metrics.method_label(request.method), template, str(response.status_code)).inc()
         metrics.API_SECONDS.labels(template).observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(metrics.API_REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["operations"], summary="Ready when Redis answers")
     async def health(request: Request) -> dict[str, Any]:
