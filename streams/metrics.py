@@ -179,11 +179,6 @@ TRANSACTIONS = Counter(
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
 # name for each; the work-order lifecycle and the SLA timer set them. Labels: category comes from the city pack,
 # type and stage from the lifecycle's fixed tables; never a task or incident id.
-OPEN_TASKS = Gauge(
-    "cityloop_tasks_open",
-    "Tasks not yet closed, by unit and lifecycle state; set by the work-order lifecycle.",
-    ["unit", "state"],
-)
 SLA_WARNINGS = Counter(
     "cityloop_sla_warnings_total",
     "Tasks whose SLA clock entered the yellow or red zone before a deadline, by category, stage and level.",
