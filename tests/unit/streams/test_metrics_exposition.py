@@ -32,6 +32,11 @@ class Writer:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     pack = load_city_pack(write_demo_city(Path(tmp_path_factory.mktemp("city")) / "demo-city"))
     app = create_api(load_settings(topic_prefix="t"), pack, redis_client=fakeredis.FakeAsyncRedis(), writer=Writer())
+
+    @app.get("/test-crash")
+    async def crash() -> None:
+        raise RuntimeError("a bug")
+
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -97,3 +102,11 @@ def test_a_worker_starts_its_failure_counters_at_zero() -> None:
     breaches = REGISTRY.get_sample_value("cityloop_sla_breaches_total", {"category": "pothole", "stage": "resolve"})
     assert breaches == 0.0
     assert len(metrics.worker_dead_letter_labels(REASON_CODES)) == 2 * len(REASON_CODES) + 7  # bounded
+
+
+def test_an_unhandled_error_is_counted_as_a_500(api: TestClient) -> None:
+    """A route that raises is answered 500 outside the measuring middleware; CityLoopApiErrors must still see it."""
+    assert api.get("/test-crash").status_code == 500
+    samples = families(api.get("/metrics").text)["cityloop_api_requests"]
+    crashed = [s for s in samples if s.name == "cityloop_api_requests_total" and s.labels["route"] == "/test-crash"]
+    assert [(s.labels["method"], s.labels["status"], s.value) for s in crashed] == [("GET", "500", 1.0)]
