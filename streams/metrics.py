@@ -295,6 +295,10 @@ CONNECTOR_UPDATES = Counter(
     ["connector", "outcome"],
     registry=CONNECTORS_REGISTRY,
 )
+# The API's triage calls go through the same retrying Redis calls (streams/state.py TriageQueue): in its process only
+# they count here, so it serves the family too.
+API_REGISTRY.register(REDIS_ERRORS)
+
 # The same family as DEAD_LETTERS, served by `cityloop connectors`: a courier dead-letters what a unit's system will
 # not take (stage "connector"). Its own object, so the worker's stages never show on the connectors' /metrics.
 CONNECTOR_STAGE_DEAD_LETTERS = Counter(

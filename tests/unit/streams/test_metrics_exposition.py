@@ -19,7 +19,8 @@ from streams.api import create_api
 from streams.records import REASON_CODES
 from streams.settings import load_settings
 
-API_OWN = {"cityloop_api_requests", "cityloop_api_request_seconds", "cityloop_connector_callbacks"}
+API_OWN = {"cityloop_api_requests", "cityloop_api_request_seconds", "cityloop_connector_callbacks",
+           "cityloop_redis_errors"}  # fmt: skip
 INVENTED = [f"X{i}METHOD" for i in range(20)]
 
 
