@@ -33,11 +33,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from classifiers import TextClassifier, seed_classifier
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
-from streams import lag, observability, transport, workerhealth
+from feedback.orders import STAGES
+from streams import lag, metrics, observability, transport, workerhealth
 from streams.console import quiet_client_libraries, throttle_client_errors
 from streams.engine import BatchResult, Engine
 from streams.ingest import BatchIngest
 from streams.outcomes import Envelope
+from streams.records import REASON_CODES
 from streams.settings import Settings
 from streams.sinks import CommitAbandoned, FaustSink, TransactionalSink
 from streams.timer import fire_safely
@@ -346,6 +348,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
             log.warning("SLA timer round not committed (%s); its deadlines fire again once their lease ends", exc)
 
     setup_prometheus_sensors(app, name_prefix="cityloop_faust")
+    metrics.start_worker_series(REASON_CODES, [c.code for c in pack.spec.categories], STAGES)
     ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
     lags = observability.install(app, topics, [ingest_lag])
     about = {"city": pack.name, "city_version": pack.version}

@@ -41,7 +41,7 @@ from streams.topics import Topics
 log = logging.getLogger(__name__)
 
 LAG_METRIC = "cityloop_consumer_lag_records"
-_installed: LagCollector | None = None
+_installed: dict[int, LagCollector] = {}  # by id() of the registry: the worker's and the connectors' differ
 
 
 def partition_lag(
@@ -145,10 +145,10 @@ class LagCollector:
 
 
 def install(sources: Sequence[LagSource], topics: Topics, registry: CollectorRegistry = REGISTRY) -> LagCollector:
-    """Serve the lag of ``sources`` (the worker's batch consumer) at ``/metrics``; one collector per process."""
-    global _installed
-    if _installed is not None:  # one worker per process; a second app (tests) replaces the first's collector
-        registry.unregister(_installed)
-    _installed = LagCollector(sources, topics)
-    registry.register(_installed)
-    return _installed
+    """Serve the lag of ``sources`` (the consumers of one process) at ``/metrics``; one collector per registry."""
+    previous = _installed.pop(id(registry), None)
+    if previous is not None:  # one worker per process; a second app (tests) replaces the first's collector
+        registry.unregister(previous)
+    collector = _installed[id(registry)] = LagCollector(sources, topics)
+    registry.register(collector)
+    return collector

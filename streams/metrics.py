@@ -1,18 +1,49 @@
-"""Domain metrics (prometheus-client). Label values come from bounded sets only."""
+"""Domain metrics (prometheus-client). Label values come from bounded sets only.
+
+Each process serves only its own series, from its own registry: the worker prometheus-client's default registry
+(where Faust's sensor registers too), the API :data:`API_REGISTRY`, ``cityloop connectors``
+:data:`CONNECTORS_REGISTRY`. Every module defines all of them on import, so a metric registered on the default
+registry would otherwise show up, at zero, on the API's ``/metrics`` as well (242 worker series did).
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
 
 KNOWN_SOURCES = frozenset({"app", "web", "phone", "email", "open311", "sms", "social", "sensor", "staff"})
+# RFC 9110's methods and PATCH; anything else a client invents is counted as "other" (one series, not one a name).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
 def source_label(source: str) -> str:
     """Map a producer-chosen source onto a bounded label value."""
     return source if source in KNOWN_SOURCES else "other"
+
+
+def method_label(method: str) -> str:
+    """Map a client-chosen HTTP method onto a bounded label value."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def _process_registry() -> CollectorRegistry:
+    """A registry with prometheus-client's process, platform and GC series, as the default registry has."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+API_REGISTRY = _process_registry()
+CONNECTORS_REGISTRY = _process_registry()
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -121,12 +152,14 @@ API_REQUESTS = Counter(
     "cityloop_api_requests_total",
     "HTTP API requests, by method, route template and status.",
     ["method", "route", "status"],
+    registry=API_REGISTRY,
 )
 API_SECONDS = Histogram(
     "cityloop_api_request_seconds",
     "HTTP API request handling time, by route template.",
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=API_REGISTRY,
 )
 READY = Gauge("cityloop_worker_ready", "1 when the worker has partitions assigned and state connected.")
 INGEST_PARTITIONS = Gauge(
@@ -144,13 +177,8 @@ TRANSACTIONS = Counter(
 )
 
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
-# name for each; the work-order lifecycle sets them. Labels: unit and category come from the city pack, state and
-# stage from the lifecycle's fixed tables; never a task or incident id.
-OPEN_TASKS = Gauge(
-    "cityloop_tasks_open",
-    "Tasks not yet closed, by unit and lifecycle state; set by the work-order lifecycle.",
-    ["unit", "state"],
-)
+# name for each; the work-order lifecycle and the SLA timer set them. Labels: category comes from the city pack,
+# type and stage from the lifecycle's fixed tables; never a task or incident id.
 SLA_WARNINGS = Counter(
     "cityloop_sla_warnings_total",
     "Tasks whose SLA clock entered the yellow or red zone before a deadline, by category, stage and level.",
@@ -201,58 +229,122 @@ CONNECTOR_SENT = Counter(
     "cityloop_connector_sent_total",
     "Records a unit's system took (a 2xx answer), by connector and kind (task, event).",
     ["connector", "kind"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_FAILED = Counter(
     "cityloop_connector_failures_total",
     "Attempts that failed, by connector and reason (network, timeout, http_5xx, http_429, http_4xx; open311: "
     "unmapped, unsupported).",
     ["connector", "reason"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_DEAD_LETTERS = Counter(
     "cityloop_connector_deadletters_total",
     "Records a connector gave up on and dead-lettered, by connector and reason code.",
     ["connector", "reason"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_PENDING = Gauge(
     "cityloop_connector_pending_records",
     "Records waiting in a connector's queue (not yet taken by the unit's system nor dead-lettered).",
     ["connector"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_LAG = Gauge(
     "cityloop_connector_lag_seconds",
     "Age of the oldest record waiting in a connector's queue (0 when it is empty).",
     ["connector"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_SECONDS = Histogram(
     "cityloop_connector_request_seconds",
     "Time of one attempt to send to a unit's system, whatever its outcome.",
     ["connector"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_OPEN = Gauge(
     "cityloop_connector_breaker_open",
     "1 while a connector's circuit breaker is open (nothing is sent to that system until the cooldown ends).",
     ["connector"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_CALLBACKS = Counter(
     "cityloop_connector_callbacks_total",
     "Status callbacks from units' systems (POST /connectors/{unit_id}/events), by connector and outcome.",
     ["connector", "outcome"],
+    registry=API_REGISTRY,
 )
 CONNECTOR_POLLS = Counter(
     "cityloop_connector_polls_total",
     "Polls of units' systems that cannot call back (open311), by connector and outcome (ok, or a failure reason).",
     ["connector", "outcome"],
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_POLL_SECONDS = Histogram(
     "cityloop_connector_poll_seconds",
     "Time of one poll of a unit's system (every request it holds open), whatever its outcome.",
     ["connector"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=CONNECTORS_REGISTRY,
 )
 CONNECTOR_UPDATES = Counter(
     "cityloop_connector_updates_total",
     "Statuses found by polling, by connector and outcome: written (as lifecycle events), current (the order was "
     "there already), refused (the lifecycle table does not allow it), stale (the task is no longer the unit's).",
     ["connector", "outcome"],
+    registry=CONNECTORS_REGISTRY,
 )
+# The API's triage calls go through the same retrying Redis calls (streams/state.py TriageQueue): in its process only
+# they count here, so it serves the family too.
+API_REGISTRY.register(REDIS_ERRORS)
+
+# The same family as DEAD_LETTERS, served by `cityloop connectors`: a courier dead-letters what a unit's system will
+# not take (stage "connector"). Its own object, so the worker's stages never show on the connectors' /metrics.
+CONNECTOR_STAGE_DEAD_LETTERS = Counter(
+    "cityloop_deadletters_total",
+    "Records sent to the dead-letter topic.",
+    ["stage", "reason"],
+    registry=CONNECTORS_REGISTRY,
+)
+
+# --- Series created at 0 when a process starts. A labelled series appears at its first increment, already at 1,
+# so ``increase()`` over it sees nothing: a one-off failure would never fire CityLoopProcessingFailures. Only the
+# label values known up front (fixed tables of the code, the city pack's categories), so the sets stay bounded.
+_PROCESSING_ERROR = ("processing_error",)
+_TRIAGE_REFUSALS = ("missing_field", "unknown_category", "not_in_triage")
+CONNECTOR_DEAD_LETTER_REASONS = ("delivery_failed", "delivery_refused")
+
+
+def worker_dead_letter_labels(reason_codes: Iterable[str]) -> list[tuple[str, str]]:
+    """(stage, reason) pairs a worker can count: the contract's codes where records are decoded, a fixed code else."""
+    codes = tuple(reason_codes)
+    table = {
+        "validate": codes,
+        "detect": ("unknown_kind",),
+        "discover": _PROCESSING_ERROR,
+        "dispatch": _PROCESSING_ERROR,
+        "internal": _PROCESSING_ERROR,
+        "triage": _TRIAGE_REFUSALS,
+        "feedback": codes,
+    }
+    return [(stage, reason) for stage, reasons in table.items() for reason in reasons]
+
+
+def start_worker_series(reason_codes: Iterable[str], categories: Iterable[str], stages: Iterable[str]) -> None:
+    """Create the worker's alerting counters at 0: dead letters by stage and reason, SLA breaches per category."""
+    for stage, reason in worker_dead_letter_labels(reason_codes):
+        DEAD_LETTERS.labels(stage, reason)
+    stages = tuple(stages)
+    for category in categories:
+        for stage in stages:
+            SLA_BREACHES.labels(category, stage)
+
+
+def start_connector_series(unit_ids: Iterable[str]) -> None:
+    """Create ``cityloop connectors``' dead-letter counters at 0, per connector and in the total by stage."""
+    units = tuple(unit_ids)
+    for reason in CONNECTOR_DEAD_LETTER_REASONS:
+        CONNECTOR_STAGE_DEAD_LETTERS.labels("connector", reason)
+        for unit_id in units:
+            CONNECTOR_DEAD_LETTERS.labels(unit_id, reason)

@@ -96,15 +96,23 @@ def create_api(
     @app.middleware("http")
     async def measure(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()
-        response = await call_next(request)
-        template = _template(request)  # route templates only: a bounded label
-        metrics.API_REQUESTS.labels(request.method, template, str(response.status_code)).inc()
-        metrics.API_SECONDS.labels(template).observe(time.perf_counter() - started)
+
+        def count(status: str) -> None:
+            template = _template(request)  # route templates only: a bounded label
+            metrics.API_REQUESTS.labels(metrics.method_label(request.method), template, status).inc()
+            metrics.API_SECONDS.labels(template).observe(time.perf_counter() - started)
+
+        try:
+            response = await call_next(request)
+        except Exception:
+            count("500")  # an unhandled error raises through here; the handler outside this middleware answers 500
+            raise
+        count(str(response.status_code))
         return response
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(generate_latest(metrics.API_REGISTRY).decode(), media_type=CONTENT_TYPE_LATEST)
 
     live = "Live while the process and its event loop answer (Redis is not asked)"
 

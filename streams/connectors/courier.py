@@ -152,6 +152,6 @@ class Courier:
         await self._outbox.done(self.unit_id, delivery.key)
         self._not_before.pop(delivery.key, None)
         metrics.CONNECTOR_DEAD_LETTERS.labels(self.unit_id, code).inc()
-        metrics.DEAD_LETTERS.labels(STAGE, code).inc()
+        metrics.CONNECTOR_STAGE_DEAD_LETTERS.labels(STAGE, code).inc()
         log.warning("connector %s: %s %s dead-lettered (%s): %s", self.unit_id, delivery.kind.value, delivery.key,
                     code, reason)  # fmt: skip

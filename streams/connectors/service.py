@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dispatch.citypack import CityPack
 from feedback.store import RedisOrderStore
-from streams import lag
+from streams import lag, metrics
 from streams.citypolicy import calendar_of, policy_for
 from streams.connectors import open311 as _open311  # noqa: F401 - registers the open311 type
 from streams.connectors import webhook as _webhook  # noqa: F401 - registers the webhook type
@@ -112,6 +112,7 @@ class ConnectorService:
             heartbeat_interval_ms=max(100, int(self.settings.group_session_timeout_s * 1000 / 6)),
         )
         connectors: list[ConnectorType] = []
+        metrics.start_connector_series(self.sends)
         runner = web.AppRunner(self._web_app(client))
         await runner.setup()
         await web.TCPSite(runner, self.settings.web_host, self.web_port).start()
@@ -119,7 +120,11 @@ class ConnectorService:
         try:
             consumer.subscribe([self.topics.tasks, self.topics.feedback], listener=_Listener(self.offsets))
             await consumer.start()
-            lag.install([lag.LagSource(self.offsets, consumer.highwater, lambda: self.committed)], self.topics)
+            lag.install(
+                [lag.LagSource(self.offsets, consumer.highwater, lambda: self.committed)],
+                self.topics,
+                metrics.CONNECTORS_REGISTRY,
+            )
 
             async def write(topic: str, key: str, record: dict[str, Any]) -> None:
                 value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -203,8 +208,9 @@ class ConnectorService:
     # ------------------------------------------------------------------- web
 
     def _web_app(self, client: Any) -> web.Application:
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        async def exposition(_: web.Request) -> web.Response:
+            body = generate_latest(metrics.CONNECTORS_REGISTRY)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def health(_: web.Request) -> web.Response:
             try:
@@ -223,6 +229,6 @@ class ConnectorService:
             return web.json_response(body, status=200 if ready else 503)
 
         app = web.Application()
-        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/metrics", exposition)
         app.router.add_get("/health", health)
         return app

@@ -305,8 +305,13 @@ def test_cityloop_api_serves_openapi_and_pushes_new_assignments_over_sse(
         document = httpx.get(f"{base}/openapi.json").json()
         assert "/open311/v2/requests.json" in document["paths"] and "/units/me/events" in document["paths"]
         assert "HTTPBearer" in document["components"]["securitySchemes"]
+        httpx.request("INVENTED", f"{base}/health")
         scraped = httpx.get(f"{base}/metrics").text
         assert 'cityloop_api_requests_total{method="GET",route="/openapi.json",status="200"} 1.0' in scraped
+        # the live process serves its own series: an invented method is `other`, no worker series (it exported
+        # cityloop_worker_ready 0, which fired CityLoopWorkerNotReady on the API)
+        assert 'method="other"' in scraped and "INVENTED" not in scraped
+        assert "cityloop_worker_ready" not in scraped and "cityloop_faust_" not in scraped
         token = issue_token(redis_url, namespace, "roads-west")
         received: list[str] = []
         connected = threading.Event()

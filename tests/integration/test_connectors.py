@@ -100,6 +100,10 @@ def test_tasks_go_out_signed_retried_and_a_dead_system_holds_back_no_other(
     metrics = connectors.get("/metrics")[1]
     assert 'cityloop_connector_deadletters_total{connector="lighting",reason="delivery_failed"} 1.0' in metrics
     assert 'cityloop_connector_sent_total{connector="roads-west",kind="task"} 2.0' in metrics
+    # its own registry: the dead letter by stage, roads-west's created at 0, and none of the worker's series
+    assert 'cityloop_deadletters_total{reason="delivery_failed",stage="connector"} 1.0' in metrics
+    assert 'cityloop_connector_deadletters_total{connector="roads-west",reason="delivery_refused"} 0.0' in metrics
+    assert "cityloop_worker_ready" not in metrics and "cityloop_ingested_total" not in metrics
 
 
 def test_a_signed_callback_becomes_a_lifecycle_event_once_and_a_forged_one_changes_nothing(

@@ -140,7 +140,7 @@ def test_dashboard_reads_only_catalogued_metrics_and_covers_the_catalogue():
             used |= names
     required = {"up", "cityloop_worker_ready", "cityloop_ingested_total", "cityloop_deadletters_total",
                 "cityloop_classification_confidence", "cityloop_merges_total", "cityloop_assignments_total",
-                "cityloop_tasks_open", "cityloop_sla_warnings_total", "cityloop_sla_breaches_total",
+                "cityloop_order_events_total", "cityloop_sla_warnings_total", "cityloop_sla_breaches_total",
                 "cityloop_report_to_task_seconds", "cityloop_time_to_acknowledge_seconds",
                 "cityloop_time_to_resolve_seconds", "cityloop_redis_errors_total",
                 "cityloop_consumer_lag_records"}  # fmt: skip
