@@ -37,14 +37,20 @@ def lifecycle_record(
                                                                       if v is not None})  # fmt: skip
 
 
-async def submit(ctx: ApiContext, order: WorkOrder | None, record: dict[str, Any]) -> JSONResponse:
-    """200 with the order once the worker applied the event, 202 if it has not yet, 4xx if refused."""
+async def submitted(ctx: ApiContext, order: WorkOrder | None, record: dict[str, Any]) -> str:
+    """Write the event through the lifecycle table: "applied" or "accepted"; a refusal is raised as its API error."""
     try:
         status, code, reason = await ctx.submit(order, record)
     except FeedbackError as exc:
         raise refusal(exc) from None
     if status == "refused":
         raise ApiError(STATUS_OF.get(code or "", 409), code or "refused", reason or "refused")
+    return status
+
+
+async def submit(ctx: ApiContext, order: WorkOrder | None, record: dict[str, Any]) -> JSONResponse:
+    """200 with the order once the worker applied the event, 202 if it has not yet, 4xx if refused."""
+    status = await submitted(ctx, order, record)
     body: dict[str, Any] = {"status": status, "event_id": record["event_id"], "type": record["type"]}
     if status == "applied":
         after = await ctx.order(record["incident_id"])

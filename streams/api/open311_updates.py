@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from feedback import FeedbackError, State, WorkOrder
+from feedback import State, WorkOrder
 from feedback.updates import STATUS_OF_STATE, TEXT_LIMIT, describe, status_of, update_id
-from streams.api.actions import STATUS_OF, refusal
+from streams.api.actions import submitted
 from streams.api.auth import context
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError, request_id
@@ -224,11 +224,6 @@ async def post_update(request: Request, ctx: Ctx) -> Response:
     record = event(kind, order.incident_id, f"unit:{unit}", ctx.clock(), task_id=order.task_id, unit_id=unit,
                    key=f"o311u:{who}:{theirs}", by=f"open311:{who}", request_id=request_id(request),
                    **{k: v for k, v in fields.items() if v is not None})  # fmt: skip
-    try:
-        outcome, code, reason = await ctx.submit(order, record)
-    except FeedbackError as exc:
-        raise refusal(exc) from None
-    if outcome == "refused":
-        raise ApiError(STATUS_OF.get(code or "", 409), code or "refused", reason or "refused")
+    outcome = await submitted(ctx, order, record)
     body = [{"update_id": update_id(request_of, record["event_id"])}]
     return respond(fmt, "service_request_updates", body, status=201 if outcome == "applied" else 202)
