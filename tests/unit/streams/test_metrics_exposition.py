@@ -3,6 +3,9 @@ counters alerts take ``increase()`` of exist at 0 from the start (streams/metric
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +19,6 @@ from dispatch import load_city_pack
 from dispatch.demo_city import write_demo_city
 from streams import metrics
 from streams.api import create_api
-from streams.records import REASON_CODES
 from streams.settings import load_settings
 
 API_OWN = {"cityloop_api_requests", "cityloop_api_request_seconds", "cityloop_connector_callbacks",
@@ -92,17 +94,34 @@ def test_the_connectors_registry_has_only_connector_series_and_their_dead_letter
     assert metrics.CONNECTORS_REGISTRY.get_sample_value("cityloop_connector_deadletters_total", labels) == 0.0
 
 
+FRESH_WORKER = """
+import json
+from prometheus_client import REGISTRY
+from streams import metrics
+from streams.records import REASON_CODES
+metrics.start_worker_series(REASON_CODES, ["pothole"], ("acknowledge", "resolve", "verify"))
+get = REGISTRY.get_sample_value
+print(json.dumps({
+    "internal": [get("cityloop_deadletters_total", {"stage": s, "reason": "processing_error"})
+                 for s in ("discover", "dispatch", "internal")],
+    "validate": [get("cityloop_deadletters_total", {"stage": "validate", "reason": c}) for c in REASON_CODES],
+    "breach": get("cityloop_sla_breaches_total", {"category": "pothole", "stage": "resolve"}),
+    "labels": len(metrics.worker_dead_letter_labels(REASON_CODES)),
+    "codes": len(REASON_CODES),
+}))
+"""
+
+
 def test_a_worker_starts_its_failure_counters_at_zero() -> None:
-    """A one-off processing failure must be an increase from 0, so its series exists before it happens."""
-    metrics.start_worker_series(REASON_CODES, ["pothole"], ("acknowledge", "resolve", "verify"))
-    for stage in ("discover", "dispatch", "internal"):
-        value = REGISTRY.get_sample_value("cityloop_deadletters_total", {"stage": stage, "reason": "processing_error"})
-        assert value == 0.0, stage
-    for code in REASON_CODES:
-        assert REGISTRY.get_sample_value("cityloop_deadletters_total", {"stage": "validate", "reason": code}) == 0.0
-    breaches = REGISTRY.get_sample_value("cityloop_sla_breaches_total", {"category": "pothole", "stage": "resolve"})
-    assert breaches == 0.0
-    assert len(metrics.worker_dead_letter_labels(REASON_CODES)) == 2 * len(REASON_CODES) + 7  # bounded
+    """A one-off processing failure must be an increase from 0, so its series exists before it happens.
+
+    Run in a fresh interpreter: in this one, other tests have already counted dead letters on the shared registry."""
+    out = subprocess.run([sys.executable, "-c", FRESH_WORKER], capture_output=True, text=True, check=True, timeout=60)
+    seen = json.loads(out.stdout)
+    assert seen["internal"] == [0.0, 0.0, 0.0]
+    assert seen["validate"] == [0.0] * seen["codes"]
+    assert seen["breach"] == 0.0
+    assert seen["labels"] == 2 * seen["codes"] + 7  # bounded
 
 
 def test_an_unhandled_error_is_counted_as_a_500(api: TestClient) -> None:
