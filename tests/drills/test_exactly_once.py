@@ -92,9 +92,16 @@ def test_sigkills_and_a_rebalance_under_load_lose_nothing_and_repeat_nothing_for
         if i % INVALID_EVERY == 0:
             stream.append((f"bad-{i}".encode(), json.dumps({"report_id": f"bad-{i}", "lat": "north"}).encode()))
             invalid += 1
-    sender = threading.Thread(
-        target=send, args=(producer, topics.reports, stream), kwargs={"every": 50, "pause": 0.6}
-    )  # fmt: skip  (about 20 s of reports)
+    # The last third of the reports waits until the second kill, so that kill lands mid-stream however fast the
+    # workers are (in one CI run they had finished all 1,500 before it, and the drill proved nothing).
+    held_back, second_killed = len(stream) * 2 // 3, threading.Event()
+
+    def send_in_two_parts() -> None:
+        send(producer, topics.reports, stream[:held_back], every=50, pause=0.6)  # about 13 s of reports
+        second_killed.wait(timeout=300)
+        send(producer, topics.reports, stream[held_back:], every=50, pause=0.6)
+
+    sender = threading.Thread(target=send_in_two_parts)
     alarms = sensor_readings(now - timedelta(hours=1))
     readings = threading.Thread(target=send, args=(producer, topics.readings, alarms), kwargs={"every": 10,
                                 "pause": 1.2})  # fmt: skip
@@ -115,6 +122,7 @@ def test_sigkills_and_a_rebalance_under_load_lose_nothing_and_repeat_nothing_for
     tasks_reach(900)
     assert second.kill(signal.SIGKILL) == -signal.SIGKILL
     tasks_at.append(len(read_committed(bootstrap, topics.tasks)))
+    second_killed.set()
     sender.join(timeout=180)
     readings.join(timeout=180)
     assert not sender.is_alive() and not readings.is_alive()
