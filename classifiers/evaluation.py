@@ -1,7 +1,8 @@
 """How good a model is on labelled rows: accuracy, macro-F1, per-class scores, confusions, calibration, speed.
 
-Pure functions over plain sequences; the caller decides which rows count (for example
-only rows whose label the model knows) and passes the clock for latency.
+Pure functions over plain sequences; the caller passes every row (a row whose label the model never learnt is a
+miss, as it would be in production) and the clock for latency. Macro averages follow scikit-learn: over every class
+that is a true label or a prediction, so a class the model predicts wrongly and never truly sees still counts.
 """
 
 from __future__ import annotations
@@ -68,12 +69,12 @@ def evaluate(
     *,
     most_confused: int = 10,
 ) -> Evaluation:
-    """Scores of ``predicted`` against ``true_labels``; macro-F1 averages over the classes in ``true_labels``."""
+    """Scores of ``predicted`` against ``true_labels``; macro-F1 averages over the classes in either (scikit-learn)."""
     if not (len(true_labels) == len(predicted) == len(confidences)):
         raise ValueError("true labels, predictions and confidences differ in length")
     if not true_labels:
         raise TrainingDataError("no rows to evaluate")
-    labels = sorted(set(true_labels))
+    labels = sorted(set(true_labels) | set(predicted))
     precision, recall, f1, support = precision_recall_fscore_support(
         true_labels, predicted, labels=labels, zero_division=0
     )
@@ -92,6 +93,32 @@ def evaluate(
         ece=expected_calibration_error(confidences, correct),
         per_class=per_class,
         confused=confused[:most_confused],
+    )
+
+
+@dataclass(frozen=True)
+class TriageScore:
+    """What a triage policy does to scored rows: the share dispatched without a person, and how right those were."""
+
+    rows: int
+    automatic: int
+    coverage: float  # automatic / rows
+    accuracy_automatic: float | None  # None when nothing was dispatched automatically
+    triaged: int
+
+
+def score_triage(true_labels: Sequence[str], predicted: Sequence[str], automatic: Sequence[bool]) -> TriageScore:
+    """Coverage and accuracy of the rows a policy lets through (``automatic``); the rest wait for a person."""
+    if not (len(true_labels) == len(predicted) == len(automatic)):
+        raise ValueError("true labels, predictions and triage flags differ in length")
+    passed = [t == p for t, p, a in zip(true_labels, predicted, automatic, strict=True) if a]
+    rows = len(true_labels)
+    return TriageScore(
+        rows=rows,
+        automatic=len(passed),
+        coverage=len(passed) / rows if rows else 0.0,
+        accuracy_automatic=float(np.mean(passed)) if passed else None,
+        triaged=rows - len(passed),
     )
 
 

@@ -60,14 +60,45 @@ def join_text(values: Iterable[str | None]) -> str:
     return TEXT_SEPARATOR.join(v.strip() for v in values if v and v.strip())
 
 
-def read_labelled_csv(path: Path | str, text_columns: Sequence[str], label_column: str) -> LabelledRows:
-    """Read ``path``; rows with an empty text or label are skipped and counted."""
+DELIMITERS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
+
+
+def detect_delimiter(sample: str) -> str:
+    """The delimiter of a CSV sample: comma, semicolon, tab or bar (Excel in many locales writes ';').
+
+    The header line decides first (a header has no quoted delimiters in practice); ``csv.Sniffer`` is asked only when
+    the header holds none of them, and a single-column file falls back to the comma."""
+    header = sample.splitlines()[0] if sample else ""
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    if counts[best]:
+        return best
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_labelled_csv(
+    path: Path | str,
+    text_columns: Sequence[str],
+    label_column: str,
+    *,
+    encoding: str = "utf-8-sig",
+    delimiter: str | None = None,
+) -> LabelledRows:
+    """Read ``path``; rows with an empty text or label are skipped and counted.
+
+    ``delimiter`` None detects it from the header; ``encoding`` is any codec Python knows (latin-1, cp1251, gbk)."""
     path = Path(path)
     if not text_columns:
         raise TrainingDataError("name at least one text column")
     try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
+        with path.open(encoding=encoding, newline="") as fh:
+            sep = delimiter or detect_delimiter(fh.read(SNIFF_BYTES))
+            fh.seek(0)
+            reader = csv.DictReader(fh, delimiter=sep)
             header = reader.fieldnames or []
             text_cols = resolve_columns(header, text_columns, str(path))
             (label_col,) = resolve_columns(header, [label_column], str(path))
@@ -82,8 +113,16 @@ def read_labelled_csv(path: Path | str, text_columns: Sequence[str], label_colum
                 labels.append(label)
     except FileNotFoundError:
         raise TrainingDataError(f"no such file: {path}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise TrainingDataError(f"{path} is not a readable UTF-8 CSV file: {exc}") from None
+    except LookupError:
+        raise TrainingDataError(f"unknown encoding {encoding!r} (try utf-8, latin-1, cp1251, gbk)") from None
+    except UnicodeDecodeError as exc:
+        named = "UTF-8" if encoding.lower().startswith("utf") else encoding
+        raise TrainingDataError(
+            f"{path} is not {named} text (byte {exc.start}: {exc.reason}); name its encoding with --encoding, "
+            "e.g. --encoding latin-1"
+        ) from None
+    except csv.Error as exc:
+        raise TrainingDataError(f"{path} is not a readable CSV file: {exc}") from None
     return LabelledRows(texts, labels, skipped)
 
 

@@ -45,12 +45,14 @@ def _progress(message: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
 
 
-def _read(data: Sequence[Path], text_cols: Sequence[str], label_col: str) -> LabelledRows:
+def _read(
+    data: Sequence[Path], text_cols: Sequence[str], label_col: str, encoding: str, delimiter: str | None
+) -> LabelledRows:
     from classifiers.trainingdata import concat, read_labelled_csv
 
     parts = []
     for path in data:
-        rows = read_labelled_csv(path, text_cols, label_col)
+        rows = read_labelled_csv(path, text_cols, label_col, encoding=encoding, delimiter=delimiter)
         _progress(
             f"read {len(rows) + rows.skipped} rows from {path}: {len(rows)} usable, "
             f"{rows.skipped} skipped (empty text or label)"
@@ -89,8 +91,24 @@ def _summary_line(scores: Evaluation) -> str:
     return f"accuracy {scores.accuracy:.3f}, macro-F1 {scores.macro_f1:.3f}, ECE {scores.ece:.3f} on {scores.rows} rows"
 
 
+DELIMITER_NAMES = {"auto": None, "comma": ",", "semicolon": ";", "tab": "\t", "bar": "|"}
+
+
 def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--data`` and ``--text-col``, the same for training and evaluating."""
+    """``--data``, ``--text-col``, ``--encoding`` and ``--delimiter``, the same for training and evaluating."""
+    command = click.option(
+        "--delimiter",
+        default="auto",
+        show_default=True,
+        type=click.Choice(list(DELIMITER_NAMES)),
+        help="Field separator; auto reads it from the header line (Excel writes ';' in many locales).",
+    )(command)
+    command = click.option(
+        "--encoding",
+        default="utf-8-sig",
+        show_default=True,
+        help="Text encoding of the files, e.g. latin-1, cp1251, gbk (a UTF-8 byte-order mark is skipped).",
+    )(command)
     command = click.option(
         "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
     )(command)
@@ -124,6 +142,8 @@ def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def train(
     data: tuple[Path, ...],
     text_cols: tuple[str, ...],
+    encoding: str,
+    delimiter: str,
     label_col: str,
     out: Path,
     min_count: int,
@@ -148,7 +168,7 @@ def train(
 
     started = time.perf_counter()
     try:
-        rows = _read(data, text_cols, label_col)
+        rows = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
         rows, dropped = drop_rare_classes(rows, min_count)
         if dropped:
             _progress(
@@ -213,7 +233,21 @@ def train(
     click.echo(f"model: {out}")
     click.echo(f"classes: {len(classes)} ({len(dropped)} left out), rows: {len(rows)}")
     click.echo(f"held out: {_summary_line(scores)}")
-    click.echo(f"triage below confidence {policy.default_threshold:.2f} (target precision {TRIAGE_TARGET_PRECISION})")
+    click.echo(_policy_lines(policy.as_dict(), TRIAGE_TARGET_PRECISION))
+
+
+def _policy_lines(policy: dict[str, Any], target: float) -> str:
+    """The triage thresholds a model will use, saying plainly which classes always wait for a person."""
+    lines = [f"triage (target precision {target}): below confidence {policy['default_threshold']:.2f} by default"]
+    always = sorted(c for c, t in policy["thresholds"].items() if t >= 1.0)
+    for category, threshold in sorted(policy["thresholds"].items()):
+        if threshold < 1.0:
+            lines.append(f"  {category}: below {threshold:.2f}")
+    if always:
+        lines.append(f"  always to a person (never reached the target precision): {', '.join(always)}")
+    if policy["default_threshold"] >= 1.0:
+        lines.append("  every other class always goes to a person: the model never reached the target overall")
+    return "\n".join(lines)
 
 
 @click.command("eval")
@@ -221,31 +255,68 @@ def train(
 @_data_options
 @click.option("--label-col", required=True, help="Column with the true category.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Classes and pairs to list.")
+@click.option(
+    "--predictions",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write every row's prediction to this CSV (text, true, predicted, confidence, correct, automatic).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    help="Triage threshold for a model without saved thresholds [the model's own; else 0.25, the worker's default].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def eval_(
-    model_path: Path, data: tuple[Path, ...], text_cols: tuple[str, ...], label_col: str, top: int, as_json: bool
+    model_path: Path,
+    data: tuple[Path, ...],
+    text_cols: tuple[str, ...],
+    encoding: str,
+    delimiter: str,
+    label_col: str,
+    top: int,
+    predictions: Path | None,
+    threshold: float | None,
+    as_json: bool,
 ) -> None:
-    """Score a model on labelled reports: accuracy, macro-F1, per class, confusions, calibration and speed.
+    """Score a model on labelled reports: accuracy, macro-F1, per class, calibration, triage and speed.
 
-    Rows whose label the model was not trained on are left out of the scores (no model
-    can predict them) and counted.
+    Every row is scored: a row whose label the model was never trained on is a miss, as it
+    would be in production (those rows are also counted). Macro-F1 averages over every class
+    that is a true label or a prediction, as scikit-learn does. The triage lines apply the
+    thresholds saved with the model: the share of reports dispatched without a person
+    (coverage) and how often those were right.
     """
     from classifiers.errors import ClassifierError, TrainingDataError
-    from classifiers.evaluation import measure_latency
+    from classifiers.evaluation import evaluate, measure_latency, score_triage
     from classifiers.modelfile import load_model
+    from classifiers.triage import TriagePolicy
 
     try:
         model, metadata = load_model(model_path)
-        rows = _read(data, text_cols, label_col)
+        rows = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
+        if not len(rows):
+            raise TrainingDataError(f"no usable rows in {', '.join(map(str, data))}")
+        saved = metadata.metrics.get("triage")
+        if saved and threshold is None:
+            policy, policy_source = TriagePolicy.from_dict(saved), "saved with the model"
+        else:
+            policy = TriagePolicy(0.25 if threshold is None else threshold)
+            policy_source = "--threshold" if threshold is not None else "none saved: the worker's default 0.25"
         known = set(model.classes)
-        kept = [(t, y) for t, y in zip(rows.texts, rows.labels, strict=True) if y in known]
-        unknown = len(rows) - len(kept)
-        if not kept:
-            raise TrainingDataError(f"none of the {len(rows)} rows has a label the model knows")
-        texts, labels = [t for t, _ in kept], [y for _, y in kept]
-        scores = _scores(model, texts, labels, most_confused=top)
+        unknown = sum(label not in known for label in rows.labels)
+        if unknown == len(rows):
+            _progress(f"warning: none of the {len(rows)} rows has a label the model knows; is --label-col right?")
+        _progress(f"classifying {len(rows)} rows")
+        answers = model.predict(rows.texts, top_k=1)
+        predicted = [a.category for a in answers]
+        confidences = [a.confidence for a in answers]
+        scores = evaluate(rows.labels, predicted, confidences, most_confused=top)
+        automatic = [not policy.needs_triage(a) for a in answers]
+        triage = score_triage(rows.labels, predicted, automatic)
+        if predictions is not None:
+            _write_predictions(predictions, rows, answers, automatic)
         _progress("timing")
-        latency = measure_latency(lambda batch: model.predict(batch), texts, time.perf_counter)
+        latency = measure_latency(lambda batch: model.predict(batch), rows.texts, time.perf_counter)
     except (ClassifierError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     result: dict[str, Any] = {
@@ -254,23 +325,57 @@ def eval_(
         "rows_read": len(rows) + rows.skipped,
         "rows_skipped": rows.skipped,
         "rows_unknown_label": unknown,
-        **scores.as_dict(),  # its "rows" are the rows scored
+        **scores.as_dict(),  # its "rows" are every usable row
+        "triage": {"policy": policy.as_dict(), "source": policy_source, **triage.__dict__},
         "latency": latency.__dict__,
     }
-    result["per_class"] = result["per_class"][:top]
     result["confused"] = [{"true": t, "predicted": p, "rows": n} for t, p, n in scores.confused[:top]]
     if as_json:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    click.echo(f"model {model_path} ({len(model.classes)} classes, made {metadata.created_at})")
+    _print_eval(model_path, model, metadata.created_at, rows, unknown, scores, triage, policy_source, latency, top)
+
+
+def _write_predictions(path: Path, rows: LabelledRows, answers: Sequence[Any], automatic: Sequence[bool]) -> None:
+    """One line per row, in input order, for a spreadsheet or a second opinion."""
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "true", "predicted", "confidence", "correct", "automatic"])
+        for text, label, answer, auto in zip(rows.texts, rows.labels, answers, automatic, strict=True):
+            writer.writerow([text, label, answer.category, f"{answer.confidence:.4f}", label == answer.category, auto])
+    _progress(f"wrote {len(rows)} predictions to {path}")
+
+
+def _print_eval(
+    model_path: Path,
+    model: TextClassifier,
+    created_at: str,
+    rows: LabelledRows,
+    unknown: int,
+    scores: Evaluation,
+    triage: Any,
+    policy_source: str,
+    latency: Any,
+    top: int,
+) -> None:
+    click.echo(f"model {model_path} ({len(model.classes)} classes, made {created_at})")
     click.echo(
-        f"rows: {scores.rows} scored, {unknown} left out (label unknown to the model), "
+        f"rows: {scores.rows} scored, of which {unknown} have a label the model does not know (misses); "
         f"{rows.skipped} skipped (empty text or label)"
     )
     click.echo(f"accuracy {scores.accuracy:.3f}  macro-F1 {scores.macro_f1:.3f}  ECE (10 bins) {scores.ece:.3f}")
+    right = "n/a" if triage.accuracy_automatic is None else f"{triage.accuracy_automatic:.3f}"
+    click.echo(
+        f"triage ({policy_source}): {triage.coverage:.1%} dispatched automatically ({triage.automatic} rows, "
+        f"accuracy {right}), {triage.triaged} to a person"
+    )
     click.echo(f"\n{'class':32} {'rows':>6} {'precision':>9} {'recall':>7} {'F1':>6}")
     for s in scores.per_class[:top]:
         click.echo(f"{s.label[:32]:32} {s.support:6d} {s.precision:9.3f} {s.recall:7.3f} {s.f1:6.3f}")
+    if len(scores.per_class) > top:
+        click.echo(f"... {len(scores.per_class) - top} more classes (--top, or --json for all)")
     if scores.confused:
         click.echo("\nmost confused (true -> predicted: rows)")
         for t, p, n in scores.confused[:top]:

@@ -64,3 +64,21 @@ def test_an_empty_csv_is_called_empty_not_a_file_with_no_columns(tmp_path):
     path.write_text("", encoding="utf-8")
     with pytest.raises(TrainingDataError, match=r"empty\.csv is empty: no header row, so no column 'text'$"):
         read_labelled_csv(path, ["text"], "category")
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_the_delimiter_is_read_from_the_header(tmp_path, sep):
+    """Excel writes ';' in many locales; the header line says which separator a file uses."""
+    path = tmp_path / "export.csv"
+    path.write_text(f"text{sep}label\nhole, deep{sep}pothole\nno light{sep}streetlight\n", encoding="utf-8")
+    if sep == ",":
+        path.write_text('text,label\n"hole, deep",pothole\nno light,streetlight\n', encoding="utf-8")
+    rows = read_labelled_csv(path, ["text"], "label")
+    assert rows.texts == ["hole, deep", "no light"] and rows.labels == ["pothole", "streetlight"]
+
+
+def test_an_unknown_encoding_is_named(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("text,label\nx,y\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="unknown encoding 'klingon'"):
+        read_labelled_csv(path, ["text"], "label", encoding="klingon")

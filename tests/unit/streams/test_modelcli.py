@@ -93,11 +93,12 @@ def test_eval_prints_scores_per_class_confusions_calibration_and_speed(trained, 
     assert result.exit_code == 0, result.output
     for expected in ("accuracy", "macro-F1", "ECE (10 bins)", "precision", "recall", "reports/s", "p50", "p99"):
         assert expected in result.stdout
-    assert "360 scored, 0 left out" in result.stdout
+    assert "360 scored, of which 0 have a label the model does not know" in result.stdout
+    assert "dispatched automatically" in result.stdout and "saved with the model" in result.stdout
 
 
-def test_eval_json_leaves_out_and_counts_rows_with_unknown_labels(trained, tmp_path):
-    """Rows labelled with a class the model never saw are counted, not scored."""
+def test_eval_json_scores_rows_with_unknown_labels_as_misses(trained, tmp_path):
+    """A row labelled with a class the model never saw is scored (a miss, as in production) and counted."""
     out, _ = trained
     data = write_csv(
         tmp_path / "new.csv",
@@ -112,11 +113,45 @@ def test_eval_json_leaves_out_and_counts_rows_with_unknown_labels(trained, tmp_p
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["rows_read"] == 3 and report["rows_unknown_label"] == 1 and report["rows"] == 2
-    assert 0.0 <= report["accuracy"] <= 1.0 and 0.0 <= report["ece"] <= 1.0
+    assert report["rows_read"] == 3 and report["rows_unknown_label"] == 1 and report["rows"] == 3
+    assert report["accuracy"] <= 2 / 3 and 0.0 <= report["ece"] <= 1.0
+    rodents = next(c for c in report["per_class"] if c["label"] == "rodents")
+    assert (rodents["support"], rodents["recall"], rodents["f1"]) == (1, 0.0, 0.0)
     assert {"label", "support", "precision", "recall", "f1"} <= set(report["per_class"][0])
     assert report["latency"]["batch_reports_per_s"] > 0
     assert report["latency"]["single_p99_ms"] >= report["latency"]["single_p50_ms"] > 0
+
+
+def test_eval_applies_the_saved_triage_policy_and_writes_every_prediction(trained, reports_csv, tmp_path):
+    """Coverage and accuracy under the model's own thresholds; --threshold 0 dispatches all; one CSV line per row."""
+    out, summary = trained
+    argv = ["eval", "--model", str(out), "--data", str(reports_csv), "--text-col", "Report Text",
+            "--label-col", "Service Category", "--json"]  # fmt: skip
+    saved = json.loads(CliRunner().invoke(main, argv + ["--predictions", str(tmp_path / "p.csv")]).stdout)
+    assert saved["triage"]["policy"] == {k: summary["triage"][k] for k in ("default_threshold", "thresholds")}
+    assert saved["triage"]["automatic"] + saved["triage"]["triaged"] == saved["rows"] == 360
+    with (tmp_path / "p.csv").open(encoding="utf-8") as fh:
+        lines = list(csv.DictReader(fh))
+    assert len(lines) == 360
+    assert sum(line["correct"] == "True" for line in lines) == round(saved["accuracy"] * 360)
+    assert sum(line["automatic"] == "True" for line in lines) == saved["triage"]["automatic"]
+    everything = json.loads(CliRunner().invoke(main, argv + ["--threshold", "0"]).stdout)["triage"]
+    assert (everything["coverage"], everything["triaged"]) == (1.0, 0)
+    assert everything["accuracy_automatic"] == pytest.approx(saved["accuracy"])
+
+
+def test_train_and_eval_read_semicolons_and_other_encodings(trained, tmp_path):
+    """A Latin-1 file says to name its encoding and then reads; a semicolon-separated file reads as it is."""
+    out, _ = trained
+    rows = "text;label\nnid de poule énorme rue Hôtel;pothole\nlampadaire éteint;streetlight\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(rows.encode("latin-1"))
+    argv = ["eval", "--model", str(out), "--data", str(latin), "--text-col", "text", "--label-col", "label", "--json"]
+    refused = CliRunner().invoke(main, argv)
+    assert refused.exit_code == 1 and "--encoding" in refused.output and "Traceback" not in refused.output
+    read = CliRunner().invoke(main, argv + ["--encoding", "latin-1"])
+    assert read.exit_code == 0, read.output
+    assert json.loads(read.stdout)["rows"] == 2
 
 
 @pytest.mark.parametrize(
@@ -159,14 +194,16 @@ def test_eval_refuses_a_file_that_is_not_a_model(tmp_path, reports_csv):
     assert "not a CityLoop model file" in result.output
 
 
-def test_eval_with_no_known_label_is_an_error(trained, tmp_path):
+def test_eval_with_no_known_label_scores_misses_and_warns(trained, tmp_path):
+    """Probably the wrong label column: every row is still a miss, and stderr says what to check."""
     out, _ = trained
     data = write_csv(tmp_path / "other.csv", [{"text": "rats", "label": "rodents"}])
     result = CliRunner().invoke(
         main, ["eval", "--model", str(out), "--data", str(data), "--text-col", "text", "--label-col", "label"]
     )
-    assert result.exit_code == 1
-    assert "none of the 1 rows has a label the model knows" in result.output
+    assert result.exit_code == 0, result.output
+    assert "accuracy 0.000" in result.stdout
+    assert "none of the 1 rows has a label the model knows; is --label-col right?" in result.stderr
 
 
 def test_missing_required_options_are_usage_errors():
@@ -220,3 +257,15 @@ def test_the_cli_does_not_import_scikit_learn_until_a_model_command_runs():
     check = "import sys, streams.cli; print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_train_names_the_classes_that_always_wait_for_a_person():
+    """A class whose threshold is 1.0 never dispatches automatically; `train` says so rather than hiding it."""
+    from streams.modelcli import _policy_lines
+
+    lines = _policy_lines({"default_threshold": 0.3, "thresholds": {"graffiti": 0.42, "noise": 1.0}}, 0.9)
+    assert "below confidence 0.30 by default" in lines and "graffiti: below 0.42" in lines
+    assert "always to a person (never reached the target precision): noise" in lines
+    assert "noise: below" not in lines
+    hopeless = _policy_lines({"default_threshold": 1.0, "thresholds": {}}, 0.9)
+    assert "every other class always goes to a person" in hopeless
