@@ -238,11 +238,11 @@ def train(
 
 def _policy_lines(policy: dict[str, Any], target: float) -> str:
     """The triage thresholds a model will use, saying plainly which classes always wait for a person."""
-    lines = [f"triage (target precision {target}): below confidence {policy['default_threshold']:.2f} by default"]
+    lines = [f"triage (target precision {target}): below confidence {policy['default_threshold']:.3f} by default"]
     always = sorted(c for c, t in policy["thresholds"].items() if t >= 1.0)
     for category, threshold in sorted(policy["thresholds"].items()):
         if threshold < 1.0:
-            lines.append(f"  {category}: below {threshold:.2f}")
+            lines.append(f"  {category}: below {threshold:.3f}")
     if always:
         lines.append(f"  always to a person (never reached the target precision): {', '.join(always)}")
     if policy["default_threshold"] >= 1.0:

@@ -264,7 +264,7 @@ def test_train_names_the_classes_that_always_wait_for_a_person():
     from streams.modelcli import _policy_lines
 
     lines = _policy_lines({"default_threshold": 0.3, "thresholds": {"graffiti": 0.42, "noise": 1.0}}, 0.9)
-    assert "below confidence 0.30 by default" in lines and "graffiti: below 0.42" in lines
+    assert "below confidence 0.300 by default" in lines and "graffiti: below 0.420" in lines
     assert "always to a person (never reached the target precision): noise" in lines
     assert "noise: below" not in lines
     hopeless = _policy_lines({"default_threshold": 1.0, "thresholds": {}}, 0.9)
