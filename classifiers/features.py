@@ -11,7 +11,9 @@ an exact vocabulary (two different n-grams share a column only if their 64-bit h
 collide), and the model stays as small as with a string vocabulary.
 
 Unlike ``char_wb`` (which repeats a padded word shorter than ``n`` once more at the next
-length), a word contributes only the n-grams it has.
+length), a word contributes only the n-grams it has. ``min_df`` keeps only n-grams seen in
+at least that many training texts: an n-gram of one text cannot generalise, and dropping
+them shrinks the vocabulary (and the model's weight matrix) by half or more.
 """
 
 from __future__ import annotations
@@ -70,15 +72,28 @@ def ngram_hashes(texts: Sequence[str], ngram_range: tuple[int, int]) -> tuple[np
 class CharNgramCounter(TransformerMixin, BaseEstimator):
     """Counts of character n-grams within word boundaries, over the n-grams seen in training."""
 
-    def __init__(self, ngram_range: tuple[int, int] = (2, 5)) -> None:
+    def __init__(self, ngram_range: tuple[int, int] = (2, 5), min_df: int = 1) -> None:
         self.ngram_range = ngram_range
+        self.min_df = min_df
 
     def fit(self, texts: Sequence[str], y: Any = None) -> CharNgramCounter:
         low, high = self.ngram_range
         if not 1 <= low <= high:
             raise ValueError(f"invalid ngram_range {self.ngram_range!r}")
-        _, hashes = ngram_hashes(list(texts), self.ngram_range)
-        self.vocabulary_hashes_ = np.unique(hashes)
+        min_df = getattr(self, "min_df", 1)  # counters saved before min_df existed never refit
+        if min_df < 1:
+            raise ValueError(f"invalid min_df {min_df!r}")
+        rows, hashes = ngram_hashes(list(texts), self.ngram_range)
+        if min_df == 1:
+            self.vocabulary_hashes_ = np.unique(hashes)
+            return self
+        # Document frequency: sort by (hash, text), count each (text, n-gram) pair once.
+        order = np.lexsort((rows, hashes))
+        hashes, rows = hashes[order], rows[order]
+        first = np.ones(hashes.size, dtype=bool)
+        first[1:] = (hashes[1:] != hashes[:-1]) | (rows[1:] != rows[:-1])
+        values, document_frequency = np.unique(hashes[first], return_counts=True)
+        self.vocabulary_hashes_ = values[document_frequency >= min_df]
         return self
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:

@@ -75,3 +75,24 @@ def test_transform_is_deterministic_across_calls():
     counter = CharNgramCounter().fit(TEXTS)
     first, second = counter.transform(TEXTS), counter.transform(list(reversed(TEXTS)))
     np.testing.assert_array_equal(first.toarray(), second.toarray()[::-1])
+
+
+def test_min_df_keeps_exactly_the_ngrams_of_two_or_more_texts():
+    """Document frequency counts texts, not occurrences: "ab" twice in "abab" is still one text."""
+    texts = ["abab bb", "bb cc", "cc dd", "ee"]
+    rows, hashes = ngram_hashes(texts, (2, 3))
+    frequency = Counter(h for _, h in set(zip(rows.tolist(), hashes.tolist(), strict=True)))
+    expected = sorted(h for h, n in frequency.items() if n >= 2)
+    fitted = CharNgramCounter((2, 3), min_df=2).fit(texts)
+    assert fitted.vocabulary_hashes_.tolist() == expected
+    assert 0 < len(expected) < len(frequency)  # the test means something: some n-grams are dropped
+    ab = set(ngram_hashes(["ab"], (2, 2))[1].tolist()) - set(ngram_hashes(["a", "b"], (2, 2))[1].tolist())
+    assert len(ab) == 1 and not ab & set(expected)
+    only_once = CharNgramCounter((2, 3), min_df=2).fit(["xyz", "uvw"])
+    assert only_once.vocabulary_hashes_.size == 0
+    assert CharNgramCounter((2, 3), min_df=2).fit(texts).transform(["dd"]).nnz == 0  # "dd" is in one text
+
+
+def test_min_df_below_one_is_refused():
+    with pytest.raises(ValueError, match="min_df"):
+        CharNgramCounter((2, 3), min_df=0).fit(["ab"])

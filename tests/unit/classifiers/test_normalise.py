@@ -19,6 +19,9 @@ from classifiers import normalise_text
         ("路灯 不亮", "路灯 不亮"),  # Chinese is left as it is
         ("cafe\u0301", "café"),  # a combining accent composes
         ("   ", ""),
+        ("труба.\\nМы боимся\\r\\nчто", "труба. мы боимся что"),  # line breaks an export wrote as \\n
+        ("дом&amp;nbsp;12 &amp;laquo;А&amp;raquo;", "дом 12 «а»"),  # entities escaped twice
+        ("pot\u200bhole\ufffcnear\u00adby", "pot hole near by"),  # zero-width, object and soft-hyphen marks
     ],
 )
 def test_normalise_text(raw, expected):
