@@ -11,6 +11,16 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from streams.connect import KAFKA_HINT, ClientLog, refused
 from streams.errors import Unreachable
 from streams.kafkaaccess import KafkaAccess
+from streams.topics import Topics
+
+
+def topic_configs(name: str, replication: int) -> dict[str, str]:
+    """The configs a topic is created with: its stream's cleanup and retention, and min.insync.replicas."""
+    prefix, _, _ = name.rpartition(".")
+    configs = Topics(prefix).config(name) if prefix else {}
+    if replication > 1:  # acks=all waits for min.insync.replicas: one fewer than the replicas, so one may be down
+        configs["min.insync.replicas"] = str(max(1, replication - 1))
+    return configs
 
 
 def ensure_topics(
@@ -49,8 +59,7 @@ def ensure_topics(
         created = []
         for name in missing:
             try:
-                # acks=all waits for min.insync.replicas: one fewer than the replicas, so one broker may be down
-                configs = {"min.insync.replicas": str(max(1, replication - 1))} if replication > 1 else {}
+                configs = topic_configs(name, replication)
                 admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
                                               topic_configs=configs)])  # fmt: skip
                 created.append(name)

@@ -1,5 +1,7 @@
 """The worker: a Faust app that runs the batch consumer, the SLA timer and the web views (/metrics, /livez, /readyz).
 
+The process around it (logging, signals, the bounded stop) is streams/workerprocess.py.
+
 Faust runs the worker process (start-up and shutdown, signals, timers, the web
 server, its producer). The three input topics are read by one batch consumer
 (streams/ingest.py) rather than by Faust agents, whose per-event path cost more
@@ -23,8 +25,9 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
-from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import Service
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
@@ -34,11 +37,12 @@ from classifiers import TextClassifier, seed_classifier
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from feedback.orders import STAGES
-from streams import lag, metrics, observability, transport, workerhealth
-from streams.console import quiet_client_libraries, throttle_client_errors
+from streams import lag, logs, metrics, modelwatch, observability, transport, workerhealth
 from streams.engine import BatchResult, Engine
+from streams.epoch import StateLost
 from streams.ingest import BatchIngest
 from streams.outcomes import Envelope
+from streams.rebuild import worker_guard
 from streams.records import REASON_CODES
 from streams.settings import Settings
 from streams.sinks import CommitAbandoned, FaustSink, TransactionalSink
@@ -49,7 +53,8 @@ from streams.wiring import worker_parts
 log = logging.getLogger(__name__)
 
 
-TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError)
+# StateLost: Redis came back empty; the batch waits for the rebuild from the log (streams/epoch.py), then runs again
+TRANSIENT = (ConnectionError, TimeoutError, OSError, RedisConnectionError, RedisTimeoutError, KafkaError, StateLost)
 # Redis answers that say "not now" rather than "not this record": a failover's read-only replica, memory full, a long
 # script running, a cluster slot moving
 REDIS_NOT_NOW = (ReadOnlyError, OutOfMemoryError, TryAgainError, ClusterDownError)
@@ -88,8 +93,12 @@ async def _process(stream_name: str, handle: Any, engine: Engine, envelopes: lis
                 log.exception("%s batch of %d failed; finding the record that fails alone", stream_name,
                               len(envelopes))  # fmt: skip
                 return await _one_by_one(stream_name, handle, engine, envelopes)
-            log.exception("%s batch of %d: broker or Redis unavailable; retrying in %.1fs", stream_name,
-                          len(envelopes), delay)  # fmt: skip
+            if isinstance(exc, StateLost):  # streams/epoch.py: the handler waits for the rebuild when retried
+                log.warning("%s batch of %d stopped: %s; retried once the state is rebuilt", stream_name,
+                            len(envelopes), exc)  # fmt: skip
+            else:
+                log.exception("%s batch of %d: broker or Redis unavailable; retrying in %.1fs", stream_name,
+                              len(envelopes), delay)  # fmt: skip
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
 
@@ -108,30 +117,34 @@ async def _one_by_one(stream_name: str, handle: Any, engine: Engine, envelopes: 
     """Each record alone; one that fails alone is dead-lettered with the error; an outage meanwhile is waited out."""
     total = BatchResult(consumed=len(envelopes))
     for envelope in envelopes:
-        delay = 0.1
-        while True:
-            mark = _checkpoint(engine.sink)
-            try:
-                one = await handle([envelope])
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
-                _rollback(engine.sink, mark)
-                if transient(exc):  # not the record's doing: the same record again once the outage is over
-                    log.exception("%s record %s:%s@%s: broker or Redis unavailable; retrying in %.1fs", stream_name,
-                                  envelope.topic, envelope.partition, envelope.offset, delay)  # fmt: skip
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
-                              envelope.partition, envelope.offset)  # fmt: skip
-                why = f"{type(exc).__name__}: {exc}"
-                one = await engine.reject([envelope], "internal", "processing_error", why)
-                break
+        with logs.bound(record=logs.record_position(envelope.topic, envelope.partition, envelope.offset)):
+            one = await _alone(stream_name, handle, engine, envelope)
         total.dead_lettered += one.dead_lettered
         total.tasks += one.tasks
     return total
+
+
+async def _alone(stream_name: str, handle: Any, engine: Engine, envelope: Envelope) -> BatchResult:
+    """One record: its result, or its dead letter if it fails alone; an outage meanwhile is waited out."""
+    delay = 0.1
+    while True:
+        mark = _checkpoint(engine.sink)
+        try:
+            return await handle([envelope])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this record is the culprit: keep it with the reason
+            _rollback(engine.sink, mark)
+            if not transient(exc):
+                log.exception("%s record %s:%s@%s failed alone; dead-lettering it", stream_name, envelope.topic,
+                              envelope.partition, envelope.offset)  # fmt: skip
+                why = f"{type(exc).__name__}: {exc}"
+                return await engine.reject([envelope], "internal", "processing_error", why)
+            # not the record's doing: the same record again once the outage is over
+            log.exception("%s record %s:%s@%s: broker or Redis unavailable; retrying in %.1fs", stream_name,
+                          envelope.topic, envelope.partition, envelope.offset, delay)  # fmt: skip
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 class TrainingInBackground:
@@ -264,6 +277,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         value_serializer="raw",
         producer_acks=-1,
         producer_max_batch_size=256 * 1024,  # a batch's records for one partition go in one produce request
+        producer_request_timeout=settings.produce_timeout_s,
         datadir=str(datadir),
         web_enabled=True,
         web_port=settings.web_port,
@@ -274,12 +288,27 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         # no group, which cost a group join (about 3 s on Tansu) at every start and every rebalance
         topic_disable_leader=True,
     )
-    classifier, triage_policy = text_model(settings, pack)
+    watch = modelwatch.watch_for(settings, pack)  # the model registry, when one is set
+    loaded = watch.load_current() if watch is not None else None
+    if loaded is not None:
+        classifier, triage_policy, model_version = loaded.classifier, loaded.policy, loaded.version
+    else:
+        classifier, triage_policy = text_model(settings, pack)
+        model_version = modelwatch.baseline_version(settings)
     transactions = transactional_sink(settings) if settings.processing_guarantee == "exactly_once" else None
     sink = transactions or FaustSink(app)
-    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    # no silent retries in the client: a call retried across a Redis restart would write into an empty Redis unseen;
+    # the worker's own retries (streams/state.py, _process below) wait out outages and check the state epoch first
+    redis_client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5,
+                                           retry=Retry(NoBackoff(), 0))  # fmt: skip
     parts = worker_parts(settings, pack, classifier, triage_policy, redis_client, sink)
     engine, lifecycle = parts.engine, parts.lifecycle
+    guard = worker_guard(settings, pack, redis_client)
+    engine.use_model(classifier, triage_policy, model_version)
+    if watch is not None:
+        watch.attach(engine, model_version)
+    else:
+        modelwatch.show_version(model_version)
     app.cityloop_engine = engine  # type: ignore[attr-defined]
 
     # the inputs skip Faust's per-event path: one aiokafka consumer, batches per topic (streams/ingest.py)
@@ -308,25 +337,35 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
 
     async def reports(envelopes: list[Envelope]) -> None:
         await model_ready()
-        await _process("reports", engine.process_reports, engine, envelopes)
+        if watch is None:
+            await _process("reports", guard.gated(engine.process_reports), engine, envelopes)
+            return
+        async with watch.between_batches:  # a new model version is switched to between batches only
+            await _process("reports", guard.gated(engine.process_reports), engine, envelopes)
+
+    if watch is not None and settings.model_poll_s > 0:
+
+        @app.task
+        async def watch_model_registry() -> None:
+            await watch.run()
 
     async def readings(envelopes: list[Envelope]) -> None:
-        await _process("readings", engine.process_readings, engine, envelopes)
+        await _process("readings", guard.gated(engine.process_readings), engine, envelopes)
 
     # the closed loop: work orders from feedback events, and the SLA timer
     app.cityloop_lifecycle = lifecycle  # type: ignore[attr-defined]
 
     async def feedback(envelopes: list[Envelope]) -> None:
         await model_ready()
-        await _process("feedback", engine.process_feedback, engine, envelopes)  # triage decisions
-        await _process("lifecycle", lifecycle.process, engine, envelopes)  # work orders
+        await _process("feedback", guard.gated(engine.process_feedback), engine, envelopes)  # triage decisions
+        await _process("lifecycle", guard.gated(lifecycle.process), engine, envelopes)  # work orders
 
     ingest = BatchIngest(
         kafka=kafka,
-        group_id=f"{settings.consumer_group}-ingest",
-        group_instance_id=f"{settings.consumer_group}-ingest-{settings.worker_id}" if settings.worker_id else None,
+        group_id=settings.ingest_group,
+        group_instance_id=f"{settings.ingest_group}-{settings.worker_id}" if settings.worker_id else None,
         session_timeout_s=settings.group_session_timeout_s,
-        handlers={topics.reports: reports, topics.readings: readings, topics.feedback: feedback},
+        handlers=dict(zip(topics.inputs(), (reports, readings, feedback), strict=True)),  # reports, readings, feedback
         batch_size=settings.batch_size,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         loop=app.loop,
@@ -335,6 +374,11 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
     )
     app.early_services = [ingest] if transactions is None else [SinkService(transactions, loop=app.loop), ingest]
     app.cityloop_ingest = ingest  # type: ignore[attr-defined]
+
+    @app.task
+    async def watch_state() -> None:
+        """At start, and every few seconds while idle: a Redis that lost its state is rebuilt before work arrives."""
+        await guard.watch()
 
     @app.timer(interval=settings.timer_interval_s, name="fire_deadlines")
     async def fire_deadlines() -> None:
@@ -347,60 +391,12 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         except (CommitAbandoned, ConnectionError) as exc:
             log.warning("SLA timer round not committed (%s); its deadlines fire again once their lease ends", exc)
 
-    setup_prometheus_sensors(app, name_prefix="cityloop_faust")
     metrics.start_worker_series(REASON_CODES, [c.code for c in pack.spec.categories], STAGES)
+    observability.start_series(pack, STAGES)
     ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
     lags = observability.install(app, topics, [ingest_lag])
     about = {"city": pack.name, "city_version": pack.version}
     app.cityloop_health = workerhealth.install(  # type: ignore[attr-defined]
-        app, ingest, lags, settings.redis_url, settings.stall_s, settings.loop_block_s, about
+        app, ingest, lags, settings.redis_url, settings.stall_s, settings.loop_block_s, about, state=guard
     )
     return app
-
-
-class QuietWorker(faust.Worker):
-    """Faust's worker as a person at a terminal wants it: CityLoop's own lines, the libraries' only when asked.
-
-    Without ``verbose``, the Kafka and Faust libraries log errors only (their
-    start-up, group joins and subscriptions are about a hundred lines); the
-    worker says itself when it holds partitions (streams/ingest.py), when a
-    signal stops it and when it has stopped.
-
-    Faust's terminal spinner is off: at log levels of WARNING and above Faust
-    sets the *root* logger to DEBUG so that every log record turns it; every
-    library's debug message (aiokafka logs one per record sent) is then
-    formatted and handled. That took about a tenth of a busy worker's time.
-    """
-
-    def __init__(self, *args: Any, verbose: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.verbose = verbose
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
-        quiet_client_libraries(logging.NOTSET if self.verbose else logging.ERROR)
-        if not self.verbose:
-            throttle_client_errors(logger)  # a broker outage: a few lines a minute, not 75 a second
-
-    def _on_startup_end_spinner(self) -> None:
-        pass  # the ingest says "ready" when it holds partitions, which is what ready means here
-
-    def _schedule_shutdown(self, signal: Any) -> None:
-        if not self._signal_stop_time:
-            log.info("%s received: stopping; finished batches are committed, one in flight is read again by the "
-                     "next owner of its partitions", getattr(signal, "name", signal))  # fmt: skip
-        super()._schedule_shutdown(signal)
-
-    def _shutdown_loop(self) -> None:
-        if self.crash_reason is None:
-            ingest = getattr(self.app, "cityloop_ingest", None)
-            behind = ingest.uncommitted_at_stop if ingest is not None else 0
-            if behind:
-                log.warning(
-                    "stopped; the last offsets of %d partition(s) could not be committed (is the broker reachable?): "
-                    "their next owner reads those records again and makes nothing twice",
-                    behind,
-                )
-            else:
-                log.info("stopped: every service is down and the ingest committed its offsets")
-        super()._shutdown_loop()

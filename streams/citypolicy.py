@@ -51,3 +51,15 @@ def supervisor_of(pack: CityPack, unit_id: str, stage: str) -> str:
     if stage == "verify" or unit is None or not unit.department:
         return pack.spec.fallback_unit
     return unit.department
+
+
+def sla_owner(pack: CityPack, unit_id: str | None) -> tuple[str, str]:
+    """The (department, unit) an SLA outcome is counted for: a field team's department, else the unit itself.
+
+    A unit the pack does not know (an order dispatched under an earlier pack) is ``("other", "other")``, so the
+    labels stay within the pack's units.
+    """
+    unit = pack.unit(unit_id) if unit_id else None
+    if unit is None:
+        return "other", "other"
+    return unit.department or unit.id, unit.id

@@ -6,8 +6,9 @@ commands live in their own modules and are registered on the group at the
 bottom: ``dev`` (:mod:`streams.devcli`), ``worker``, ``api`` and ``units``
 (:mod:`streams.servicecli`), ``connectors`` (:mod:`streams.connectorcli`),
 ``demo`` and ``simulate`` (:mod:`streams.democli`),
-``route`` and ``city`` (:mod:`streams.cli_city`), ``triage``
-(:mod:`streams.triagecli`), ``train`` and ``eval`` (:mod:`streams.modelcli`).
+``route`` and ``city`` (:mod:`streams.cli_city`), ``state`` (:mod:`streams.statecli`), ``triage``
+(:mod:`streams.triagecli`), ``train`` and ``eval`` (:mod:`streams.modelcli`), ``retrain`` and ``model``
+(:mod:`streams.retraincli`).
 Those modules never import this one, so ``python -m streams.cli`` loads each
 of them once.
 """
@@ -193,8 +194,10 @@ main.add_command(api)
 main.add_command(units)
 
 from streams.connectorcli import connectors  # noqa: E402
+from streams.statecli import state  # noqa: E402
 
 main.add_command(connectors)
+main.add_command(state)
 
 from streams.democli import demo, simulate  # noqa: E402
 
@@ -205,6 +208,11 @@ from streams.modelcli import eval_ as eval_command, train  # noqa: E402, I001
 
 main.add_command(train)
 main.add_command(eval_command, name="eval")
+
+from streams.retraincli import model, retrain  # noqa: E402
+
+main.add_command(retrain)
+main.add_command(model)
 
 if __name__ == "__main__":
     main(prog_name="cityloop")

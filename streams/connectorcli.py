@@ -14,13 +14,14 @@ from typing import Any
 
 import click
 
+from streams import logs
 from streams.cli_city import load_pack
 from streams.console import DEBUG_KEY, deployment_options, quiet_client_libraries, settings_from_flags
-from streams.servicecli import services_ready
+from streams.servicecli import announce, services_ready
 
 
 @click.command()
-@deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
+@deployment_options("kafka", "redis", "city", "prefix", "partitions", "logs", "wait")
 @click.option("--web-port", "connectors_port", type=int,
               help="Port of /metrics and /health [env CITYLOOP_CONNECTORS_PORT; default 6067].")  # fmt: skip
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
@@ -43,7 +44,7 @@ def connectors(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -
     if settings.connectors_port and port_in_use(settings.web_host, settings.connectors_port):
         raise click.ClickException(f"port {settings.connectors_port} on {settings.web_host} is in use; "
                                    "choose another with --web-port or CITYLOOP_CONNECTORS_PORT")  # fmt: skip
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(loglevel, settings.log_format, settings.log_repeat_s)
     if verbose or ctx.meta.get(DEBUG_KEY):
         quiet_client_libraries(logging.NOTSET)
     pack = load_pack(settings.city)
@@ -56,14 +57,13 @@ def connectors(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -
     except MissingSecret as exc:
         raise click.ClickException(str(exc)) from None
     services_ready(settings)
-    click.echo(f"connectors for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
+    lines = [f"connectors for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*"]
     for unit in units:
         target = getattr(unit.connector, "url", "")
-        click.echo(f"  {unit.id:<20} {unit.connector.type} {target} (sends {', '.join(unit.connector.send)})",
-                   err=True)  # fmt: skip
-    click.echo(f"  kafka   {settings.kafka.describe()}", err=True)
-    click.echo(f"  redis   {settings.redis_url}", err=True)
-    click.echo(f"  web     http://{settings.web_host}:{settings.connectors_port}/metrics and /health", err=True)
+        lines.append(f"  {unit.id:<20} {unit.connector.type} {target} (sends {', '.join(unit.connector.send)})")
+    lines += [f"  kafka   {settings.kafka.describe()}", f"  redis   {settings.redis_url}",
+              f"  web     http://{settings.web_host}:{settings.connectors_port}/metrics and /health"]  # fmt: skip
+    announce(lines, settings.log_format)
     service = ConnectorService(settings, pack, secrets, web_port=settings.connectors_port)
 
     async def main() -> None:

@@ -18,8 +18,6 @@ import logging
 import math
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -38,64 +36,6 @@ def quiet_client_libraries(level: int = logging.ERROR) -> None:
     """Raise the client libraries' loggers to ``level`` (ERROR: only what went wrong)."""
     for name in CLIENT_LIBRARIES:
         logging.getLogger(name).setLevel(level)
-
-
-class ClientErrorThrottle(logging.Filter):
-    """Keep the client libraries' error lines to a few a minute while the broker is away.
-
-    With the broker gone, aiokafka logs "Unable connect to node" and "Failed
-    fetch messages" for every connection attempt: about 75 lines a second. On a
-    handler of a quiet process this filter lets through the first line of each
-    kind (the message template and logger), then at most one per ``every_s``
-    seconds, saying how many like it it held back. Messages that clients log on
-    an ordinary start and then retry on their own (the group coordinator not yet
-    elected) are held back for the first ``settle_s`` seconds. CityLoop's own
-    records and anything at CRITICAL pass untouched.
-    """
-
-    TRANSIENT_AT_START = ("GroupCoordinatorNotAvailableError", "NotCoordinatorForGroupError")
-
-    def __init__(
-        self,
-        every_s: float = 30.0,
-        settle_s: float = 30.0,
-        prefixes: tuple[str, ...] = CLIENT_LIBRARIES,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__()
-        self.every_s = every_s
-        self.prefixes = prefixes
-        self.clock = clock
-        self.settle_until = clock() + settle_s
-        self.last: dict[tuple[str, str], float] = {}
-        self.held: dict[tuple[str, str], int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        root = record.name.partition(".")[0]
-        if root not in self.prefixes or record.levelno >= logging.CRITICAL:
-            return True
-        now = self.clock()
-        if now < self.settle_until and any(t in record.getMessage() for t in self.TRANSIENT_AT_START):
-            return False
-        key = (record.name, str(record.msg))
-        last = self.last.get(key)
-        if last is not None and now - last < self.every_s:
-            self.held[key] = self.held.get(key, 0) + 1
-            return False
-        self.last[key] = now
-        held = self.held.pop(key, 0)
-        if held:
-            note = f"{held} more like this in the last {now - last:.0f} s not shown; --verbose shows all"
-            record.msg = f"{record.msg} [{note}]"
-        return True
-
-
-def throttle_client_errors(logger: logging.Logger | None = None, **kwargs: Any) -> ClientErrorThrottle:
-    """Install one :class:`ClientErrorThrottle` on each handler of ``logger`` (the root logger by default)."""
-    throttle = ClientErrorThrottle(**kwargs)
-    for handler in (logger or logging.getLogger()).handlers:
-        handler.addFilter(throttle)
-    return throttle
 
 
 # Errors the domain packages raise on purpose (bad input, an unusable file): a message for a person, not a bug.
@@ -232,6 +172,12 @@ _FLAGS: dict[str, Any] = {
         type=int,
         help="Replicas of topics CityLoop creates [env CITYLOOP_REPLICATION_FACTOR; default 1; 3 in production].",
     ),
+    "logs": lambda: click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        help="text: lines for a person; json: one JSON object per line with the ids of the record being handled "
+        "[env CITYLOOP_LOG_FORMAT; default text].",
+    ),
     "wait": lambda: click.option(
         "--wait",
         "connect_timeout_s",
@@ -242,7 +188,7 @@ _FLAGS: dict[str, Any] = {
 
 
 def deployment_options(*names: str) -> Any:
-    """The deployment flags a command uses, and only those: kafka, redis, city, prefix, partitions, wait."""
+    """The deployment flags a command uses, and only those: kafka, redis, city, prefix, partitions, logs, wait."""
 
     def decorate(command: Any) -> Any:
         for name in reversed(names):

@@ -137,7 +137,11 @@ def dev_up(host: str, port: int, redis_url: str | None, data_dir: Path | None, a
     click.echo(f"redis:  {redis_note}")
     # Tansu takes a short group session (joins last half of it): workers on it restart in about 3 s instead of 6
     session = "" if apache_kafka else " CITYLOOP_GROUP_SESSION_TIMEOUT_S=2"
-    click.echo(f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}{session}")
+    # CITYLOOP_DEV=1: this is a development runtime, so `cityloop api` may accept the development Open311 api_key
+    click.echo(
+        f"export CITYLOOP_KAFKA_BOOTSTRAP={broker.bootstrap} CITYLOOP_REDIS_URL={settings.redis_url}{session}"
+        " CITYLOOP_DEV=1"
+    )
 
 
 def _stop_pid(pid: int) -> None:

@@ -95,6 +95,16 @@ class Engine:
         self.emit = Emitter(ledger, sink, reasons=reasons, tasks_topic=topics.tasks)
         self.incidents = incidents
 
+    def use_model(self, classifier: TextClassifier, triage_policy: TriagePolicy, version: str) -> None:
+        """Classify from the next batch on with another model and its thresholds (streams/modelwatch.py).
+
+        Called between batches only: a batch is classified, and its triage reasons worded, by one model.
+        """
+        self.classify.classifier = classifier
+        self.classify.triage_policy = triage_policy
+        self.classify.model_version = version
+        self.records.triage_policy = triage_policy
+
     # ----------------------------------------------------------------- reports
 
     async def process_reports(self, envelopes: Sequence[Envelope]) -> BatchResult:
@@ -106,7 +116,8 @@ class Engine:
         result.duplicates += repeats
         self.sensor.duplicate("report", repeats)
         self.sensor.ingested("report", [report.source for _, report in reports])
-        classified, failed = isolated(self.classify, [(e, (e, r)) for e, r in reports], now, "discover")
+        classified, failed = isolated(self.classify, [(e, (e, r)) for e, r in reports], now, "discover",
+                                      ids=lambda item: {"report_id": item[1].report_id})  # fmt: skip
         sighted = [sighting for _, sighting in classified]
         self.sensor.classified(sighted, [s.confidence for s in sighted if s.method == "text_model"])
         discovered = await self.discover(sighted, now)

@@ -9,9 +9,9 @@ Two questions, two answers (Kubernetes asks both, and acts differently on each):
   idle is not broken. A frozen process (SIGSTOP, a loop blocked right now) cannot answer at all; a probe with a
   timeout counts that as a failure, which is why the probes have one.
 * **Ready** (``/readyz``, and ``/health``, kept as its old name): can it serve now? A worker is ready while it holds
-  partitions and its broker and Redis answer; the API while Redis answers. Not ready is not a reason to restart:
-  an outage of Redis or the broker makes every replica not ready and none of them not live, until the worker has
-  been stuck for the stall time.
+  partitions and its broker and Redis answer, and not once told to stop; the API while Redis answers. Not ready
+  is not a reason to restart: an outage of Redis or the broker makes every replica not ready and none of them not
+  live, until the worker has been stuck for the stall time.
 
 Why both clocks: the incident that asked for this found ``/health`` answering 200 "ready" while a worker processed
 nothing (Redis paused or killed, the broker paused or killed, a 63 s stall after a broker restart), and a TCP
@@ -156,13 +156,29 @@ def worker_liveness(now: float, heartbeat: Heartbeat, progress: ProgressWatch) -
     return Verdict(not reasons, "stuck" if reasons else "alive", tuple(reasons), details)
 
 
-def worker_readiness(now: float, partitions: int, dependencies: list[Dependency], max_age_s: float) -> Verdict:
-    """Ready while it holds partitions and every dependency answered within ``max_age_s``."""
+def worker_readiness(
+    now: float,
+    partitions: int,
+    dependencies: list[Dependency],
+    max_age_s: float,
+    state_problem: str | None = None,
+    stopping: bool = False,
+) -> Verdict:
+    """Ready while it holds partitions, every dependency answered within ``max_age_s``, Redis holds its state and it
+    is not stopping.
+
+    ``state_problem`` says why Redis's state cannot be used (lost, being rebuilt: streams/epoch.py), None when it can.
+    """
     reasons = [f"{d.name} unreachable: {d.error or 'no answer within ' + format(max_age_s, 'g') + ' s'}"
                for d in dependencies if not d.fresh_ok(now, max_age_s)]  # fmt: skip
+    if state_problem:
+        reasons.append(state_problem)
     if partitions == 0:
         reasons.append("no partitions assigned")
     status = "ready" if not reasons else ("starting" if partitions == 0 and len(reasons) == 1 else "unavailable")
+    if stopping:  # a signal arrived: no new work for it, whatever else holds
+        reasons.insert(0, "stopping (SIGTERM or Ctrl-C received)")
+        status = "stopping"
     details = {"assigned_partitions": partitions, **{d.name: d.fresh_ok(now, max_age_s) for d in dependencies}}
     return Verdict(not reasons, status, tuple(reasons), details)
 

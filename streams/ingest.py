@@ -115,6 +115,7 @@ class BatchIngest(Service):
         self._last_commit = time.monotonic()
         self.uncommitted_at_stop = 0  # partitions whose finished offsets the last commit at stop could not write
         self.last_batch_at: float | None = None  # monotonic time the last batch finished (the health's stall clock)
+        self.in_flight = 0  # records of the batch being handled, for what a stop cut short abandons
         self._turns = list(handlers)
         self.consumer: AIOKafkaConsumer | None = None
         self._unit_lock = asyncio.Lock()
@@ -193,6 +194,13 @@ class BatchIngest(Service):
         return await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
 
     async def _handle(self, got: dict[TopicPartition, list[Any]]) -> None:
+        self.in_flight = sum(len(messages) for messages in got.values())
+        try:
+            await self._handle_batch(got)
+        finally:
+            self.in_flight = 0
+
+    async def _handle_batch(self, got: dict[TopicPartition, list[Any]]) -> None:
         by_topic: dict[str, list[Any]] = {}
         for tp, messages in got.items():
             if messages:
@@ -276,12 +284,27 @@ class BatchIngest(Service):
 
     def assigned(self, tps: set[TopicPartition]) -> None:
         self.offsets.assign(tps)
+        metrics.REBALANCES.inc()
         metrics.INGEST_PARTITIONS.set(len(tps))
         metrics.READY.set(1 if tps else 0)
         if tps:
             log.info("ready: ingest holds %d partitions: %s", len(tps), partition_ranges(tps))
         else:
             log.info("ingest holds no partitions: other workers hold them all; this one stands by")
+
+    def abandoned(self) -> str:
+        """What a stop cut short leaves undone, in words (read from the shutdown watchdog's thread)."""
+        undone = []
+        if self.in_flight:
+            undone.append(f"a batch of {self.in_flight} records in flight")
+        if self._done:
+            undone.append(f"processed records of {len(self._done)} partition(s) whose offsets are not committed")
+        if not undone:
+            return "nothing: every processed record's offset was committed"
+        return "; ".join(undone) + (
+            ": the next owner of those partitions reads them again, and the ledger gives "
+            "each its first outcome again (same ids), sent again only if never confirmed"
+        )
 
     def highwater(self, tp: TopicPartition) -> int | None:
         return None if self.consumer is None else self.consumer.highwater(tp)

@@ -41,7 +41,9 @@ from feedback.orders import ACTIVE, EVENTS
 from feedback.store import Change, RedisOrderStore
 from feedback.views import task_sla
 from streams import metrics
+from streams.citypolicy import sla_owner
 from streams.ids import iso_utc, sensor_actor, sensor_of_source, task_id_for
+from streams.logs import bound, record_position
 from streams.outcomes import Envelope, event
 from streams.pipeline.batch import BatchResult, DeadLetter, Emission, Outcome, Record, dead_lettered
 from streams.pipeline.build import co_notices, task_record
@@ -144,7 +146,8 @@ class Lifecycle:
                 batch.out.append(Emission(f"life:{lifecycle_event.event_id}", [], Outcome.LIFECYCLE))
                 continue
             seen.add(lifecycle_event.event_id)
-            await self._apply(batch, envelope, lifecycle_event, sensors, now)
+            with event_ids(envelope, lifecycle_event):  # the lines about this event carry its order's ids
+                await self._apply(batch, envelope, lifecycle_event, sensors, now)
         await self._commit(batch, result)
         return result
 
@@ -180,6 +183,8 @@ class Lifecycle:
             return
         metrics.tally(metrics.ORDER_EVENTS, e.type)
         order = step.order
+        for stage, outcome in sla_outcomes(batch.orders.get(incident), order, e.type):
+            metrics.tally(metrics.SLA_OUTCOMES, *sla_owner(self.pack, order.unit_id), stage, outcome)
         if e.type in ("ack", "resolve"):  # how long units take, for dashboards and SLA reviews
             taken = max(0.0, (e.at - order.created_at).total_seconds())
             histogram = metrics.TIME_TO_ACKNOWLEDGE if e.type == "ack" else metrics.TIME_TO_RESOLVE
@@ -362,6 +367,38 @@ class Lifecycle:
         metrics.flush()
 
 
+# The stages an event completes: a unit's acknowledgement, its resolution, the ops centre's verification. Other
+# events that stop a clock (reject, recategorise, cancel, merge, reopen) end it without meeting it.
+COMPLETES = {
+    "ack": ("acknowledge",),
+    "resolve": ("acknowledge", "resolve"),
+    "verify": ("acknowledge", "resolve", "verify"),
+}
+
+
+def sla_outcomes(before: WorkOrder | None, after: WorkOrder, event_type: str) -> list[tuple[str, str]]:
+    """(stage, ``met`` or ``breached``) for each SLA stage this event decided.
+
+    ``breached``: the timer's ``escalate`` was applied to a clock not breached before. ``met``: a completing event
+    stopped a running or paused clock that never breached. The order's clocks remember both, and the log's order
+    decides which comes first, so each stage of a task ends in at most one outcome, counted once (a redelivered
+    event is found applied and ignored).
+    """
+    if before is None:
+        return []
+    decided = []
+    for stage, now in after.clocks.items():
+        was = before.clocks.get(stage)
+        if was is None:
+            continue
+        if now.breached and not was.breached:
+            decided.append((stage, "breached"))
+        elif stage in COMPLETES.get(event_type, ()) and was.stopped is None and now.stopped is not None:
+            if not now.breached:
+                decided.append((stage, "met"))
+    return decided
+
+
 def _hold(order: WorkOrder | None) -> tuple[str, str] | None:
     """(unit, task) while the order is in a unit's hands, else None."""
     return (order.unit_id, order.task_id) if order is not None and order.state in ACTIVE else None
@@ -371,3 +408,9 @@ def _stamped(record: dict[str, Any], at: datetime) -> dict[str, Any]:
     """Keep the full precision of the causing time (``event`` writes it as given)."""
     record["at"] = iso_utc(at)
     return record
+
+
+def event_ids(envelope: Envelope, e: LifecycleEvent) -> Any:
+    """Bind a lifecycle event's ids (its incident, task, unit and own id, and where it was read) for its log lines."""
+    return bound(incident_id=e.incident_id, event_id=e.event_id, task_id=e.task_id, unit_id=e.unit_id,
+                 record=record_position(envelope.topic, envelope.partition, envelope.offset))  # fmt: skip

@@ -117,6 +117,21 @@ CLASSIFIED = Counter(
     "Reports given a category, by method.",
     ["method"],
 )
+TEXT_MODEL_OUTCOMES = Counter(
+    "cityloop_text_model_outcomes_total",
+    "Reports the text model classified, by what followed: dispatched without a person (automatic) or triage.",
+    ["outcome"],
+)
+MODEL_INFO = Gauge(
+    "cityloop_model_info",
+    "1 for the text model version classifying reports now (seed, file:<name>, or a registry version); one series.",
+    ["version"],
+)
+MODEL_RELOADS = Counter(
+    "cityloop_model_reloads_total",
+    "New registry versions the worker tried to switch to: loaded, or refused (the old model kept running).",
+    ["outcome"],
+)
 CONFIDENCE = Histogram(
     "cityloop_classification_confidence",
     "Confidence of text-model classifications.",
@@ -170,10 +185,58 @@ COMMITS = Counter(
     "cityloop_ingest_commits_total",
     "Offset commits of the batch consumer (reports and readings), each for batches the broker acknowledged.",
 )
+REBALANCES = Counter(
+    "cityloop_ingest_rebalances",
+    "Partition assignments the batch consumer received (one per rebalance of its group, the first join included).",
+)
 TRANSACTIONS = Counter(
     "cityloop_transactions_total",
     "Kafka transactions of the exactly-once sink (an input batch's output with its offsets, or a timer round).",
     ["outcome"],
+)
+STATE_REBUILDS = Counter(
+    "cityloop_state_rebuilds_total",
+    "Rebuilds of Redis's state from the Kafka log by this worker, after it found Redis without its state epoch.",
+    ["outcome"],
+)
+STATE_REBUILD_SECONDS = Gauge(
+    "cityloop_state_rebuild_seconds",
+    "How long this worker's last rebuild of Redis's state from the log took (0 before any).",
+)
+
+# --- What the worker's own producer sends (streams/sinks.py), and the API's (streams/api/context.py). Faust's
+# producer metrics never saw these records: the sinks hand record batches to the aiokafka producer under Faust's.
+# ``topic`` is the stream's name without the deployment's prefix (``tasks``, not ``cityloop.tasks``); ``error`` a
+# class from :data:`PRODUCE_ERRORS_CLASSES`, never an exception's message.
+STREAMS = ("reports", "readings", "incidents", "tasks", "feedback", "deadletter")
+WORKER_OUTPUT_STREAMS = ("incidents", "tasks", "feedback", "deadletter")
+API_OUTPUT_STREAMS = ("reports", "feedback")
+PRODUCE_ERROR_CLASSES = ("timeout", "connection", "not_leader", "too_large", "unknown_topic", "authorization", "other")
+_PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PRODUCE_HELP = {
+    "records": "Records the broker acknowledged, by topic (the stream's name).",
+    "bytes": "Key and value bytes of the records the broker acknowledged, by topic.",
+    "seconds": "From a record batch handed to the producer to the broker's acknowledgement (or failure), by topic.",
+    "errors": "Produce calls that failed (the records are sent again by the retry), by topic and error class.",
+}
+PRODUCE_RECORDS = Counter("cityloop_produce_records", _PRODUCE_HELP["records"], ["topic"])
+PRODUCE_BYTES = Counter("cityloop_produce_bytes", _PRODUCE_HELP["bytes"], ["topic"])
+PRODUCE_SECONDS = Histogram("cityloop_produce_seconds", _PRODUCE_HELP["seconds"], ["topic"], buckets=_PRODUCE_BUCKETS)
+PRODUCE_ERRORS = Counter("cityloop_produce_errors", _PRODUCE_HELP["errors"], ["topic", "error"])
+API_PRODUCE_RECORDS = Counter("cityloop_produce_records", _PRODUCE_HELP["records"], ["topic"], registry=API_REGISTRY)
+API_PRODUCE_BYTES = Counter("cityloop_produce_bytes", _PRODUCE_HELP["bytes"], ["topic"], registry=API_REGISTRY)
+API_PRODUCE_SECONDS = Histogram("cityloop_produce_seconds", _PRODUCE_HELP["seconds"], ["topic"],
+                                buckets=_PRODUCE_BUCKETS, registry=API_REGISTRY)  # fmt: skip
+API_PRODUCE_ERRORS = Counter("cityloop_produce_errors", _PRODUCE_HELP["errors"], ["topic", "error"],
+                             registry=API_REGISTRY)  # fmt: skip
+
+# --- SLA outcomes per unit and department: what a city manager asks first. Both labels come from the city pack (a
+# unit of another pack, after a pack change, is "other"), so the series are bounded by its units times the stages.
+SLA_OUTCOMES = Counter(
+    "cityloop_sla_outcomes",
+    "SLA stages of tasks that ended met (done before the deadline) or breached (the deadline passed first), by "
+    "the unit responsible, its department, the stage and the outcome.",
+    ["department", "unit", "stage", "outcome"],
 )
 
 # --- The closed loop (work orders, SLA timers). Defined here so dashboards, alerts and docs/METRICS.md have one
@@ -339,6 +402,8 @@ def start_worker_series(reason_codes: Iterable[str], categories: Iterable[str], 
     for category in categories:
         for stage in stages:
             SLA_BREACHES.labels(category, stage)
+    for outcome in ("done", "failed"):
+        STATE_REBUILDS.labels(outcome)
 
 
 def start_connector_series(unit_ids: Iterable[str]) -> None:

@@ -17,14 +17,13 @@ import click
 # Deliberately light at import time: `cityloop --help` should not wait for scikit-learn, so
 # everything from `classifiers` (whose package imports it) is imported inside the commands.
 if TYPE_CHECKING:
-    import numpy as np
-
     from classifiers.evaluation import Evaluation
     from classifiers.text import TextClassifier
     from classifiers.trainingdata import LabelledRows
 
 # Kept in step with classifiers.pipelines (a test checks), so that --help needs no scikit-learn import.
 PIPELINES = (
+    "words+chars2-5/linearsvc",
     "chars2-5/logreg-sqrtw",
     "chars2-5/logreg",
     "chars2-5/logreg-unweighted",
@@ -37,7 +36,6 @@ PIPELINES = (
     "words+char_wb1-4/complementnb",
 )
 
-MIN_ROWS = 10
 TRIAGE_TARGET_PRECISION = 0.9
 
 
@@ -59,25 +57,6 @@ def _read(
         )
         parts.append(rows)
     return concat(parts)
-
-
-def _holdout_split(rows: LabelledRows, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified row indices (train, held out); every class keeps a row on each side."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
-    from classifiers.errors import TrainingDataError
-
-    classes = len(set(rows.labels))
-    held = max(classes, round(fraction * len(rows)))
-    if len(rows) - held < classes:
-        raise TrainingDataError(
-            f"{len(rows)} rows are too few to hold out {held} for testing and still train on every one of "
-            f"{classes} classes; add rows or raise --min-count"
-        )
-    indices = np.arange(len(rows))
-    train, test = train_test_split(indices, test_size=held, stratify=rows.labels, random_state=seed)
-    return np.sort(train), np.sort(test)
 
 
 def _scores(model: TextClassifier, texts: Sequence[str], labels: Sequence[str], most_confused: int = 10) -> Evaluation:
@@ -129,10 +108,10 @@ def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--min-count",
-    default=5,
+    default=2,
     show_default=True,
     type=click.IntRange(min=2),
-    help="Leave out classes with fewer rows than this.",
+    help="Leave out classes with fewer rows than this (a class needs a row to learn from and one to test).",
 )
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Share held out.")
 @click.option("--pipeline", default=PIPELINES[0], show_default=True, type=click.Choice(PIPELINES))
@@ -155,48 +134,35 @@ def train(
 ) -> None:
     """Train a text model on a city's historical reports and write it to OUT.
 
-    Holds out a stratified share of the rows to measure the model and choose triage
-    thresholds, then refits on every row for the saved model.
+    Holds out a stratified share of the rows to measure the model, then refits on every
+    row for the saved model and chooses its triage thresholds on its cross-validated
+    (out-of-fold) answers for every row.
     """
-    import numpy as np
-
-    from classifiers.errors import ClassifierError, TrainingDataError
+    from classifiers.citymodel import train_city_model
+    from classifiers.errors import ClassifierError
     from classifiers.modelfile import save_model
-    from classifiers.text import TextClassifier
-    from classifiers.trainingdata import drop_rare_classes
-    from classifiers.triage import choose_thresholds
 
     started = time.perf_counter()
     try:
-        rows = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
-        rows, dropped = drop_rare_classes(rows, min_count)
-        if dropped:
-            _progress(
-                f"left out {len(dropped)} classes with fewer than {min_count} rows "
-                f"({sum(dropped.values())} rows): {', '.join(sorted(dropped))}"
-            )
-        classes = sorted(set(rows.labels))
-        if len(classes) < 2:
-            raise TrainingDataError(
-                f"{len(classes)} class left with at least {min_count} rows; a model needs two or more"
-            )
-        if len(rows) < MIN_ROWS:
-            raise TrainingDataError(f"{len(rows)} usable rows; a model needs at least {MIN_ROWS}")
-        _progress(f"{len(rows)} rows in {len(classes)} classes")
-        train_rows, test_rows = _holdout_split(rows, holdout, seed)
-        texts, labels = np.asarray(rows.texts, dtype=object), np.asarray(rows.labels)
-        _progress(f"fitting {pipeline} on {len(train_rows)} rows, holding out {len(test_rows)}")
-        trial = TextClassifier.train(
-            list(texts[train_rows]), list(labels[train_rows]), pipeline=pipeline, seed=seed, progress=_progress
+        read = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
+        city = train_city_model(
+            read,
+            pipeline=pipeline,
+            min_count=min_count,
+            holdout=holdout,
+            seed=seed,
+            target_precision=TRIAGE_TARGET_PRECISION,
+            progress=_progress,
         )
-        held_texts, held_labels = list(texts[test_rows]), list(labels[test_rows])
-        scores = _scores(trial, held_texts, held_labels)
+        model, policy, scores, dropped, classes, rows = (
+            city.model,
+            city.policy,
+            city.holdout,
+            city.dropped,
+            city.classes,
+            city.rows,
+        )
         _progress(f"held out: {_summary_line(scores)}")
-        policy = choose_thresholds(
-            trial.predict(held_texts, top_k=1), held_labels, target_precision=TRIAGE_TARGET_PRECISION
-        )
-        _progress(f"refitting on all {len(rows)} rows")
-        model = TextClassifier.train(rows.texts, rows.labels, pipeline=pipeline, seed=seed, progress=_progress)
         metrics = {
             "holdout": {
                 "rows": scores.rows,
@@ -204,7 +170,7 @@ def train(
                 "macro_f1": scores.macro_f1,
                 "ece": scores.ece,
             },
-            "triage": {"target_precision": TRIAGE_TARGET_PRECISION, **policy.as_dict()},
+            "triage": {"target_precision": TRIAGE_TARGET_PRECISION, "chosen_on": "out-of-fold", **policy.as_dict()},
         }
         metadata = save_model(
             model,
@@ -247,6 +213,9 @@ def _policy_lines(policy: dict[str, Any], target: float) -> str:
         lines.append(f"  always to a person (never reached the target precision): {', '.join(always)}")
     if policy["default_threshold"] >= 1.0:
         lines.append("  every other class always goes to a person: the model never reached the target overall")
+    unknown = policy.get("max_unknown_share", 1.0)
+    if unknown < 1.0:
+        lines.append(f"  and any report with {unknown:.0%} or more of its words unknown to the model")
     return "\n".join(lines)
 
 

@@ -17,9 +17,12 @@ from typing import Any
 
 import click
 
+from streams import logs
 from streams.cli_city import load_pack
 from streams.console import DEBUG_KEY, deployment_options, quiet_client_libraries, settings_from_flags
 from streams.settings import Settings
+
+log = logging.getLogger("streams.cli")
 
 VERBOSE = click.option(
     "--verbose", is_flag=True, help="Also show the Kafka and Faust client libraries' logs (connections, group joins)."
@@ -42,8 +45,17 @@ def services_ready(settings: Any) -> list[str]:
     )  # fmt: skip
 
 
+def announce(lines: list[str], log_format: str) -> None:
+    """What a service runs on, at start: lines on stderr for a person, or log lines (JSON) for a collector."""
+    for line in lines:
+        if log_format == "json":
+            log.info("%s", line.strip())
+        else:
+            click.echo(line, err=True)
+
+
 @click.command()
-@deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
+@deployment_options("kafka", "redis", "city", "prefix", "partitions", "logs", "wait")
 @click.option("--web-port", type=int, help="Port of /metrics and /health [env CITYLOOP_WEB_PORT; default 6066].")
 @click.option("--batch-size", type=int, help="Max records per batch [env CITYLOOP_BATCH_SIZE; default 500].")
 @click.option(
@@ -64,9 +76,14 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
     """Run a stream worker: ingest, discover, dispatch, emit tasks, keep the SLA clocks.
 
     Start as many as there are partitions; they share the work as one consumer
-    group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first. It
-    logs its own start-up, readiness and warnings; --verbose adds the client
-    libraries'. Its files go under CITYLOOP_DATA_DIR.
+    group. Stop with Ctrl-C or SIGTERM: in-flight batches finish first, within
+    CITYLOOP_SHUTDOWN_GRACE_S (10 s); past it, whatever the broker does, the
+    worker says what it abandoned and exits 143 (130 after Ctrl-C): those
+    records are read again, harmlessly. It logs its own start-up, readiness and
+    warnings, a repeated warning once per CITYLOOP_LOG_REPEAT_S (10 s) with a
+    count; --verbose adds the client libraries'. --log-format json: one JSON
+    object per line, with the ids of the record being handled. Its files go
+    under CITYLOOP_DATA_DIR.
     """
 
     from streams.redisconn import port_in_use
@@ -82,30 +99,35 @@ def worker(ctx: click.Context, loglevel: str, verbose: bool, **flags: Any) -> No
         raise click.UsageError(
             f"no model file at {settings.model} (--model / CITYLOOP_MODEL); `cityloop train` makes one"
         )
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    repeats = logs.configure(loglevel, settings.log_format, settings.log_repeat_s)
     if verbose:
         quiet_client_libraries(logging.NOTSET)
     pack = load_pack(settings.city)
     created = services_ready(settings)
     if settings.processing_guarantee == "exactly_once":
         _check_transactions(settings)
-    from streams.app import QuietWorker, create_app
+    from streams.app import create_app
+    from streams.workerprocess import QuietWorker
 
-    click.echo(f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*", err=True)
-    click.echo(f"  kafka   {settings.kafka.describe()}" + (f" (created {len(created)} topics)" if created else ""),
-               err=True)  # fmt: skip
-    for risk in settings.kafka.risks():
-        click.echo(f"  warning: {risk}", err=True)
-    click.echo(f"  redis   {settings.redis_url}", err=True)
-    click.echo(f"  model   {settings.model or 'seed (the demo city categories)'}", err=True)
-    click.echo(f"  output  {settings.processing_guarantee.replace('_', ' ')}", err=True)
+    lines = [
+        f"worker for {pack.name} (pack {pack.version}), topics {settings.topic_prefix}.*",
+        f"  kafka   {settings.kafka.describe()}" + (f" (created {len(created)} topics)" if created else ""),
+    ]
+    lines += [f"  warning: {risk}" for risk in settings.kafka.risks()]
+    lines += [f"  redis   {settings.redis_url}", f"  model   {settings.model or 'seed (the demo city categories)'}"]
+    if settings.model_registry is not None:
+        watching = f"checked every {settings.model_poll_s:g} s" if settings.model_poll_s else "read at start only"
+        lines.append(f"  models  {settings.model_registry} (its current version wins; {watching})")
+    lines.append(f"  output  {settings.processing_guarantee.replace('_', ' ')}")
     if settings.processing_guarantee == "exactly_once" and not settings.worker_id:
-        click.echo("  warning: no CITYLOOP_WORKER_ID, so a restart cannot abort a transaction a crash left open: "
-                   "read_committed readers of its partitions wait up to 15 s", err=True)  # fmt: skip
-    click.echo(f"  web     http://{settings.web_host}:{settings.web_port}/metrics and /health", err=True)
-    click.echo(f"  files   {settings.data_dir.resolve()}", err=True)
+        lines.append("  warning: no CITYLOOP_WORKER_ID, so a restart cannot abort a transaction a crash left open: "
+                     "read_committed readers of its partitions wait up to 15 s")  # fmt: skip
+    lines += [f"  web     http://{settings.web_host}:{settings.web_port}/metrics and /health",
+              f"  files   {settings.data_dir.resolve()}"]  # fmt: skip
+    announce(lines, settings.log_format)
     app = create_app(settings, pack)
-    QuietWorker(app, loglevel=loglevel, quiet=True, verbose=verbose).execute_from_commandline()
+    QuietWorker(app, loglevel=loglevel, quiet=True, verbose=verbose, log_format=settings.log_format,
+                repeats=repeats, grace_s=settings.shutdown_grace_s).execute_from_commandline()  # fmt: skip
 
 
 def _check_transactions(settings: Settings) -> None:
@@ -131,25 +153,37 @@ def _check_transactions(settings: Settings) -> None:
 
 
 @click.command()
-@deployment_options("kafka", "redis", "city", "prefix", "partitions", "wait")
+@deployment_options("kafka", "redis", "city", "prefix", "partitions", "logs", "wait")
 @click.option("--host", "api_host", help="Interface to bind [env CITYLOOP_API_HOST; default: CITYLOOP_WEB_HOST].")
 @click.option("--port", "api_port", type=int, help="Port [env CITYLOOP_API_PORT; default 8080].")
 @click.option("--loglevel", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--dev",
+    is_flag=True,
+    default=None,
+    help="Development mode: accept the development Open311 api_key [env CITYLOOP_DEV; never in production].",
+)
 @API_VERBOSE
 def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     """Serve the HTTP API: Open311 GeoReport v2, field units' tasks, the ops centre (OpenAPI at /docs).
 
     It reads Redis and writes reports and lifecycle events to Kafka; run at
-    least one `cityloop worker` with the same settings to act on them.
+    least one `cityloop worker` with the same settings to act on them. It
+    refuses to start with the development Open311 api_key unless --dev.
+    --log-format json: one JSON object per line (uvicorn's too), with the
+    request id and the order's ids of the action being handled.
     """
     import uvicorn
 
-    from streams.api import create_api
+    from streams.api import create_api, development_key_refusal
     from streams.api.serve import GracefulServer
     from streams.redisconn import port_in_use
 
     settings = settings_from_flags(**flags)
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    refusal = development_key_refusal(settings)
+    if refusal:
+        raise click.ClickException(refusal)
+    logs.configure(loglevel, settings.log_format, settings.log_repeat_s)
     if verbose:
         quiet_client_libraries(logging.NOTSET)
     if settings.api_port and port_in_use(settings.api_bind_host, settings.api_port):
@@ -157,11 +191,12 @@ def api(loglevel: str, verbose: bool, **flags: Any) -> None:
     pack = load_pack(settings.city)
     services_ready(settings)
     where = f"http://{settings.api_bind_host}:{settings.api_port}"
-    click.echo(f"API for {pack.name} on {where} (OpenAPI at /docs)", err=True)
-    for risk in settings.kafka.risks():
-        click.echo(f"warning: {risk}", err=True)
+    announce([f"API for {pack.name} on {where} (OpenAPI at /docs)",
+              *(f"warning: {risk}" for risk in settings.kafka.risks())], settings.log_format)  # fmt: skip
+    # JSON: uvicorn's loggers keep no handlers of their own, so their lines reach the root's JSON handler
+    own_logging = {"log_config": None} if settings.log_format == "json" else {}
     config = uvicorn.Config(create_api(settings, pack), host=settings.api_bind_host, port=settings.api_port,
-                            log_level=loglevel, server_header=False)  # fmt: skip
+                            log_level=loglevel, server_header=False, **own_logging)  # fmt: skip
     GracefulServer(config).run()
 
 

@@ -87,6 +87,23 @@ class Settings(BaseSettings):
     loop_block_s: float = Field(
         10.0, ge=0.5, le=600, description="A worker whose event loop is blocked this long is not live (/livez 503)."
     )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="How long a worker's stop (SIGTERM, Ctrl-C) may take: past it, the worker says what it "
+        "abandoned (offsets not committed: read again, harmlessly) and exits non-zero, whatever the broker does.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: lines for a person; json: one JSON object per line, with the record's ids."
+    )
+    log_repeat_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="A warning or error logged again within this interval is counted, not shown; one line per "
+        "interval says how many there were. 0: every line is shown.",
+    )
     connector_tolerance_s: int = Field(
         300, ge=10, le=3600, description="How far a connector callback's signed time may be from the API's clock."
     )
@@ -98,6 +115,14 @@ class Settings(BaseSettings):
     model: Path | None = Field(
         None,
         description="A text model file from `cityloop train`; default: the seed model for the demo city's categories.",
+    )
+    model_registry: Path | None = Field(
+        None,
+        description="A model registry directory (`cityloop retrain`); its current version wins over `model`, and "
+        "workers switch to a newly promoted one without a restart.",
+    )
+    model_poll_s: float = Field(
+        10.0, ge=0, le=3600, description="How often a worker checks the model registry for a new version; 0: never."
     )
     triage_threshold: float = Field(
         0.25, ge=0, le=1, description="Text classifications less confident than this wait for a person."
@@ -128,11 +153,26 @@ class Settings(BaseSettings):
     timer_lease_s: float = Field(
         10.0, gt=0, le=600, description="How long a popped deadline waits for its emitter before another takes it."
     )
+    produce_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=1200,
+        description="How long a send waits for the broker's acknowledgement before it fails: "
+        "counted as a produce error (timeout), then the batch is sent again. Faust's own default, 20 minutes, kept a "
+        "broker outage out of every error count.",
+    )
     api_host: str | None = Field(None, description="Interface `cityloop api` binds; unset: the same as web_host.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of `cityloop api`.")
     open311_api_keys: str = Field(
         "dev-open311-key",
-        description="Comma-separated API keys accepted by Open311 POST requests; the default is for development only.",
+        description="Comma-separated API keys accepted by Open311 POST requests; the default is for development only "
+        "(`cityloop api` refuses to start with it unless CITYLOOP_DEV is set).",
+    )
+    dev: bool = Field(
+        False,
+        description="Development mode: `cityloop api` starts with the development Open311 api_key (anyone who read "
+        "the README can post with it). Set by `cityloop dev up`'s export line, the demo and the tests; never in "
+        "production.",
     )
     map_tiles: str | None = Field(
         None,
@@ -262,6 +302,11 @@ class Settings(BaseSettings):
     @property
     def consumer_group(self) -> str:
         return f"{self.topic_prefix}-worker"
+
+    @property
+    def ingest_group(self) -> str:
+        """The consumer group the workers read their input topics in: the one whose lag scales them (KEDA)."""
+        return f"{self.consumer_group}-ingest"
 
     @property
     def redis_namespace(self) -> str:

@@ -34,9 +34,10 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
-from streams import metrics
+from streams import metrics, producemeter
 from streams.errors import FailedToStart
 from streams.kafkaaccess import KafkaAccess
+from streams.producemeter import ProduceMeter, RecordTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,24 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
 
 
 class _Batches:
-    """Sends records as one aiokafka record batch per partition, knowing each topic's partitions."""
+    """Sends records as one aiokafka record batch per partition, knowing each topic's partitions.
 
-    def __init__(self) -> None:
+    Each batch is metered (streams/producemeter.py): its records and bytes once the broker acknowledges it, the time
+    from handing it over to that answer, and an error by class when it fails.
+    """
+
+    def __init__(self, meter: ProduceMeter = producemeter.WORKER) -> None:
         self._partitions: dict[str, list[int]] = {}
+        self._meter = meter
 
     async def _partitions_of(self, producer: Any, topic: str) -> list[int]:
         known = self._partitions.get(topic)
         if known is None:
-            known = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+            try:
+                known = self._partitions[topic] = sorted(await producer.partitions_for(topic))
+            except Exception as exc:
+                self._meter.failed(topic, exc)
+                raise
         return known
 
     async def send(self, producer: Any, records: Sequence[Record]) -> None:
@@ -78,15 +88,28 @@ class _Batches:
             groups.setdefault((topic, partition), []).append((key, value))
         futures = []
         for (topic, partition), items in groups.items():
-            batch = producer.create_batch()
+            batch, count, size = producer.create_batch(), 0, 0
             for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    futures.append(await self._send(producer, batch, topic, partition, count, size))
+                    batch, count, size = producer.create_batch(), 0, 0
                     if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+                        too_large = RecordTooLarge(f"a record of {len(value)} bytes does not fit a producer batch")
+                        self._meter.failed(topic, too_large)
+                        raise too_large
+                count, size = count + 1, size + len(key) + len(value)
+            futures.append(await self._send(producer, batch, topic, partition, count, size))
         await asyncio.gather(*futures)
+
+    async def _send(self, producer: Any, batch: Any, topic: str, partition: int, count: int, size: int) -> Any:
+        started = time.monotonic()
+        try:
+            future = await producer.send_batch(batch, topic, partition=partition)
+        except Exception as exc:
+            self._meter.failed(topic, exc)
+            raise
+        self._meter.watch(future, topic, count, size, started)
+        return future
 
 
 class FaustSink:

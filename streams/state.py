@@ -111,13 +111,33 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+_outage_check: Callable[[], Awaitable[None]] | None = None
+
+
+def set_outage_check(check: Callable[[], Awaitable[None]] | None) -> None:
+    """Run ``check`` before retrying a call that failed: a Redis that comes back may have come back empty.
+
+    The worker installs its state guard's epoch check (streams/epoch.py), which raises when the state is gone, so
+    the batch stops there instead of writing into an empty Redis (new incidents for repeats of old problems).
+    """
+    global _outage_check
+    _outage_check = check
+
+
 async def with_retry(operation: str, call: Callable[[], Awaitable[T]], *, max_delay: float = 5.0) -> T:
-    """Run a Redis call until it succeeds, backing off; the batch waits, nothing is dropped."""
+    """Run a Redis call until it succeeds, backing off; the batch waits, nothing is dropped.
+
+    After a failure, the installed outage check (:func:`set_outage_check`) runs before the call is tried again.
+    """
     delay = 0.05
+    failed = False
     while True:
         try:
+            if failed and _outage_check is not None:
+                await _outage_check()
             return await call()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            failed = True
             metrics.REDIS_ERRORS.labels(operation).inc()
             log.warning("redis %s failed (%s); retrying in %.2fs", operation, exc, delay)
             await asyncio.sleep(delay)

@@ -19,6 +19,7 @@ import faust
 import redis.asyncio as aioredis
 
 from streams import health, lag
+from streams.epoch import StateGuard
 from streams.ingest import BatchIngest
 
 HEARTBEAT_S = 0.5
@@ -30,8 +31,10 @@ class WorkerHealth:
     """What the probes are told about one worker; ``clock`` is monotonic seconds (tests give their own)."""
 
     def __init__(self, ingest: BatchIngest, lags: lag.LagCollector, redis_url: str, stall_s: float,
-                 loop_block_s: float, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 loop_block_s: float, clock: Callable[[], float] = time.monotonic,
+                 state: StateGuard | None = None) -> None:  # fmt: skip
         now = clock()
+        self.state = state  # Redis's state lost or being rebuilt: not ready (streams/epoch.py)
         self.clock = clock
         self.ingest = ingest
         self.lags = lags
@@ -39,6 +42,7 @@ class WorkerHealth:
         self.progress = health.ProgressWatch(stall_s, now)
         self.redis = health.Dependency("redis")
         self.broker = health.Dependency("broker")
+        self.stopping = False  # set by the worker's signal handler: not ready from the first SIGTERM or Ctrl-C
         self._redis_client = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
 
     def observe(self) -> None:
@@ -50,7 +54,9 @@ class WorkerHealth:
 
     def readiness(self) -> health.Verdict:
         partitions = len(self.ingest.offsets.assigned)
-        return health.worker_readiness(self.clock(), partitions, [self.broker, self.redis], CHECK_MAX_AGE_S)
+        problem = self.state.problem if self.state is not None else None
+        return health.worker_readiness(self.clock(), partitions, [self.broker, self.redis], CHECK_MAX_AGE_S, problem,
+                                       self.stopping)  # fmt: skip
 
     async def check_redis(self) -> None:
         self.redis.record(self.clock(), await health.answers(self._redis_client.ping))
@@ -74,9 +80,9 @@ class WorkerHealth:
 
 
 def install(app: faust.App, ingest: BatchIngest, lags: lag.LagCollector, redis_url: str, stall_s: float,
-            loop_block_s: float, about: dict[str, Any]) -> WorkerHealth:  # fmt: skip
+            loop_block_s: float, about: dict[str, Any], state: StateGuard | None = None) -> WorkerHealth:  # fmt: skip
     """Add the health tasks and the /livez, /readyz and /health views to the worker's app."""
-    watch = WorkerHealth(ingest, lags, redis_url, stall_s, loop_block_s)
+    watch = WorkerHealth(ingest, lags, redis_url, stall_s, loop_block_s, state=state)
 
     @app.task
     async def heartbeat() -> None:

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Match
 
 from dispatch import CityPack
-from streams import health, metrics, web
+from streams import health, metrics, producemeter, web
 from streams.api import board, connectors, discovery, open311, open311_updates, ops, sensors, units
 from streams.api.context import ApiContext, EventWriter, KafkaWriter
 from streams.api.cors import Open311Cors
@@ -30,6 +30,17 @@ from streams.settings import Settings
 log = logging.getLogger("streams.api")
 
 DEV_OPEN311_KEY = "dev-open311-key"
+
+
+def development_key_refusal(settings: Settings) -> str | None:
+    """Why `cityloop api` must not start: it would accept the development api_key, which is published in the README
+    (production accepted it with only a log warning), outside development mode; None when it may start."""
+    if DEV_OPEN311_KEY not in settings.open311_keys or settings.dev:
+        return None
+    return (
+        f"CITYLOOP_OPEN311_API_KEYS holds the development api_key {DEV_OPEN311_KEY!r}, which anyone can use: set "
+        "CITYLOOP_OPEN311_API_KEYS to your own keys (or, for development only, CITYLOOP_DEV=1 or `cityloop api --dev`)"
+    )
 
 
 def create_api(
@@ -50,11 +61,12 @@ def create_api(
         client = redis_client or aioredis.Redis.from_url(settings.redis_url, socket_timeout=30,
                                                          socket_connect_timeout=5)  # fmt: skip
         own_writer = writer is None
-        out = writer or KafkaWriter(settings.kafka)
+        out = writer or KafkaWriter(settings.kafka, settings.produce_timeout_s)
+        producemeter.API.start(metrics.API_OUTPUT_STREAMS)
         if own_writer:
             await out.start()  # type: ignore[union-attr]
-        if DEV_OPEN311_KEY in settings.open311_keys:
-            log.warning("Open311 accepts the development api_key %r; set CITYLOOP_OPEN311_API_KEYS", DEV_OPEN311_KEY)
+        if DEV_OPEN311_KEY in settings.open311_keys:  # `cityloop api` refuses this outside development mode
+            log.warning("Open311 accepts the development api_key %r (development mode)", DEV_OPEN311_KEY)
         kwargs = {"clock": clock} if clock else {}
         app.state.ctx = ApiContext.build(settings, pack, client, out, **kwargs)
         try:
@@ -148,4 +160,4 @@ def _template(request: Request) -> str:
     return "unmatched"
 
 
-__all__ = ["create_api"]
+__all__ = ["create_api", "development_key_refusal"]

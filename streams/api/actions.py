@@ -12,6 +12,7 @@ from feedback import FeedbackError, WorkOrder
 from feedback.views import task_view
 from streams.api.context import ApiContext
 from streams.api.errors import ApiError, request_id
+from streams.logs import bound
 from streams.outcomes import event
 
 #: how each refusal code answers over HTTP; a unit never learns that another unit's order exists
@@ -40,7 +41,9 @@ def lifecycle_record(
 async def submitted(ctx: ApiContext, order: WorkOrder | None, record: dict[str, Any]) -> str:
     """Write the event through the lifecycle table: "applied" or "accepted"; a refusal is raised as its API error."""
     try:
-        status, code, reason = await ctx.submit(order, record)
+        with bound(incident_id=record.get("incident_id"), task_id=record.get("task_id"),
+                   unit_id=record.get("unit_id"), event_id=record.get("event_id")):  # fmt: skip
+            status, code, reason = await ctx.submit(order, record)
     except FeedbackError as exc:
         raise refusal(exc) from None
     if status == "refused":

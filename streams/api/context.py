@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from dispatch import CityPack
 from feedback import BusinessCalendar, FeedbackError, LifecycleEvent, Policy, WorkOrder, check
 from feedback.reasons import TaskReasons
 from feedback.store import RedisOrderStore
+from streams import producemeter
 from streams.api.store import ApiStore
 from streams.citypolicy import calendar_of, policy_for
 from streams.ids import report_incident, report_source
@@ -36,12 +38,13 @@ class KafkaWriter:
     not support. A retried send can repeat an event; consumers apply each event id (and report id) once.
     """
 
-    def __init__(self, kafka: KafkaAccess | str) -> None:
+    def __init__(self, kafka: KafkaAccess | str, timeout_s: float = 30.0) -> None:
         from aiokafka import AIOKafkaProducer
 
         self._producer = AIOKafkaProducer(
-            **KafkaAccess.of(kafka).aiokafka(), acks="all", enable_idempotence=False, linger_ms=0
-        )
+            **KafkaAccess.of(kafka).aiokafka(), acks="all", enable_idempotence=False, linger_ms=0,
+            request_timeout_ms=int(timeout_s * 1000),
+        )  # fmt: skip
 
     async def start(self) -> None:
         await self._producer.start()
@@ -51,7 +54,16 @@ class KafkaWriter:
 
     async def write(self, topic: str, key: str, record: dict[str, Any]) -> None:
         value = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        await self._producer.send_and_wait(topic, value, key=key.encode("utf-8"))
+        encoded_key = key.encode("utf-8")
+        started = time.monotonic()
+        try:
+            await self._producer.send_and_wait(topic, value, key=encoded_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            producemeter.API.failed(topic, exc)
+            raise
+        producemeter.API.acknowledged(topic, 1, len(encoded_key) + len(value), started)
 
 
 @dataclass

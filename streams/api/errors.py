@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streams.api.open311_formats import Utf8JSONResponse, error_body, format_of_path, respond
+from streams.logs import bound
 
 log = logging.getLogger("streams.api")
 
@@ -125,7 +126,8 @@ class RequestGuard:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
-        await self.app(scope, limited, tagged)
+        with bound(request_id=rid):  # every line logged while this request is handled names it
+            await self.app(scope, limited, tagged)
 
     async def _too_large(self, send: Send, rid: str, path: str) -> None:
         message = f"request body larger than {self.max_body} bytes"

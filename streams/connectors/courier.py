@@ -24,10 +24,11 @@ from typing import Any
 
 from dispatch.connectors import Open311Connector, WebhookConnector
 from streams import metrics
-from streams.connectors.base import ConnectorType, Delivery, Result, Verdict
+from streams.connectors.base import ConnectorType, Delivery, Kind, Result, Verdict
 from streams.connectors.breaker import CircuitBreaker, backoff_s
 from streams.connectors.outbox import Outbox
 from streams.ids import connector_dead_letter_id
+from streams.logs import bound, record_position
 from streams.outcomes import Envelope, dead_letter
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 Write = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (topic, key, record), returns once the broker has it
 STAGE = "connector"
 LEASE_MS = 15_000
+
+
+def delivery_ids(delivery: Delivery) -> Any:
+    """Bind a delivery's ids for its log lines: its task (or event), unit, incident, and the record it came from."""
+    own = {"task_id": delivery.key} if delivery.kind is Kind.TASK else {"event_id": delivery.key}
+    return bound(unit_id=delivery.unit_id, incident_id=delivery.partition_key, record=record_position(*delivery.origin),
+                 **own)  # fmt: skip
 
 
 def connector_dead_letter(delivery: Delivery, code: str, reason: str, now: datetime) -> dict[str, Any]:
@@ -114,9 +122,10 @@ class Courier:
         wait = max(self.breaker.wait_s(now), self._not_before.get(delivery.key, 0.0) - now)
         if wait > 0 or not self.breaker.allows(now):
             return min(max(wait, 0.05), 1.0)
-        result = await self.connector.send(delivery)
-        metrics.CONNECTOR_SECONDS.labels(self.unit_id).observe(result.seconds)
-        await self._settle(delivery, attempts, result)
+        with delivery_ids(delivery):  # the lines about this attempt carry its task or event, unit and incident
+            result = await self.connector.send(delivery)
+            metrics.CONNECTOR_SECONDS.labels(self.unit_id).observe(result.seconds)
+            await self._settle(delivery, attempts, result)
         return 0.0
 
     async def _settle(self, delivery: Delivery, attempts: int, result: Result) -> None:

@@ -96,6 +96,7 @@ class Sighted:
     triage: bool = False
     decided_by: str | None = None
     channel: str = "sensor"  # the report's source (app, phone, ...) for rules that match on it
+    model_version: str | None = None  # the text model's version, when it classified this report
 
     @property
     def located(self) -> bool:

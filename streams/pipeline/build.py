@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from classifiers.merge import merge_tokens
 from classifiers.store import MergeDecision
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
@@ -106,6 +107,8 @@ class Records:
         }
         if s.sensor is not None:
             record["sensor"] = s.sensor
+        if s.model_version is not None and s.method == "text_model":
+            record["model_version"] = s.model_version  # which model classified it (docs/CONTRACT.md)
         return record
 
     def opened(self, s: Sighted, d: MergeDecision, assignment: Any, now: datetime) -> Emission:
@@ -114,10 +117,16 @@ class Records:
                                  last=d.last_seen, lat=d.lat, lon=d.lon, source_ids=[s.source_id])  # fmt: skip
         incident["opened_at"] = iso(now)
         records: list[Record] = [(self.topics.incidents, d.incident_id, incident)]
-        records += self.first_task(incident, assignment, now)
+        # the opener's merge words ride on the dispatched event: a rebuild of the merge index from the log reads them;
+        # a report's text too: a later recategorisation labels it (classifiers/examples.py)
+        records += self.first_task(incident, assignment, now, merge_words=" ".join(merge_tokens(s.text)),
+                                   text=s.text if s.origin == "report" else None)  # fmt: skip
         return Emission(s.ledger_key, records, Outcome.OPENED, s.origin, appended_at=s.envelope.timestamp)
 
-    def first_task(self, incident: dict[str, Any], assignment: Any, now: datetime) -> list[Record]:
+    def first_task(
+        self, incident: dict[str, Any], assignment: Any, now: datetime, merge_words: str | None = None,
+        text: str | None = None,
+    ) -> list[Record]:  # fmt: skip
         incident_id, unit_id, rule = incident["incident_id"], assignment.unit_id, assignment.rule
         task_id = task_id_for(incident_id)
         task = task_record(
@@ -131,6 +140,10 @@ class Records:
                            category=incident["category"], lat=incident["lat"], lon=incident["lon"],
                            address=incident.get("address"), origin=incident["origin"],
                            source_id=incident["source_ids"][0], rule=rule)  # fmt: skip
+        if merge_words is not None:
+            dispatched["merge_tokens"] = merge_words
+        if text is not None:
+            dispatched["text"] = text
         records: list[Record] = [(self.topics.tasks, incident_id, task),
                                  (self.topics.feedback, incident_id, dispatched)]  # fmt: skip
         records += co_notices(self.topics, incident_id, task_id, unit_id, incident["category"], assignment.co_notify,
@@ -176,7 +189,9 @@ class Records:
                    f"{self.triage_policy.threshold_for(s.category):.2f} for {s.category}")  # fmt: skip
         else:
             why = "no category of this city fits the report"
-        extra = {} if s.located else {"needs_location": True}
+        extra: dict[str, Any] = {} if s.located else {"needs_location": True}
+        if s.model_version is not None and s.method == "text_model":
+            extra["model_version"] = s.model_version
         queued = event("triage_needed", s.new_incident_id, "engine", now, unit_id=self.pack.spec.fallback_unit,
                        guess=s.category, confidence=s.confidence, top=s.top, why=why, **extra)  # fmt: skip
         records: list[Record] = [(self.topics.incidents, s.new_incident_id, incident),

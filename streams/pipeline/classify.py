@@ -26,6 +26,7 @@ class Classify:
     pack: CityPack
     classifier: TextClassifier
     triage_policy: TriagePolicy
+    model_version: str = "seed"  # recorded on what the model classifies; the worker swaps all three together
 
     def __call__(self, items: list[tuple[Envelope, Report]], now: datetime) -> list[Sighted]:
         result = [self._by_code(envelope, report) for envelope, report in items]
@@ -41,6 +42,7 @@ class Classify:
                     method="text_model",
                     top=[list(pair) for pair in prediction.top],
                     triage=result[index].triage or not in_pack or self.triage_policy.needs_triage(prediction),
+                    model_version=self.model_version,
                 )
         return result
 

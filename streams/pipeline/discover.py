@@ -26,7 +26,7 @@ from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from dispatch import CityPack, Dispatcher
 from dispatch.store import AsyncUnitStore
-from streams.ids import iso, task_id_for
+from streams.ids import iso, sensor_of_source, task_id_for
 from streams.outcomes import Envelope
 from streams.pipeline.batch import DeadLetter, Emission, Sighted
 from streams.pipeline.build import Records
@@ -134,7 +134,7 @@ class Discover:
                 positions=positions or None,
             )
 
-        return isolated(assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch")
+        return isolated(assign, [(s.envelope, (s, d)) for s, d in opened], now, "dispatch", ids=sighted_ids)
 
     def _sighting(self, s: Sighted) -> Sighting:
         assert s.category is not None
@@ -155,6 +155,16 @@ class Discover:
             classified_by=s.method,
             said=said(s),
         )
+
+
+def sighted_ids(item: tuple[Sighted, MergeDecision]) -> dict[str, str | None]:
+    """The log ids of a sighting being routed: its report or sensor, the incident it opened and that one's task."""
+    s, decision = item
+    if s.origin == "sensor":
+        source = {"sensor_id": sensor_of_source(s.source_id)}
+    else:
+        source = {"report_id": s.source_id.removeprefix("report:")}
+    return {**source, "incident_id": decision.incident_id, "task_id": task_id_for(decision.incident_id)}
 
 
 def said(s: Sighted) -> str:

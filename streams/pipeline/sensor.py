@@ -54,6 +54,8 @@ class PrometheusSensor:
             metrics.CONFIDENCE.observe(confidence)
         for sighting in sighted:
             metrics.tally(metrics.CLASSIFIED, sighting.method)
+            if sighting.method == "text_model":
+                metrics.tally(metrics.TEXT_MODEL_OUTCOMES, "triage" if sighting.triage else "automatic")
 
     def readings(self, stale: Sequence[str], opened: Sequence[str], cleared: Sequence[str]) -> None:
         for kind in stale:

@@ -123,7 +123,7 @@ def test_the_apis_liveness_stays_200_and_its_readiness_503_while_its_redis_is_aw
     port = free_port()
     env = {**os.environ, "CITYLOOP_KAFKA_BOOTSTRAP": bootstrap, "CITYLOOP_REDIS_URL": private_redis.url,
            "CITYLOOP_TOPIC_PREFIX": namespace, "CITYLOOP_API_PORT": str(port),
-           "CITYLOOP_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+           "CITYLOOP_DATA_DIR": str(tmp_path / "data"), "CITYLOOP_DEV": "1"}  # fmt: skip
     log_path = tmp_path / "api.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "streams.cli", "api"], env=env, stdout=log,

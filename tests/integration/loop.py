@@ -37,8 +37,8 @@ def short_sla_city(root: Path, slas: dict[str, tuple[str, str, str]]) -> Path:
 
 
 def send(producer: KafkaProducer, topic: str, key: str, record: dict[str, Any]) -> None:
-    producer.send(topic, key=key.encode(), value=json.dumps(record).encode())
-    producer.flush()
+    # .get(): a write the broker refused fails the test here, not as a missing order half a minute later
+    producer.send(topic, key=key.encode(), value=json.dumps(record).encode()).get(timeout=30)
 
 
 def report(producer: KafkaProducer, topics: Any, report_id: str, category: str, lat: float = LAT, lon: float = LON,

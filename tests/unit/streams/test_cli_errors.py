@@ -191,3 +191,33 @@ def test_debug_shows_the_traceback_the_one_line_hides(cityloop):
     """`cityloop --debug` is the way to the traceback, for the rare error that is a bug or needs one."""
     ran = cityloop("--debug", "report", "--text", "pothole", "--lat", "52", "--lon", "5", "--wait", "0.2")
     assert ran.status == 1 and "Traceback" in ran.stderr and "Unreachable" in ran.stderr
+
+
+CITY = str(Path(__file__).resolve().parents[3] / "deploy" / "k8s" / "base" / "city")  # a pack that loads at once
+
+
+def test_the_api_refuses_to_start_with_the_development_key_and_names_the_setting(cityloop):
+    """Production accepted the README's `dev-open311-key` with only a log line: now `cityloop api` stops at once (it
+    does not wait for Redis first), naming the setting to fix and the development flag; also when the development key
+    is one of several."""
+    ran = cityloop("api", "--port", "0", env={"CITYLOOP_CITY": CITY})
+    ran.assert_one_line_error(1, "CITYLOOP_OPEN311_API_KEYS", "dev-open311-key", "CITYLOOP_DEV=1")
+    mixed = cityloop("api", "--port", "0", env={"CITYLOOP_CITY": CITY,
+                                                 "CITYLOOP_OPEN311_API_KEYS": "city-key,dev-open311-key"})  # fmt: skip
+    mixed.assert_one_line_error(1, "CITYLOOP_OPEN311_API_KEYS")
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (("--dev",), {}),
+        ((), {"CITYLOOP_DEV": "1"}),
+        ((), {"CITYLOOP_OPEN311_API_KEYS": "a-city-key"}),
+    ],
+    ids=["--dev", "CITYLOOP_DEV=1", "own key"],
+)
+def test_the_api_starts_with_the_development_flag_or_its_own_keys(cityloop, args, env):
+    """With --dev, CITYLOOP_DEV=1 or keys of its own, `cityloop api` goes on to its next step: reaching Redis (there is
+    none here, so that is the error it ends with)."""
+    ran = cityloop("api", "--port", "0", "--wait", "1", *args, env={"CITYLOOP_CITY": CITY, **env})
+    ran.assert_one_line_error(1, f"Redis does not answer at {cityloop.redis}")

@@ -130,6 +130,15 @@ def test_a_worker_is_ready_only_with_partitions_and_a_recent_answer_from_the_bro
     assert not stale.ok and {r.split()[0] for r in stale.reasons} == {"broker", "redis"}
 
 
+def test_a_worker_whose_redis_lost_its_state_is_not_ready_and_says_why():
+    broker, redis = health.Dependency("broker"), health.Dependency("redis")
+    broker.record(100.0, None)
+    redis.record(100.0, None)  # Redis answers PING: it is up, but empty
+    lost = health.worker_readiness(101.0, 4, [broker, redis], 5.0, "Redis lost its state; rebuilding it from the log")
+    assert lost.http_status == 503 and lost.reasons == ("Redis lost its state; rebuilding it from the log",)
+    assert health.worker_readiness(101.0, 4, [broker, redis], 5.0, None).ok
+
+
 def test_answers_gives_the_reason_a_dependency_did_not_answer():
     async def hangs() -> None:
         await asyncio.sleep(60)

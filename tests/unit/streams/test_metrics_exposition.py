@@ -22,7 +22,8 @@ from streams.api import create_api
 from streams.settings import load_settings
 
 API_OWN = {"cityloop_api_requests", "cityloop_api_request_seconds", "cityloop_connector_callbacks",
-           "cityloop_redis_errors"}  # fmt: skip
+           "cityloop_redis_errors", "cityloop_produce_records", "cityloop_produce_bytes", "cityloop_produce_seconds",
+           "cityloop_produce_errors"}  # fmt: skip
 INVENTED = [f"X{i}METHOD" for i in range(20)]
 
 

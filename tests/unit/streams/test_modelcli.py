@@ -128,7 +128,9 @@ def test_eval_applies_the_saved_triage_policy_and_writes_every_prediction(traine
     argv = ["eval", "--model", str(out), "--data", str(reports_csv), "--text-col", "Report Text",
             "--label-col", "Service Category", "--json"]  # fmt: skip
     saved = json.loads(CliRunner().invoke(main, argv + ["--predictions", str(tmp_path / "p.csv")]).stdout)
-    assert saved["triage"]["policy"] == {k: summary["triage"][k] for k in ("default_threshold", "thresholds")}
+    assert saved["triage"]["policy"] == {
+        k: summary["triage"][k] for k in ("default_threshold", "thresholds", "max_unknown_share")
+    }
     assert saved["triage"]["automatic"] + saved["triage"]["triaged"] == saved["rows"] == 360
     with (tmp_path / "p.csv").open(encoding="utf-8") as fh:
         lines = list(csv.DictReader(fh))
