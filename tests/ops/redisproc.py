@@ -65,6 +65,12 @@ class PrivateRedis:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def restart_empty(self) -> None:
+        """Start again on the same port with nothing: a Redis without persistence (or with a lost volume)."""
+        assert self.process is None or self.process.poll() is not None, "kill it first"
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.start()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGCONT)

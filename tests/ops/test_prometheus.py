@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,45 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import free_port
 from tests.ops.catalogue import ROOT
 from tests.ops.fixtures import make_report
+from tests.ops.promserver import Prometheus, poll, start_prometheus, stop
 from tests.ops.tools import require
 
 pytestmark = pytest.mark.integration
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 REPORTS = 25
-
-
-class Prometheus:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-
-    def get(self, path: str, **params: str) -> Any:
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params)}" if params else f"{self.base}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = json.loads(response.read())
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        return self.get("/api/v1/query", query=expr)["result"]
-
-    def scalar(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-
-def poll(what: str, condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"{what} not within {timeout} s (last: {last!r})")
 
 
 @pytest.fixture
@@ -64,48 +31,14 @@ def prometheus_for(tmp_path: Path) -> Iterator[Any]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*worker_ports: int) -> Prometheus:
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-            "rule_files": [str(RULES)],
-            "scrape_configs": [
-                {
-                    "job_name": "cityloop-worker",
-                    "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in worker_ports]}],
-                }
-            ],
-        }
-        config_path = tmp_path / "prometheus.yml"
-        config_path.write_text(yaml.safe_dump(config))
-        port = free_port()
-        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - kept open for the process's life
-        process = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        process, server = start_prometheus(binary, tmp_path / "prometheus", {"cityloop-worker": list(worker_ports)},
+                                           [RULES])  # fmt: skip
         started.append(process)
-        server = Prometheus(port)
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError((tmp_path / "prometheus.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{server.base}/-/ready", timeout=1) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        poll("Prometheus ready", ready, 30)
         return server
 
     yield start
     for process in started:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_prometheus_scrapes_a_worker_and_the_rules_evaluate_on_it(workers, producer, topics, prometheus_for):

@@ -1,4 +1,4 @@
-"""External tools the ops tests run (promtool, prometheus, docker-compose, kubectl).
+"""External tools the ops tests run (promtool, prometheus, amtool, docker-compose, kubectl).
 
 .ci/run installs them from Debian's packages. Outside CI a test skips, naming the package, when a tool is truly
 absent; in CI (CI=true) a missing tool fails the test instead, so a broken install step cannot hide as a skip.
@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "docker-compose": "docker-compose",
-            "kubectl": "kubectl"}  # fmt: skip
+PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus", "amtool": "prometheus-alertmanager",
+            "docker-compose": "docker-compose", "kubectl": "kubectl"}  # fmt: skip
 
 
 def in_ci() -> bool:
