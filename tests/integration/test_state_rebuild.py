@@ -30,17 +30,13 @@ def rebuild(factory: WorkerFactory, tmp_path: Path) -> subprocess.CompletedProce
 def test_state_rebuild_by_hand_brings_back_the_orders_and_the_merge_index_after_redis_was_emptied(
     workers, producer, topics, bootstrap, redis_client: redis.Redis, namespace, tmp_path
 ):
-    worker = workers.start()
+    workers.start()
     first = report(producer, topics, "sr-1", "pothole", text="deep pothole outside the school")
+    # the repeat only once the first has its order: keyed by report id, the two reports land on different
+    # partitions, and a worker that happens to take the repeat's partition first opens the incident with the repeat
+    # (that was this test's 1-in-6 failure: "sr-1" merged into "sr-2"'s incident, so sr-1's order never came)
+    placed = wait_order(redis_client, namespace, first, lambda o: o["state"] == "dispatched", timeout=60)
     report(producer, topics, "sr-2", "pothole", lat=LAT + 0.0002, text="pothole by the school gate")
-    try:  # once in CI (a loaded machine) no order within 30 s, with nothing to say why: the worker's log says
-        placed = wait_order(redis_client, namespace, first, lambda o: o["state"] == "dispatched", timeout=60)
-    except AssertionError as exc:
-        # every series of ours that moved (in CI: 2 reports ingested, the lag 0, and still no order)
-        lines = [line.rsplit(" ", 1) for line in worker.metrics().splitlines() if line.startswith("cityloop_")]
-        seen = "\n".join(f"{name} {value}" for name, value in lines
-                         if "_bucket" not in name and "_created" not in name and float(value) != 0)  # fmt: skip
-        raise AssertionError(f"{exc}\nworker log:\n{worker.log()[-4000:]}\nmetrics:\n{seen}") from None
     ack = lifecycle_event("ack", first, f"unit:{placed['unit_id']}", placed["task_id"])
     send(producer, topics.feedback, first, ack)
     before = wait_order(redis_client, namespace, first, lambda o: o["state"] == "acknowledged")
