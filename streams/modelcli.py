@@ -39,11 +39,11 @@ PIPELINES = (
 TRIAGE_TARGET_PRECISION = 0.9
 
 
-def _progress(message: str) -> None:
+def progress(message: str) -> None:
     click.echo(f"[{time.strftime('%H:%M:%S')}] {message}", err=True)
 
 
-def _read(
+def read_rows(
     data: Sequence[Path], text_cols: Sequence[str], label_col: str, encoding: str, delimiter: str | None
 ) -> LabelledRows:
     from classifiers.trainingdata import concat, read_labelled_csv
@@ -51,7 +51,7 @@ def _read(
     parts = []
     for path in data:
         rows = read_labelled_csv(path, text_cols, label_col, encoding=encoding, delimiter=delimiter)
-        _progress(
+        progress(
             f"read {len(rows) + rows.skipped} rows from {path}: {len(rows)} usable, "
             f"{rows.skipped} skipped (empty text or label)"
         )
@@ -73,35 +73,48 @@ def _summary_line(scores: Evaluation) -> str:
 DELIMITER_NAMES = {"auto": None, "comma": ",", "semicolon": ";", "tab": "\t", "bar": "|"}
 
 
-def _data_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--data``, ``--text-col``, ``--encoding`` and ``--delimiter``, the same for training and evaluating."""
-    command = click.option(
-        "--delimiter",
-        default="auto",
-        show_default=True,
-        type=click.Choice(list(DELIMITER_NAMES)),
-        help="Field separator; auto reads it from the header line (Excel writes ';' in many locales).",
-    )(command)
-    command = click.option(
-        "--encoding",
-        default="utf-8-sig",
-        show_default=True,
-        help="Text encoding of the files, e.g. latin-1, cp1251, gbk (a UTF-8 byte-order mark is skipped).",
-    )(command)
-    command = click.option(
-        "--text-col", "text_cols", required=True, multiple=True, help="Text column; repeat to join several columns."
-    )(command)
-    return click.option(
-        "--data",
-        required=True,
-        multiple=True,
-        type=click.Path(path_type=Path),
-        help="CSV file of labelled reports; repeat for several (headers may be spelt differently).",
-    )(command)
+def data_options(*, required: bool = True, base_help: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--data``, ``--text-col``, ``--encoding`` and ``--delimiter``, the same for train, eval and retrain.
+
+    ``required=False`` (retrain) makes ``--data`` optional and ``--text-col`` default to ``text``.
+    """
+
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--delimiter",
+            default="auto",
+            show_default=True,
+            type=click.Choice(list(DELIMITER_NAMES)),
+            help="Field separator; auto reads it from the header line (Excel writes ';' in many locales).",
+        )(command)
+        command = click.option(
+            "--encoding",
+            default="utf-8-sig",
+            show_default=True,
+            help="Text encoding of the files, e.g. latin-1, cp1251, gbk (a UTF-8 byte-order mark is skipped).",
+        )(command)
+        command = click.option(
+            "--text-col",
+            "text_cols",
+            required=required,
+            multiple=True,
+            default=None if required else ("text",),
+            show_default=not required,
+            help="Text column; repeat to join several columns.",
+        )(command)
+        return click.option(
+            "--data",
+            required=required,
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help=base_help or "CSV file of labelled reports; repeat for several (headers may be spelt differently).",
+        )(command)
+
+    return add
 
 
 @click.command()
-@_data_options
+@data_options()
 @click.option("--label-col", required=True, help="Column with the category (or agency) to learn.")
 @click.option(
     "--out", default="text-model.cityloop", show_default=True, type=click.Path(path_type=Path), help="Model file."
@@ -144,7 +157,7 @@ def train(
 
     started = time.perf_counter()
     try:
-        read = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
+        read = read_rows(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
         city = train_city_model(
             read,
             pipeline=pipeline,
@@ -152,7 +165,7 @@ def train(
             holdout=holdout,
             seed=seed,
             target_precision=TRIAGE_TARGET_PRECISION,
-            progress=_progress,
+            progress=progress,
         )
         model, policy, scores, dropped, classes, rows = (
             city.model,
@@ -162,7 +175,7 @@ def train(
             city.classes,
             city.rows,
         )
-        _progress(f"held out: {_summary_line(scores)}")
+        progress(f"held out: {_summary_line(scores)}")
         metrics = {
             "holdout": {
                 "rows": scores.rows,
@@ -182,7 +195,7 @@ def train(
     except (ClassifierError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     elapsed = time.perf_counter() - started
-    _progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) in {elapsed:.1f} s")
+    progress(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) in {elapsed:.1f} s")
     result = {
         "model": str(out),
         "rows": len(rows),
@@ -221,7 +234,7 @@ def _policy_lines(policy: dict[str, Any], target: float) -> str:
 
 @click.command("eval")
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model file.")
-@_data_options
+@data_options()
 @click.option("--label-col", required=True, help="Column with the true category.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="Classes and pairs to list.")
 @click.option(
@@ -262,7 +275,7 @@ def eval_(
 
     try:
         model, metadata = load_model(model_path)
-        rows = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
+        rows = read_rows(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
         if not len(rows):
             raise TrainingDataError(f"no usable rows in {', '.join(map(str, data))}")
         saved = metadata.metrics.get("triage")
@@ -274,8 +287,8 @@ def eval_(
         known = set(model.classes)
         unknown = sum(label not in known for label in rows.labels)
         if unknown == len(rows):
-            _progress(f"warning: none of the {len(rows)} rows has a label the model knows; is --label-col right?")
-        _progress(f"classifying {len(rows)} rows")
+            progress(f"warning: none of the {len(rows)} rows has a label the model knows; is --label-col right?")
+        progress(f"classifying {len(rows)} rows")
         answers = model.predict(rows.texts, top_k=1)
         predicted = [a.category for a in answers]
         confidences = [a.confidence for a in answers]
@@ -284,7 +297,7 @@ def eval_(
         triage = score_triage(rows.labels, predicted, automatic)
         if predictions is not None:
             _write_predictions(predictions, rows, answers, automatic)
-        _progress("timing")
+        progress("timing")
         latency = measure_latency(lambda batch: model.predict(batch), rows.texts, time.perf_counter)
     except (ClassifierError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -314,7 +327,7 @@ def _write_predictions(path: Path, rows: LabelledRows, answers: Sequence[Any], a
         writer.writerow(["text", "true", "predicted", "confidence", "correct", "automatic"])
         for text, label, answer, auto in zip(rows.texts, rows.labels, answers, automatic, strict=True):
             writer.writerow([text, label, answer.category, f"{answer.confidence:.4f}", label == answer.category, auto])
-    _progress(f"wrote {len(rows)} predictions to {path}")
+    progress(f"wrote {len(rows)} predictions to {path}")
 
 
 def _print_eval(

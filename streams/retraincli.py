@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from streams.console import deployment_options, settings_from_flags
-from streams.modelcli import DELIMITER_NAMES, PIPELINES, TRIAGE_TARGET_PRECISION, _progress, _read
+from streams.modelcli import DELIMITER_NAMES, PIPELINES, TRIAGE_TARGET_PRECISION, data_options, progress, read_rows
 
 if TYPE_CHECKING:
     from classifiers.examples import ExampleFolder
@@ -79,7 +79,7 @@ def read_feedback(settings: Settings) -> ExampleFolder:
                     else:
                         folder.unreadable()
                 total += len(batch)
-        _progress(f"read {total:,} records of {topic} ({len(partitions)} partitions)")
+        progress(f"read {total:,} records of {topic} ({len(partitions)} partitions)")
     finally:
         consumer.close()
     return folder
@@ -123,11 +123,8 @@ def _registry(registry: Path | None, settings: Settings) -> ModelRegistry:
 @click.command()
 @deployment_options("kafka", "prefix", "wait")
 @_registry_option
-@click.option("--data", multiple=True, type=click.Path(path_type=Path), help="Base history CSV [the seed corpus].")
-@click.option("--text-col", "text_cols", multiple=True, default=("text",), show_default=True)
-@click.option("--label-col", default="category", show_default=True)
-@click.option("--encoding", default="utf-8-sig", show_default=True)
-@click.option("--delimiter", default="auto", show_default=True, type=click.Choice(list(DELIMITER_NAMES)))
+@data_options(required=False, base_help="Base history CSV; repeat for several [the seed corpus].")
+@click.option("--label-col", default="category", show_default=True, help="Column with the category in --data.")
 @click.option(
     "--recent",
     default=0.3,
@@ -177,7 +174,7 @@ def retrain(
         folder = read_feedback(settings)
         examples = folder.examples()
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(folder.skipped.items())) or "none"
-        _progress(
+        progress(
             f"{folder.read['triaged']} triage decisions and {folder.read['recategorise']} recategorisations: "
             f"{len(examples)} examples (one per incident, the latest decision); skipped: {skipped}"
         )
@@ -187,7 +184,7 @@ def retrain(
                 "(some to learn from, some to compare on)"
             )
         older, newest = recent_split(examples, recent, min_recent)
-        _progress(f"holding out the newest {len(newest)} (from {newest[0].at.isoformat()}); learning from {len(older)}")
+        progress(f"holding out the newest {len(newest)} (from {newest[0].at.isoformat()}); learning from {len(older)}")
         challenger, policy, base_rows = _train_challenger(
             data, text_cols, label_col, encoding, delimiter, older, min_count, pipeline, seed
         )
@@ -239,14 +236,14 @@ def _train_challenger(
     from classifiers.trainingdata import LabelledRows, concat
 
     if data:
-        base = _read(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
+        base = read_rows(data, text_cols, label_col, encoding, DELIMITER_NAMES[delimiter])
     else:
         base = LabelledRows(*seed_corpus())
-        _progress(f"base history: the seed corpus ({len(base)} rows)")
+        progress(f"base history: the seed corpus ({len(base)} rows)")
     ops = LabelledRows([e.text for e in examples], [e.category for e in examples])
-    _progress(f"training the challenger ({pipeline}) on {len(base)} base rows and {len(ops)} ops examples")
+    progress(f"training the challenger ({pipeline}) on {len(base)} base rows and {len(ops)} ops examples")
     trained = train_city_model(concat([base, ops]), pipeline=pipeline, min_count=min_count, seed=seed,
-                               target_precision=TRIAGE_TARGET_PRECISION, progress=_progress)  # fmt: skip
+                               target_precision=TRIAGE_TARGET_PRECISION, progress=progress)  # fmt: skip
     return trained.model, trained.policy, len(base)
 
 
@@ -262,7 +259,7 @@ def _publish(reg: ModelRegistry, model: TextClassifier, policy: TriagePolicy, re
         save_model(model, path, created_at=datetime.now(UTC), metrics=metrics,
                    source=f"retrain: {base} base rows + {ops} ops examples")  # fmt: skip
         version = reg.publish(path)
-    _progress(f"published {version} in {reg.root}")
+    progress(f"published {version} in {reg.root}")
     return version
 
 
