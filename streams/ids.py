@@ -100,3 +100,18 @@ def connector_dead_letter_id(topic: str, partition: int, offset: int, unit_id: s
 
 def iso_ts(epoch: float) -> str:
     return iso(datetime.fromtimestamp(epoch, UTC))
+
+
+def indexed_method(method: str, model_version: str | None) -> str:
+    """How an incident's category was found, as the merge index keeps it: the text model's version rides along.
+
+    A repeat that joins an incident gets the opener's method back from the index, not its own; with the version in
+    the same field the joined incident still names the model that classified it (``text_model@<version>``).
+    """
+    return f"{method}@{model_version}" if method == "text_model" and model_version else method
+
+
+def method_and_version(indexed: str) -> tuple[str, str | None]:
+    """:func:`indexed_method` undone: ``("text_model", "v3")`` from ``text_model@v3``; other methods have no version."""
+    method, at, version = indexed.partition("@")
+    return (method, version) if at and version else (method, None)

@@ -33,6 +33,7 @@ from feedback import ACTIVE, FINISHED, NOTICES, FeedbackError, LifecycleEvent, P
 from feedback import apply as apply_event
 from feedback.orders import EVENTS
 from feedback.times import parse_iso
+from streams.ids import indexed_method
 from streams.topics import Topics
 
 LIFECYCLE_TYPES = EVENTS | NOTICES
@@ -187,7 +188,8 @@ class LogState:
                 family=family, first=first, last=last, tokens=self.tokens.get(incident_id, ""),
                 count=int(record.get("source_count") or 1), origin=str(record.get("origin") or "report"),
                 confidence=float(record.get("confidence") or 1.0),
-                classified_by=str(record.get("classified_by") or "service_code"),
+                classified_by=indexed_method(str(record.get("classified_by") or "service_code"),
+                                             record.get("model_version")),
                 sources=tuple(sorted(by_incident.get(incident_id, []))), open=fresh and not closed, closed=closed,
             ))  # fmt: skip
         return entries, watermarks

@@ -19,7 +19,7 @@ from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from feedback import Policy
 from feedback.views import dispatch_sla
-from streams.ids import iso, iso_ts, sensor_actor, sensor_incident, sensor_source, task_id_for
+from streams.ids import iso, iso_ts, method_and_version, sensor_actor, sensor_incident, sensor_source, task_id_for
 from streams.outcomes import event
 from streams.pipeline.batch import Emission, Outcome, Record, Sighted
 from streams.records import Reading
@@ -164,14 +164,16 @@ class Records:
         """The incident a sighting joined, updated, and a ``merged`` event: no new task."""
         listed = list(d.listed)
         # the incident keeps what opened it: its origin and how sure its category is
-        as_incident = replace(s, origin=d.origin, confidence=d.confidence, method=d.classified_by, top=[], sensor=None,
-                              address=None)  # fmt: skip
+        method, version = method_and_version(d.classified_by)  # and the model that classified the opener
+        as_incident = replace(s, origin=d.origin, confidence=d.confidence, method=method, model_version=version, top=[],
+                              sensor=None, address=None)  # fmt: skip
         sources = listed if s.source_id in listed else sorted([*listed[:-1], s.source_id])
         incident = self.incident(as_incident, d.incident_id, "open", now, category=d.category, first=d.first_seen,
                                  last=d.last_seen, lat=d.lat, lon=d.lon, source_ids=sources,
                                  source_count=d.sources)  # fmt: skip
+        mine = {"model_version": s.model_version} if s.model_version is not None and s.method == "text_model" else {}
         merged = event("merged", d.incident_id, "engine", now, key=s.source_id, source_id=s.source_id,
-                       distance_m=d.distance_m, similarity=d.similarity, sources=d.sources)  # fmt: skip
+                       distance_m=d.distance_m, similarity=d.similarity, sources=d.sources, **mine)  # fmt: skip
         records: list[Record] = [(self.topics.incidents, d.incident_id, incident),
                                  (self.topics.feedback, d.incident_id, merged)]  # fmt: skip
         return Emission(s.ledger_key, records, Outcome.MERGED, s.origin)

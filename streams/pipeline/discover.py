@@ -26,7 +26,7 @@ from classifiers.merge import MergePolicy, merge_tokens
 from classifiers.store import IncidentIndex, MergeDecision, Sighting
 from dispatch import CityPack, Dispatcher
 from dispatch.store import AsyncUnitStore
-from streams.ids import iso, sensor_of_source, task_id_for
+from streams.ids import indexed_method, iso, sensor_of_source, task_id_for
 from streams.outcomes import Envelope
 from streams.pipeline.batch import DeadLetter, Emission, Sighted
 from streams.pipeline.build import Records
@@ -152,7 +152,7 @@ class Discover:
             tokens=merge_tokens(s.text),
             origin=s.origin,
             confidence=s.confidence,
-            classified_by=s.method,
+            classified_by=indexed_method(s.method, s.model_version),
             said=said(s),
         )
 

@@ -44,6 +44,20 @@ def test_the_model_version_is_recorded_and_a_new_model_classifies_the_next_batch
     assert counts["classified", "text_model"] == 2
 
 
+def test_a_repeat_joined_under_a_newer_model_keeps_the_openers_version_on_the_incident(loop):
+    loop.engine.use_model(Words({"hole": ("pothole", 0.95)}), TriagePolicy(0.5), "v0002")
+    asyncio.run(loop.reports(report(1, code=None, text="deep hole in the road")))
+    loop.engine.use_model(Words({"hole": ("pothole", 0.97)}), TriagePolicy(0.5), "v0003")
+    asyncio.run(loop.reports(report(2, code=None, text="deep hole in the road again")))
+    [merged] = loop.sink.on("feedback", "merged")
+    assert merged["source_id"] == "report:r-2" and merged["model_version"] == "v0003", "the model that read the repeat"
+    records = [r for r in loop.sink.on("incidents") if r["incident_id"] == report_incident("r-1")]
+    assert [(r["source_count"], r["classified_by"], r.get("model_version")) for r in records] == [
+        (1, "text_model", "v0002"),
+        (2, "text_model", "v0002"),  # the joined incident still names the model that classified its opener
+    ]
+
+
 def test_a_report_classified_by_its_service_code_carries_no_model_version(loop):
     asyncio.run(loop.reports(report(1)))
     [incident] = loop.sink.on("incidents")
