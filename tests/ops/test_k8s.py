@@ -63,7 +63,7 @@ def test_kustomization_lists_existing_files_and_renders_what_the_issue_asks(base
     docs = _by_kind_and_name(base)
     kinds = {kind for kind, _ in docs}
     assert {"Deployment", "Service", "ScaledObject", "TriggerAuthentication", "Secret", "PodDisruptionBudget", "Job",
-            "Namespace", "ConfigMap"} <= kinds  # fmt: skip
+            "Namespace", "ConfigMap", "CronJob", "PersistentVolumeClaim"} <= kinds  # fmt: skip
     assert "HorizontalPodAutoscaler" not in kinds, "KEDA owns the worker's HPA; a second one would fight it"
     assert {name for kind, name in docs if kind == "Secret"} == {"cityloop-open311", "cityloop-redis", "cityloop-kafka",
                                                                  "cityloop-kafka-tls"}  # fmt: skip
@@ -85,7 +85,7 @@ def test_every_secret_and_config_map_key_a_pod_references_exists(base):
 
 
 def test_the_check_for_referenced_keys_finds_a_missing_one(base):
-    """The check above fails when a key is gone: here the Kafka password, which three pods and KEDA read."""
+    """The check above fails when a key is gone: here the Kafka password, which four pods and KEDA read."""
     docs = [dict(d) for d in base]
     for doc in docs:
         if doc["kind"] == "Secret" and doc["metadata"]["name"] == "cityloop-kafka":
@@ -93,7 +93,7 @@ def test_the_check_for_referenced_keys_finds_a_missing_one(base):
                 if field in doc:
                     doc[field] = {k: v for k, v in doc[field].items() if k != "CITYLOOP_KAFKA_SASL_PASSWORD"}
     problems = missing(docs)
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
     assert all("has no key CITYLOOP_KAFKA_SASL_PASSWORD" in p for p in problems)
 
 
@@ -114,6 +114,7 @@ def test_secrets_are_out_of_the_config_map_and_each_pod_gets_only_the_ones_it_us
     assert secret_env["Deployment/cityloop-api"] == kafka | {"CITYLOOP_REDIS_URL", "CITYLOOP_OPEN311_API_KEYS"}
     assert secret_env["Deployment/cityloop-worker"] == kafka | {"CITYLOOP_REDIS_URL"}
     assert secret_env["Job/cityloop-topics"] == kafka
+    assert secret_env["CronJob/cityloop-retrain"] == kafka, "retraining reads the feedback topic, not Redis"
     open311 = _by_kind_and_name(base)[("Secret", "cityloop-open311")]
     placeholder = (open311.get("stringData") or open311.get("data"))["CITYLOOP_OPEN311_API_KEYS"]
     assert placeholder == "", "an empty placeholder: the API then refuses to start, naming the setting"
@@ -168,7 +169,8 @@ def test_every_pod_runs_as_non_root_with_seccomp_a_read_only_root_and_no_capabil
     """The Deployments and the topics Job (which had no securityContext): non-root, the RuntimeDefault seccomp
     profile, no privilege escalation, a read-only root with emptyDirs where they write, all capabilities dropped."""
     templates = dict(pod_templates(base))
-    assert set(templates) == {"Deployment/cityloop-worker", "Deployment/cityloop-api", "Job/cityloop-topics"}
+    assert set(templates) == {"Deployment/cityloop-worker", "Deployment/cityloop-api", "Job/cityloop-topics",
+                              "CronJob/cityloop-retrain"}  # fmt: skip
     for owner, spec in templates.items():
         pod = spec.get("securityContext", {})
         assert pod.get("runAsNonRoot") is True and pod.get("runAsUser", 0) > 0, owner
@@ -305,6 +307,30 @@ def test_the_annotation_scrape_config_sets_the_job_from_the_pods_name_label(base
     result = subprocess.run([require("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workers_read_the_model_registry_the_nightly_retraining_writes(base):
+    """One ReadWriteMany claim: the workers mount it read only where CITYLOOP_MODEL_REGISTRY points, the retraining
+    CronJob mounts it writable at its own CITYLOOP_MODEL_REGISTRY and runs `cityloop retrain`, never two at once."""
+    docs = _by_kind_and_name(base)
+    claim = docs[("PersistentVolumeClaim", "cityloop-models")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "workers on several nodes read it at once"
+    templates = dict(pod_templates(base))
+    mounted: dict[str, tuple[str, bool, str]] = {}
+    for owner in ("Deployment/cityloop-worker", "CronJob/cityloop-retrain"):
+        spec = templates[owner]
+        (container,) = spec["containers"]
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]
+                  if "persistentVolumeClaim" in v}  # fmt: skip
+        (mount,) = [m for m in container["volumeMounts"] if claims.get(m["name"]) == "cityloop-models"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env["CITYLOOP_MODEL_REGISTRY"] == mount["mountPath"], owner
+        mounted[owner] = (mount["mountPath"], mount.get("readOnly", False), container["args"][0])
+    assert mounted["Deployment/cityloop-worker"][1:] == (True, "worker"), "workers never write the registry"
+    assert mounted["CronJob/cityloop-retrain"][1:] == (False, "retrain")
+    cron = docs[("CronJob", "cityloop-retrain")]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    assert len(cron["schedule"].split()) == 5
 
 
 def test_the_city_pack_in_the_config_map_loads(tmp_path: Path):
