@@ -1,6 +1,6 @@
 """How the seed model (the worker's model when no --model is given) treats text unlike its seed corpus.
 
-The seed corpus is the demo city's 360 English reports in 15 categories. An unseen city's
+The seed corpus is the demo city's few hundred reports in 15 categories (mostly English). An unseen city's
 reports are mostly about other things, in other words: the safe answer is a person, not a
 confident guess. For each kind of text this prints the share the worker would send to
 triage with the policy it uses for the seed model (threshold 0.25, the default setting) with

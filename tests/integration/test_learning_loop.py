@@ -1,7 +1,8 @@
 """The learning loop end to end on the broker: the ops centre's decisions train a model that a running worker uses.
 
-Reports the seed model gets confidently wrong ("old mattresses abandoned by the bridge": abandoned_vehicle, 0.9)
-wait for a person under a cautious threshold; the ops centre decides illegal_dumping for each, on the feedback
+Reports the seed model gets confidently wrong for this city ("rental e-scooters abandoned by the bridge":
+illegal_dumping, 0.97; this city files them under illegal_parking) wait for a person under a cautious threshold; the
+ops centre decides illegal_parking for each, on the feedback
 topic as the board or `cityloop triage decide` would; `cityloop retrain` learns from those decisions, beats the
 seed on the newest of them and promotes its challenger; the worker, still the same process, switches to it, and
 the next such reports are dispatched automatically, their incidents naming the new version.
@@ -65,17 +66,18 @@ def test_ops_decisions_train_a_model_that_the_running_worker_switches_to(
     registry = tmp_path / "registry"
     settings = {"CITYLOOP_MODEL_REGISTRY": str(registry), "CITYLOOP_TRIAGE_THRESHOLD": "0.999"}
     worker = workers.start(CITYLOOP_MODEL_POLL_S="1", **settings)
-    texts = [f"{i + 2} old mattresses abandoned by the {place}" for i, place in enumerate(PLACES)]
+    texts = [f"{i + 2} rental e-scooters abandoned by the {place}" for i, place in enumerate(PLACES)]
     waiting = send_reports(producer, topics, texts, first=0)
 
     # under the seed model every one of them waits for a person, and says which model sent it there
     needed = events(bootstrap, topics.feedback, "triage_needed", len(texts))
     assert sorted(e["incident_id"] for e in needed) == sorted(waiting)
     assert {e["model_version"] for e in needed} == {"seed"}
-    assert {e["guess"] for e in needed} == {"abandoned_vehicle"}  # confidently wrong, as the issue found
+    guesses = {e["guess"] for e in needed}  # illegal_dumping, and abandoned_vehicle by the car park
+    assert guesses and "illegal_parking" not in guesses, guesses
 
     for incident_id in waiting:  # the ops centre decides, on the feedback topic (as the board and the CLI do)
-        decision = {"type": "triage_decision", "incident_id": incident_id, "category": "illegal_dumping",
+        decision = {"type": "triage_decision", "incident_id": incident_id, "category": "illegal_parking",
                     "decided_by": "ana", "at": datetime.now(UTC).isoformat()}  # fmt: skip
         producer.send(topics.feedback, key=incident_id.encode(), value=json.dumps(decision).encode())
     producer.flush()
@@ -100,7 +102,7 @@ def test_ops_decisions_train_a_model_that_the_running_worker_switches_to(
     assert 'cityloop_model_reloads_total{outcome="loaded"} 1.0' in scrape
     assert 'cityloop_model_info{version="seed"}' not in scrape
 
-    later = send_reports(producer, topics, [f"old mattresses abandoned by the {p}" for p in LATER], first=len(texts))
+    later = send_reports(producer, topics, [f"rental e-scooters abandoned by the {p}" for p in LATER], first=len(texts))
     tasks = collect(bootstrap, topics.tasks, lambda rs: {json.loads(m.value)["incident_id"] for m in rs} >= set(later),
                     timeout=60)  # fmt: skip
     assert set(later) <= {json.loads(m.value)["incident_id"] for m in tasks}
@@ -109,7 +111,7 @@ def test_ops_decisions_train_a_model_that_the_running_worker_switches_to(
         record = incidents[incident_id]
         assert (record["status"], record["category"], record["classified_by"], record["model_version"]) == (
             "open",
-            "illegal_dumping",
+            "illegal_parking",
             "text_model",
             "v0001",
         ), record

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from classifiers.examples import fold
 from classifiers.modelfile import read_metadata
 from classifiers.registry import ModelRegistry
+from classifiers.text import seed_corpus
 from streams import retraincli
 from streams.cli import main
 
@@ -23,10 +24,10 @@ START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
 def decisions(count: int) -> list[dict]:
-    """The ops centre relabelling what the seed model calls abandoned_vehicle: old mattresses are dumping."""
+    """The ops centre relabelling what the seed model calls illegal_dumping: this city files e-scooters as parking."""
     return [
-        {"type": "triaged", "incident_id": f"inc-{i}", "category": "illegal_dumping",
-         "text": f"{i + 2} old mattresses abandoned by the {PLACES[i % len(PLACES)]}",
+        {"type": "triaged", "incident_id": f"inc-{i}", "category": "illegal_parking",
+         "text": f"{i + 2} rental e-scooters abandoned by the {PLACES[i % len(PLACES)]}",
          "at": (START + timedelta(minutes=i)).isoformat()}
         for i in range(count)
     ]  # fmt: skip
@@ -54,8 +55,8 @@ def test_a_challenger_that_beats_the_champion_is_published_and_promoted(feedback
     assert (out["version"], out["promoted"]) == ("v0001", True)
     reg = ModelRegistry(tmp_path / "reg")
     assert reg.current() == "v0001" and reg.history()[0]["scores"]["challenger"] == out["challenger"]
-    # the held-out decisions were not learnt from: the seed corpus's 360 rows and the 7 older decisions
-    assert read_metadata(reg.path_of("v0001")).training_rows == 360 + 7
+    # the held-out decisions were not learnt from: the seed corpus's rows and the 7 older decisions
+    assert read_metadata(reg.path_of("v0001")).training_rows == len(seed_corpus()[0]) + 7
 
 
 def test_a_challenger_no_better_is_published_but_not_promoted_unless_forced(feedback, tmp_path):
