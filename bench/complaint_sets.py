@@ -14,7 +14,7 @@ SOURCES.md there) one fixed split, the same rows for all three models in the sam
   chars2-5/logreg-sqrtw, min-count 5, thresholds chosen on a 20% holdout of the training part
   (today's text normalisation, which differs only on escaped line breaks and invisible characters);
 * **cityloop**: ``cityloop train``'s path now (``classifiers.citymodel.train_city_model``
-  with its defaults: min-count 2, holdout 0.2 for the printed scores, thresholds on the
+  with its defaults: min-count 1, holdout 0.2 for the printed scores, thresholds on the
   out-of-fold answers of the final model).
 
 Every test row is scored: a class a model dropped (``--min-count``) or never saw is a miss.
@@ -217,7 +217,7 @@ def _subset(rows: LabelledRows, indices: Sequence[int]) -> LabelledRows:
 MODELS: dict[str, Callable[[LabelledRows], tuple[Answerer, TriagePolicy, TextClassifier]]] = {
     "baseline": train_baseline,
     "today": lambda rows: train_product(rows, TODAY, "holdout", 5),
-    "cityloop": lambda rows: train_product(rows, DEFAULT_PIPELINE, "cv", 2),
+    "cityloop": lambda rows: train_product(rows, DEFAULT_PIPELINE, "cv", 1),
 }
 
 

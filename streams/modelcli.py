@@ -121,10 +121,10 @@ def data_options(*, required: bool = True, base_help: str = "") -> Callable[[Cal
 )
 @click.option(
     "--min-count",
-    default=2,
+    default=1,
     show_default=True,
-    type=click.IntRange(min=2),
-    help="Leave out classes with fewer rows than this (a class needs a row to learn from and one to test).",
+    type=click.IntRange(min=1),
+    help="Leave out classes with fewer rows than this; 1 learns every class (one with a single row is never held out).",
 )
 @click.option("--holdout", default=0.2, show_default=True, type=click.FloatRange(0.05, 0.5), help="Share held out.")
 @click.option("--pipeline", default=PIPELINES[0], show_default=True, type=click.Choice(PIPELINES))

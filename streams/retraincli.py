@@ -133,7 +133,7 @@ def _registry(registry: Path | None, settings: Settings) -> ModelRegistry:
     help="Share of the ops examples, the newest, held out to compare the two models.",
 )
 @click.option("--min-recent", default=5, show_default=True, type=click.IntRange(min=1), help="Fewest held out.")
-@click.option("--min-count", default=2, show_default=True, type=click.IntRange(min=2), help="As for train.")
+@click.option("--min-count", default=1, show_default=True, type=click.IntRange(min=1), help="As for train.")
 @click.option("--pipeline", default=PIPELINES[0], show_default=True, type=click.Choice(PIPELINES))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--force", is_flag=True, help="Promote the challenger even if it does not win.")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from classifiers import Classification, TextClassifier
-from classifiers.citymodel import train_city_model
+from classifiers.citymodel import holdout_split, train_city_model
 from classifiers.errors import TrainingDataError
 from classifiers.pipelines import DEFAULT_PIPELINE, fit_pipeline
 from classifiers.text import OutOfFold, TrainingSummary, _answers, normalise_text
@@ -130,3 +130,17 @@ def test_train_city_model_chooses_thresholds_on_every_row_not_the_holdout():
     held = train_city_model(rows, min_count=5, holdout=0.2, thresholds="holdout")
     assert held.holdout.rows == round(0.2 * len(texts))
     assert held.policy.thresholds == {}  # about 6 held-out rows a class: too few for a class of its own
+
+
+def test_by_default_a_class_with_one_row_is_learnt_and_never_held_out():
+    """NYC's time split has many classes with a row or two: a class left out is a miss on every one of its reports,
+    so the default learns them all; the single row cannot also be tested, so it stays in the training part."""
+    texts, labels = corpus(8)
+    rows = LabelledRows([*texts, "lone report of a rare thing"], [*labels, "rare"], 0)
+    train, held = holdout_split(rows.labels, 0.2, seed=0)
+    assert len(rows) - 1 in train and len(rows) - 1 not in held
+    assert sorted([*train, *held]) == list(range(len(rows)))
+    assert {rows.labels[i] for i in held} == set(TEXTS), "every class with two or more rows is tested"
+    city = train_city_model(rows, holdout=0.2)
+    assert city.dropped == {} and "rare" in city.model.classes
+    assert city.holdout.rows == round(0.2 * len(texts))
