@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -71,25 +72,48 @@ def _floats(values: list[str]) -> np.ndarray:
     return result
 
 
-def read_rows(paths: Iterable[str | Path], required: Iterable[str] = ()) -> Rows:
-    """Read CSV files (UTF-8, header row); every ``required`` column must exist in each file."""
+def read_rows(paths: Iterable[str | Path], required: Iterable[str] = (), encoding: str = "utf-8-sig") -> Rows:
+    """Read CSV files (header row; UTF-8 unless ``encoding`` says otherwise); every ``required`` column must exist
+    in each file. A file that is not in ``encoding`` is one clear error naming it, not a traceback."""
     rows: list[dict[str, str]] = []
     files = []
+    required = tuple(required)
     for path in paths:
         file = Path(path)
-        with file.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            try:
-                header = [normalise_header(h) for h in next(reader)]
-            except StopIteration:
-                raise DispatchError(f"{file}: empty file, expected a header row") from None
-            for name in required:
-                if normalise_header(name) not in header:
-                    raise DispatchError(f"{file}: no column {name!r} (columns: {', '.join(header[:20])})")
-            for record in reader:
-                rows.append(dict(zip(header, record, strict=False)))
+        try:
+            with file.open(newline="", encoding=encoding) as handle:
+                _read_csv(handle, file, required, rows)
+        except UnicodeDecodeError as exc:
+            raise DispatchError(
+                f"{file}: not {encoding} text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start:,}); "
+                "give its encoding with --encoding, e.g. cp1252 or latin-1 for a Windows export"
+            ) from None
+        except LookupError:
+            raise DispatchError(f"--encoding {encoding!r}: not an encoding Python knows (e.g. utf-8, cp1252)") from None
+        except FileNotFoundError:
+            raise DispatchError(f"{file}: no such file") from None
         files.append(str(file))
     return Rows(rows, tuple(files))
+
+
+def _read_csv(handle: Any, file: Path, required: tuple[str, ...], rows: list[dict[str, str]]) -> None:
+    reader = csv.reader(handle)
+    try:
+        header = [normalise_header(h) for h in next(reader)]
+    except StopIteration:
+        raise DispatchError(f"{file}: empty file, expected a header row") from None
+    for name in required:
+        if normalise_header(name) not in header:
+            raise DispatchError(f"{file}: no column {name!r} (columns: {', '.join(header[:20])})")
+    for record in reader:
+        rows.append(dict(zip(header, record, strict=False)))
+
+
+def district_key(value: str) -> str:
+    """How a district label is compared with a layer's feature ids: case, spaces, dashes, underscores, dots and the
+    leading zeros of numbers do not matter ("C-11" is "C11", "04" is "4", "district 7" is "District7")."""
+    folded = re.sub(r"[\s\-_.]+", "", value.casefold())
+    return re.sub(r"(?<!\d)0+(?=\d)", "", folded)
 
 
 @dataclass(frozen=True)
@@ -163,15 +187,18 @@ class DistrictMatch:
         return self.agreeing / self.votes if self.votes else 0.0
 
 
-def match_districts(rows: Rows, district_col: str, layer: Layer) -> DistrictMatch:
+def match_districts(rows: Rows, district_col: str, layer: Layer, exclude: np.ndarray | None = None) -> DistrictMatch:
     """Learn which feature each district value means ('04 BRONX' -> 204) from where its requests lie.
 
     A value that is itself a feature id maps to it; otherwise the feature holding
     most of the value's geolocated requests wins, if it holds more than half and at
-    least ``MIN_VOTES``. Two values never share a feature: the one seen more keeps it.
+    least ``MIN_VOTES``. Two values never share a feature: the one seen more keeps it. Rows marked in ``exclude``
+    (requests on a geocoder's placeholder point, dispatch/onboardchecks.py) neither vote nor count in the agreement.
     """
     values = [v.strip() for v in rows.column(district_col)]
     lats, lons = rows.coordinates()
+    if exclude is not None:
+        lats, lons = np.where(exclude, np.nan, lats), np.where(exclude, np.nan, lons)
     located = layer.locate(shapely.points(np.nan_to_num(lons, nan=1e9), np.nan_to_num(lats, nan=1e9)))
     votes: dict[str, Counter[str]] = {}
     seen: Counter[str] = Counter()
@@ -184,9 +211,16 @@ def match_districts(rows: Rows, district_col: str, layer: Layer) -> DistrictMatc
             votes.setdefault(value, Counter())[layer.feature_ids[feature]] += 1
     mapping: dict[str, str] = {}
     unmatched: dict[str, int] = {}
+    by_key: dict[str, list[str]] = {}
+    for feature_id in layer.feature_ids:
+        by_key.setdefault(district_key(feature_id), []).append(feature_id)
     for value, total in seen.items():
         if value in ids:
             mapping[value] = value
+            continue
+        spelt = by_key.get(district_key(value), [])
+        if len(spelt) == 1:  # the same label written differently ("C-11" for C11)
+            mapping[value] = spelt[0]
             continue
         ballot = votes.get(value)
         if ballot:
@@ -198,7 +232,7 @@ def match_districts(rows: Rows, district_col: str, layer: Layer) -> DistrictMatc
     # one value per feature: where two values claim a feature, the one with more requests keeps it
     by_feature: dict[str, str] = {}
     for value, feature in sorted(mapping.items(), key=lambda item: -seen[item[0]]):
-        if feature in by_feature and value != feature:
+        if feature in by_feature and district_key(value) != district_key(feature):  # spellings of its id share it
             unmatched[value] = seen[value]
         else:
             by_feature.setdefault(feature, value)
@@ -211,9 +245,9 @@ def match_districts(rows: Rows, district_col: str, layer: Layer) -> DistrictMatc
     return DistrictMatch(mapping, counted, agreeing, unmatched)
 
 
-def iter_mapping_csv(path: str | Path) -> Iterator[tuple[str, str, str]]:
+def iter_mapping_csv(path: str | Path, encoding: str = "utf-8-sig") -> Iterator[tuple[str, str, str]]:
     """(category, unit, unit name) from a CSV with columns ``category``, ``unit`` and optionally ``unit_name``."""
-    rows = read_rows([path], required=("category", "unit"))
+    rows = read_rows([path], required=("category", "unit"), encoding=encoding)
     names = rows.column("unit_name") if rows.has("unit_name") else [""] * len(rows.rows)
     for category, unit, name in zip(rows.column("category"), rows.column("unit"), names, strict=True):
         if category.strip() and unit.strip():

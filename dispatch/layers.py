@@ -134,6 +134,14 @@ def _check_crs(document: dict[str, Any], file: str) -> None:
 
 def _check_lonlat(geom: Any, file: str, key: str) -> None:
     minx, miny, maxx, maxy = geom.bounds
+    if -90 <= minx and maxx <= 90 and -180 <= miny and maxy <= 180 and (miny < -90 or maxy > 90):
+        raise InvalidCityPack(
+            file,
+            key,
+            f"coordinates ({minx:.1f}, {miny:.1f})-({maxx:.1f}, {maxy:.1f}) have latitudes beyond 90 degrees that "
+            "would be valid longitudes: latitude and longitude look swapped; GeoJSON positions are [longitude, "
+            "latitude] (RFC 7946), swap them (e.g. ogr2ogr -s_srs '+proj=latlong +axis=neu' -t_srs EPSG:4326)",
+        )
     if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
         raise InvalidCityPack(
             file,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from dispatch.citypack import CityPack, load_city_pack
@@ -25,6 +26,7 @@ from dispatch.errors import DispatchError, InvalidCityPack
 from dispatch.history import DistrictMatch, LearnedMapping, iter_mapping_csv, learn_routes, match_districts, read_rows
 from dispatch.layers import load_layer
 from dispatch.lint import LintReport, lint_city_pack
+from dispatch.onboardchecks import check_axes, placeholder_points
 
 OPS_CENTRE = "ops-centre"
 OTHER = "other"
@@ -111,6 +113,7 @@ class HistorySource:
     district_col: str | None = None
     district_layer: str | None = None
     min_rows: int = 1
+    encoding: str = "utf-8-sig"
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ def init_city_pack(
     history: HistorySource | None = None,
     sla: Sla = Sla(),
     overwrite: bool = False,
+    encoding: str = "utf-8-sig",
 ) -> Onboarding:
     """Write a city pack to ``out`` from layers and a category mapping (given or learned); lint it."""
     root = Path(out)
@@ -189,7 +193,16 @@ def init_city_pack(
     district_layer: str | None = None
     district_ids: list[str] = []
     if history is not None:
-        rows = read_rows(history.files, required=(history.category_col, history.agency_col))
+        rows = read_rows(history.files, required=(history.category_col, history.agency_col), encoding=history.encoding)
+        lats, lons = rows.coordinates()
+        placeholders = placeholder_points(lats, lons)
+        usable = ~placeholders.rows
+        for source, choice in zip(layers, choices, strict=True):  # refuse swapped axes before anything is written
+            loaded_layer = load_layer(source.path, source.name, choice.id_property, choice.name_property)
+            check_axes(loaded_layer, str(source.path), lats[usable], lons[usable])
+        said = placeholders.note(int((np.isfinite(lats) & np.isfinite(lons)).sum()))
+        if said:
+            onboarding_notes.append(said)
         mapping = learn_routes(rows, history.category_col, history.agency_col, history.descriptor_col, history.min_rows)
         routes = [(r.category, r.agency, r.agency, r.support, r.share, r.keywords) for r in mapping.routes]
         if (history.district_col is None) != (history.district_layer is None):
@@ -200,10 +213,11 @@ def init_city_pack(
             source = layers[names.index(history.district_layer)]
             choice = choices[names.index(history.district_layer)]
             loaded = load_layer(source.path, source.name, choice.id_property, choice.name_property)
-            districts = match_districts(rows, history.district_col, loaded)
+            districts = match_districts(rows, history.district_col, loaded, exclude=placeholders.rows)
             district_layer, district_ids = loaded.id, list(loaded.feature_ids)
     else:
-        routes = [(c, u, n, 0, 1.0, ()) for c, u, n in iter_mapping_csv(mapping_csv)]  # type: ignore[arg-type]
+        given = iter_mapping_csv(mapping_csv, encoding)  # type: ignore[arg-type]
+        routes = [(c, u, n, 0, 1.0, ()) for c, u, n in given]
     document = _document(
         name, timezone, boundary, area_layer, choices, routes, sla, district_layer, district_ids, onboarding_notes
     )
@@ -244,6 +258,8 @@ def _document(
             unit_ids[unit] = unit_id
             unit_names[unit_id] = unit_name
         code = slug(category, 60)
+        if code in codes:  # the city's own "Other" (or a repeat): name it after its unit, not other-2
+            code = slug(f"{category} {unit_ids[unit]}", 60)
         while code in codes:
             code = f"{code}-2"
         codes.add(code)
@@ -258,10 +274,11 @@ def _document(
             entry["keywords"] = list(keywords)
         entry["sla"] = {"acknowledge": sla.acknowledge, "resolve": sla.resolve, "clock": clock}
         categories.append(entry)
+    own_other = any(entry["name"].strip().casefold() == "other" for entry in categories)
     categories.append(
         {
             "code": OTHER,
-            "name": "Other",
+            "name": "Other (not in the catalogue)" if own_other else "Other",
             "group": OTHER,
             "description": "Anything the catalogue does not name; the ops centre triages it.",
             "sla": {"acknowledge": sla.acknowledge, "resolve": sla.resolve, "clock": clock},

@@ -201,8 +201,14 @@ def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float
     "--from-311",
     "history",
     multiple=True,
-    type=click.Path(path_type=Path, exists=True),
-    help="Historical requests CSV; repeatable.",
+    help="Historical requests: a CSV file, a directory (its *.csv) or a glob such as 'exports/311_*.csv'; repeatable.",
+)
+@click.option(
+    "--encoding",
+    default="utf-8-sig",
+    show_default=True,
+    help="Text encoding of the --from-311 and --mapping files, e.g. cp1252 or latin-1 (a UTF-8 byte-order mark is "
+    "skipped).",
 )
 @click.option("--category-col", help="Column of the category in --from-311 files (any header spelling).")
 @click.option("--agency-col", help="Column of the handling agency in --from-311 files.")
@@ -233,13 +239,14 @@ def city_init(out: Path, **options: Any) -> None:
         if not options["category_col"] or not options["agency_col"]:
             raise click.UsageError("--from-311 needs --category-col and --agency-col")
         history = HistorySource(
-            tuple(options["history"]),
+            expand_paths(options["history"], "--from-311"),
             options["category_col"],
             options["agency_col"],
             options["descriptor_col"],
             options["district_col"],
             options["district_layer"],
             options["min_rows"],
+            options["encoding"],
         )
     try:
         layers = [LayerSource.parse(text) for text in options["layers"]]
@@ -256,13 +263,39 @@ def city_init(out: Path, **options: Any) -> None:
             history=history,
             sla=Sla(options["sla_acknowledge"], options["sla_resolve"], options["sla_clock"]),
             overwrite=options["force"],
+            encoding=options["encoding"],
         )
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
     if options["as_json"]:
         click.echo(json.dumps(_init_summary(onboarding), indent=2, ensure_ascii=False))
-        return
-    _print_init(onboarding)
+    else:
+        _print_init(onboarding)
+    if not onboarding.lint.ok:  # written, but not fit to run: the exit code says so to a script
+        errors = len(onboarding.lint.errors)
+        click.echo(f"the pack is written to {out}, but lint found {errors} error(s): fix them before use", err=True)
+        sys.exit(1)
+
+
+def expand_paths(values: tuple[str, ...], option: str) -> tuple[Path, ...]:
+    """Each value a file, a directory (its ``*.csv``, sorted) or a glob; one that names nothing is a usage error."""
+    import glob
+
+    paths: list[Path] = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            found = sorted(path.glob("*.csv"))
+        elif glob.has_magic(value):
+            found = sorted(Path(p) for p in glob.glob(value) if Path(p).is_file())
+        elif path.is_file():
+            found = [path]
+        else:
+            raise click.UsageError(f"{option} {value!r}: no such file or directory")
+        if not found:
+            raise click.UsageError(f"{option} {value!r}: no CSV files there")
+        paths.extend(p for p in found if p not in paths)
+    return tuple(paths)
 
 
 def _init_summary(onboarding: Any) -> dict[str, Any]:
