@@ -35,6 +35,32 @@ def load_pack(pack: str | None) -> Any:
         ) from None
 
 
+def _when(at: str | None) -> datetime:
+    try:
+        now = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    except ValueError:
+        raise click.UsageError(f"--at {at!r} is not an ISO 8601 time") from None
+    if now.tzinfo is None:
+        raise click.UsageError("--at needs a UTC offset, e.g. 2026-11-26T22:30:00+01:00")
+    return now
+
+
+def _route_file(pack: str | None, csv_in: Path | None, csv_out: Path | None, category_col: str, lat_col: str,
+                lon_col: str, at: str | None, explain: bool, encoding: str) -> None:  # fmt: skip
+    from streams import routebatch
+
+    if csv_in is None or csv_out is None:
+        raise click.UsageError("--csv and --out go together: cityloop route PACK --csv IN.csv --out OUT.csv")
+    city = load_pack(pack)
+    try:
+        totals = routebatch.run(city, csv_in, csv_out, encoding, category_col=category_col, lat_col=lat_col,
+                                lon_col=lon_col, at=_when(at), explain=explain)  # fmt: skip
+    except (ValueError, LookupError) as exc:
+        raise click.ClickException(f"{csv_in}: {exc}" if str(csv_in) not in str(exc) else str(exc)) from None
+    click.echo(totals.line(), err=True)
+    click.echo(f"wrote {csv_out}")
+
+
 def _known_unit(city: Any, unit: str, option: str) -> None:
     if city.unit(unit) is None:
         known = ", ".join(u.id for u in city.spec.units)
@@ -54,9 +80,21 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.command()
 @click.argument("pack", required=False)
 @click.option("--city", "city_flag", hidden=True, help="Same as PACK (older spelling).")
-@click.option("--lat", required=True, type=LATITUDE, help="Latitude, WGS 84 decimal degrees.")
-@click.option("--lon", required=True, type=LONGITUDE, help="Longitude, WGS 84 decimal degrees.")
-@click.option("--category", required=True, help="Category code of the incident.")
+@click.option("--lat", type=LATITUDE, help="Latitude, WGS 84 decimal degrees.")
+@click.option("--lon", type=LONGITUDE, help="Longitude, WGS 84 decimal degrees.")
+@click.option("--category", help="Category code of the incident.")
+@click.option(
+    "--csv",
+    "csv_in",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Route every row of this CSV instead (needs --out); categories as codes or names.",
+)
+@click.option("--out", "csv_out", type=click.Path(path_type=Path, dir_okay=False), help="With --csv: the routed CSV.")
+@click.option("--category-col", default="category", show_default=True, help="With --csv: the category column.")
+@click.option("--lat-col", default="latitude", show_default=True, help="With --csv: the latitude column.")
+@click.option("--lon-col", default="longitude", show_default=True, help="With --csv: the longitude column.")
+@click.option("--explain", is_flag=True, help="With --csv: add each decision's explanation as JSON (slower).")
+@click.option("--encoding", default="utf-8-sig", show_default=True, help="With --csv: the input's text encoding.")
 @click.option("--confidence", type=PROBABILITY, help="Classifier confidence (0 to 1) to record in the explanation.")
 @click.option("--source", help="Channel the report came in on (for rules that match on source).")
 @click.option("--at", "at", help="ISO 8601 time with offset for time-of-day rules [default: now].")
@@ -66,9 +104,16 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 def route(
     pack: str | None,
     city_flag: str | None,
-    lat: float,
-    lon: float,
-    category: str,
+    lat: float | None,
+    lon: float | None,
+    category: str | None,
+    csv_in: Path | None,
+    csv_out: Path | None,
+    category_col: str,
+    lat_col: str,
+    lon_col: str,
+    explain: bool,
+    encoding: str,
     confidence: float | None,
     source: str | None,
     at: str | None,
@@ -76,22 +121,24 @@ def route(
     positions: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Show which unit of PACK an incident at LAT/LON would go to, and why.
+    """Show which unit of PACK an incident at LAT/LON would go to, and why; or route a whole CSV (--csv, --out).
 
-    PACK is a city pack directory or 'demo' [default: CITYLOOP_CITY, else demo].
+    PACK is a city pack directory or 'demo' [default: CITYLOOP_CITY, else demo]. With --csv every row is written
+    to --out with its unit, the rule that decided and, for a row that could not be routed, the problem; progress
+    and a summary go to stderr. Time-of-day rules see --at (default now) for every row.
     """
     from dispatch import Dispatcher
 
+    if csv_in is not None or csv_out is not None:
+        _route_file(pack or city_flag, csv_in, csv_out, category_col, lat_col, lon_col, at, explain, encoding)
+        return
+    if lat is None or lon is None or category is None:
+        raise click.UsageError("give --lat, --lon and --category (or --csv IN --out OUT for a file)")
     city = load_pack(pack or city_flag)
     if city.category(category) is None:
         known = ", ".join(c.code for c in city.spec.categories)
         raise click.UsageError(f"unknown category {category!r}; {city.name} has: {known}")
-    try:
-        now = datetime.fromisoformat(at) if at else datetime.now(UTC)
-    except ValueError:
-        raise click.UsageError(f"--at {at!r} is not an ISO 8601 time") from None
-    if now.tzinfo is None:
-        raise click.UsageError("--at needs a UTC offset, e.g. 2026-11-26T22:30:00+01:00")
+    now = _when(at)
     load_map = {}
     for unit, count in _pairs(loads, "--load"):
         _known_unit(city, unit, "--load")
