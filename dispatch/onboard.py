@@ -67,11 +67,21 @@ class IdChoice:
     reason: str
 
 
+_CODE_LIKE = re.compile(r"^[A-Za-z]{0,6}[-_ ]?\d{1,8}[A-Za-z]?$")
+
+
+def _looks_like_codes(values: list[Any]) -> bool:
+    """Short codes ("311", "C11", "BK88", "04") rather than words: a district is named by a code, a person not."""
+    return all(isinstance(v, int) or _CODE_LIKE.match(str(v).strip()) for v in values)
+
+
 def choose_id_property(properties: list[dict[str, Any]]) -> tuple[str, str]:
-    """A property that is present, non-empty and unique on every feature; names that look like ids first.
+    """A property that is present, non-empty and unique on every feature; names that look like ids first, then
+    values that look like codes (so a column of supervisors' surnames, unique by accident, is not chosen).
 
     Floats (areas, lengths) and GIS artefacts (OBJECTID, Shape_Area) come last: they
-    are unique by accident, not by meaning.
+    are unique by accident, not by meaning. The reason lists the other candidates, so a wrong pick is one
+    ``:ID_PROPERTY`` away.
     """
     if not properties:
         raise DispatchError("no features")
@@ -85,14 +95,17 @@ def choose_id_property(properties: list[dict[str, Any]]) -> tuple[str, str]:
             continue
         is_float = any(isinstance(v, float) for v in values)
         artefact = name.casefold() in _ARTEFACTS
-        usable.append((artefact, is_float, not _ID_HINT.search(name), position, name))
+        usable.append((artefact, is_float, not _ID_HINT.search(name), not _looks_like_codes(values), position, name))
     if not usable:
         raise DispatchError(f"no property is unique and non-empty on every feature (properties: {order})")
-    artefact, is_float, unhinted, _, best = min(usable)
-    how = "looks like an id" if not unhinted else "first unique one"
+    usable.sort()
+    artefact, is_float, unhinted, wordy, _, best = usable[0]
+    how = "looks like an id" if not unhinted else ("values look like codes" if not wordy else "first unique one")
     if artefact or is_float:
         how = "only unique property; check it"
-    return best, f"unique and non-empty on all {len(properties)} features; {how}"
+    others = [u[-1] for u in usable[1:]]
+    also = f"; also unique: {', '.join(others[:6])}" if others else ""
+    return best, f"unique and non-empty on all {len(properties)} features; {how}{also}"
 
 
 def choose_name_property(properties: list[dict[str, Any]], id_property: str) -> str | None:
@@ -172,8 +185,15 @@ def init_city_pack(
     sla: Sla = Sla(),
     overwrite: bool = False,
     encoding: str = "utf-8-sig",
+    district_layer: str | None = None,
+    district_agencies: tuple[str, ...] = (),
 ) -> Onboarding:
-    """Write a city pack to ``out`` from layers and a category mapping (given or learned); lint it."""
+    """Write a city pack to ``out`` from layers and a category mapping (given or learned); lint it.
+
+    Field teams per district: with history, ``history.district_col`` and ``history.district_layer`` (the column's
+    values are learnt); with a mapping CSV, ``district_layer`` alone (a team per feature). ``district_agencies``
+    limits the teams to those units (as the data names them; case and spacing do not matter); the others keep one
+    department covering the city."""
     root = Path(out)
     if (mapping_csv is None) == (history is None):
         raise DispatchError("give either a mapping CSV or historical requests to learn the mapping from")
@@ -190,7 +210,9 @@ def init_city_pack(
     area_layer = boundary or names[0]
     onboarding_notes: list[str] = []
     mapping = districts = None
-    district_layer: str | None = None
+    if history is not None and district_layer is not None:
+        raise DispatchError("with --from-311, give the district layer in --district-layer with --district-col")
+    given_layer, district_layer = district_layer, None
     district_ids: list[str] = []
     if history is not None:
         rows = read_rows(history.files, required=(history.category_col, history.agency_col), encoding=history.encoding)
@@ -218,9 +240,20 @@ def init_city_pack(
     else:
         given = iter_mapping_csv(mapping_csv, encoding)  # type: ignore[arg-type]
         routes = [(c, u, n, 0, 1.0, ()) for c, u, n in given]
-    document = _document(
-        name, timezone, boundary, area_layer, choices, routes, sla, district_layer, district_ids, onboarding_notes
-    )
+        if given_layer is not None:  # a team per feature of the layer: no column to learn from
+            if given_layer not in names:
+                raise DispatchError(f"--district-layer {given_layer!r} is not one of the layers {names}")
+            choice = choices[names.index(given_layer)]
+            loaded = load_layer(
+                layers[names.index(given_layer)].path, given_layer, choice.id_property, choice.name_property
+            )
+            district_layer, district_ids = loaded.id, list(loaded.feature_ids)
+    if district_agencies and district_layer is None:
+        raise DispatchError("--district-agencies needs district teams: --district-layer (and --district-col with "
+                            "--from-311)")  # fmt: skip
+    teams = _team_units(routes, district_agencies) if district_layer is not None else set()
+    document = _document(name, timezone, boundary, area_layer, choices, routes, sla, district_layer, district_ids,
+                         teams, onboarding_notes)  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     (root / "layers").mkdir(exist_ok=True)
     for layer in layers:
@@ -230,6 +263,25 @@ def init_city_pack(
     pack = load_city_pack(root)
     summary = [(category, unit, support, share) for category, unit, _, support, share, _ in routes]
     return Onboarding(pack, choices, lint_city_pack(pack), summary, mapping, districts, onboarding_notes)
+
+
+def _team_units(routes: list[tuple[str, str, str, int, float, tuple[str, ...]]], agencies: tuple[str, ...]) -> set[str]:
+    """The units (as the data names them) that get a field team per district: ``agencies``, or every unit."""
+    units = {unit for _, unit, *_ in routes}
+    if not agencies:
+        return units
+    by_key = {" ".join(u.split()).casefold(): u for u in units}
+    chosen, unknown = set(), []
+    for agency in agencies:
+        found = by_key.get(" ".join(agency.split()).casefold())
+        if found is None:
+            unknown.append(agency)
+        else:
+            chosen.add(found)
+    if unknown:
+        raise DispatchError(f"--district-agencies: {', '.join(map(repr, unknown))} handle no category here; the "
+                            f"units are: {', '.join(sorted(units))}")  # fmt: skip
+    return chosen
 
 
 def _document(
@@ -242,6 +294,7 @@ def _document(
     sla: Sla,
     district_layer: str | None,
     district_ids: list[str],
+    teams: set[str],
     notes: list[str],
 ) -> dict[str, Any]:
     unit_ids: dict[str, str] = {}  # unit name in the data -> unit id
@@ -293,8 +346,9 @@ def _document(
             "area": {"layer": area_layer, "features": "*"},
         }
     ]
+    in_data = {unit_id: unit for unit, unit_id in unit_ids.items()}
     for unit_id, unit_name in unit_names.items():
-        if district_layer is None:
+        if district_layer is None or in_data[unit_id] not in teams:
             units.append(
                 {
                     "id": unit_id,
@@ -318,7 +372,8 @@ def _document(
                 }
             )
     if district_layer is not None:
-        notes.append(f"one field team per unit and {district_layer} feature ({len(district_ids)} features)")
+        notes.append(f"one field team per {district_layer} feature ({len(district_ids)} features) for "
+                     f"{len(teams)} of {len(unit_names)} units; the others cover the whole city")  # fmt: skip
     document: dict[str, Any] = {
         "name": name,
         "version": "1",

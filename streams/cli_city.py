@@ -261,7 +261,14 @@ def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float
 @click.option("--agency-col", help="Column of the handling agency in --from-311 files.")
 @click.option("--descriptor-col", help="Column whose common values become the categories' keywords.")
 @click.option("--district-col", help="Column of the district (e.g. community board): one field team per district.")
-@click.option("--district-layer", help="Layer the district column refers to.")
+@click.option(
+    "--district-layer",
+    help="Layer of districts: with --district-col, the layer its values name; with --mapping, a team per feature.",
+)
+@click.option(
+    "--district-agencies",
+    help="Comma-separated units (agencies, as the data names them) that get a team per district [default: all].",
+)
 @click.option(
     "--min-rows", default=1, show_default=True, type=click.IntRange(min=1), help="Skip categories seen fewer times."
 )
@@ -282,6 +289,9 @@ def city_init(out: Path, **options: Any) -> None:
     from dispatch.onboard import HistorySource, LayerSource, Sla, init_city_pack
 
     history = None
+    agencies = tuple(a.strip() for a in (options["district_agencies"] or "").split(",") if a.strip())
+    if options["mapping"] and options["district_col"]:
+        raise click.UsageError("--district-col reads --from-311 files; with --mapping give --district-layer alone")
     if options["history"]:
         if not options["category_col"] or not options["agency_col"]:
             raise click.UsageError("--from-311 needs --category-col and --agency-col")
@@ -311,6 +321,8 @@ def city_init(out: Path, **options: Any) -> None:
             sla=Sla(options["sla_acknowledge"], options["sla_resolve"], options["sla_clock"]),
             overwrite=options["force"],
             encoding=options["encoding"],
+            district_layer=None if history else options["district_layer"],
+            district_agencies=agencies,
         )
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from shapely.geometry import box
 
-from dispatch import Dispatcher, InvalidCityPack
+from dispatch import Dispatcher, InvalidCityPack, load_city_pack
 from dispatch.history import district_key
-from dispatch.onboard import HistorySource, LayerSource, init_city_pack
+from dispatch.onboard import HistorySource, LayerSource, choose_id_property, init_city_pack
 from dispatch.onboardchecks import placeholder_points
 from streams.cli import main
 from tests.unit.dispatch.packs import BORDER_LON, EAST_EDGE, NORTH, SOUTH, TWIN_DISTRICTS, WEST_EDGE, write_layer
@@ -174,3 +174,39 @@ def test_a_busy_real_address_is_not_a_placeholder():
     lons = np.r_[np.full(25, 4.995), 5.0 + np.arange(4000) * 1e-6]
     assert placeholder_points(lats, lons).points == []
     assert placeholder_points(lats[:500], lons[:500]).points == [(52.005, 4.995, 25)]
+
+
+def test_codes_win_over_surnames_unique_by_accident_and_the_alternatives_are_listed():
+    """A supervisors' layer: the surname column comes first and is unique, the district number is the id."""
+    features = [{"supervisor": name, "supdist": str(n), "area_m2": 1.5 * n}
+                for n, name in enumerate(["Farrell", "Chan", "Stefani", "Mar"], start=1)]  # fmt: skip
+    prop, reason = choose_id_property(features)
+    assert prop == "supdist"
+    assert reason.endswith("values look like codes; also unique: supervisor, area_m2")
+
+
+def test_district_agencies_choose_who_gets_a_team_per_district_with_history_or_a_mapping(tmp_path):
+    """Only DOT works by district; NYPD keeps one department for the city. With --mapping, --district-layer alone
+    makes the teams (it was silently ignored), and --district-col without history is refused."""
+    layer = tmp_path / "d.geojson"
+    write_layer(layer, TWIN_DISTRICTS, id_property="code")
+    rows = spread(10, "W", True) + [r.replace("Pothole,DOT", "Noise,NYPD") for r in spread(10, "E", False)]
+    csv = history(tmp_path, rows)
+    source = HistorySource((csv,), "Complaint Type", "Agency", district_col="Community Board", district_layer="d")
+    learnt = init_city_pack(tmp_path / "a", [LayerSource("d", layer)], name="T", history=source,
+                            district_agencies=("dot",)).pack  # fmt: skip
+    assert {u.id for u in learnt.teams_of("dot")} == {"dot-w", "dot-e"} and learnt.teams_of("nypd") == []
+    assert Dispatcher(learnt).assign("noise", 52.005, 4.995).unit_id == "nypd"
+    mapping = tmp_path / "m.csv"
+    mapping.write_text("category,unit\nPothole,DOT\nNoise,NYPD\n")
+    args = ["city", "init", str(tmp_path / "b"), "--layer", f"d={layer}", "--mapping", str(mapping),
+            "--district-layer", "d", "--district-agencies", "DOT"]  # fmt: skip
+    assert CliRunner().invoke(main, args).exit_code == 0
+    given = load_city_pack(tmp_path / "b")
+    assert {u.id for u in given.teams_of("dot")} == {"dot-w", "dot-e"} and given.teams_of("nypd") == []
+    args[2] = str(tmp_path / "c")
+    wrong = CliRunner().invoke(main, [*args[:-1], "Roads"])
+    assert wrong.exit_code == 1 and "'Roads' handle no category here; the units are: DOT, NYPD" in wrong.output
+    assert not (tmp_path / "c").exists()
+    col = CliRunner().invoke(main, [*args[:-2], "--district-col", "Community Board"])
+    assert col.exit_code == 2 and "with --mapping give --district-layer alone" in col.output
