@@ -67,11 +67,27 @@ class AreaLinter:
         return shapely.union_all([self.area(layer, "*") for layer in layers])
 
     def where(self, geometry: Any) -> dict[str, Any]:
-        """Size and a point inside a region, in terms a person can look up."""
+        """Size, widest extent and a point inside a region, in terms a person can look up."""
         biggest = max(shapely.get_parts(geometry), key=lambda g: g.area)
         inside = biggest.representative_point()
         lon, lat = self.projection.lonlat(inside.x, inside.y)
-        return {"area_m2": round(float(geometry.area), 1), "lat": round(lat, 6), "lon": round(lon, 6)}
+        # the diameter of the largest circle that fits: how wide the region is at its widest (a sliver's is small)
+        width = 2 * shapely.maximum_inscribed_circle(biggest, tolerance=0.5).length
+        return {"area_m2": round(float(geometry.area), 1), "lat": round(lat, 6), "lon": round(lon, 6),
+                "width_m": round(float(width), 1)}  # fmt: skip
+
+    def said(self, where: dict[str, Any]) -> str:
+        """``where`` in words, with what to do if it is only a sliver."""
+        return (
+            f"{where['area_m2']:,.0f} m², up to {where['width_m']:,.0f} m wide, around ({where['lat']:.5f}, "
+            f"{where['lon']:.5f})"
+        )
+
+    def sliver_advice(self, where: dict[str, Any]) -> str:
+        if where["width_m"] <= 5 * self.min_width:
+            return (f"; if it is only a digitising difference between layers, raise --min-width above "
+                    f"{where['width_m']:.0f} m (now {self.min_width:g} m) or fix the polygons")  # fmt: skip
+        return ""
 
     def significant(self, geometry: Any) -> bool:
         """Bigger than ``min_area`` and wider than ``min_width`` somewhere: not a digitising sliver."""
@@ -155,15 +171,17 @@ class AreaLinter:
                 gaps[(covered, rules)] = ([], gap)
             gaps[(covered, rules)][0].append(code)
         for (first, second), codes in overlaps.items():
+            where = overlap_where[(first, second)]
             self.add(
                 "error",
                 "overlap",
                 "units",
-                f"units {first!r} and {second!r} both cover an area for {some(codes)} and no rule gives one "
-                f"precedence; add a rule (match the overlap, assign one) or trim an area",
+                f"units {first!r} and {second!r} both cover {self.said(where)} for {some(codes)} and no rule gives "
+                f"one precedence; add a rule (match the overlap, assign one) or trim an area"
+                f"{self.sliver_advice(where)}",
                 units=[first, second],
                 categories=codes,
-                **overlap_where[(first, second)],
+                **where,
             )
         merged: dict[bytes, tuple[list[str], Any]] = {}
         for codes, gap in gaps.values():
@@ -171,14 +189,16 @@ class AreaLinter:
                 shape_key = shapely.to_wkb(shapely.normalize(shapely.set_precision(gap, 0.01)))
                 merged.setdefault(shape_key, ([], gap))[0].extend(codes)
         for codes, gap in merged.values():
+            where = self.where(gap)
             self.add(
                 "error",
                 "gap",
                 "units",
-                f"no unit takes {some(codes)} in part of the city ({gap.area:,.0f} m²); "
-                f"the fallback unit {self.pack.spec.fallback_unit!r} would get everything there",
+                f"no unit takes {some(codes)} in part of the city ({self.said(where)}); "
+                f"the fallback unit {self.pack.spec.fallback_unit!r} would get everything there"
+                f"{self.sliver_advice(where)}",
                 categories=codes,
-                **self.where(gap),
+                **where,
             )
 
     def covers_boundary_layer(self, covered: frozenset[AreaKey]) -> bool:
@@ -218,12 +238,14 @@ class AreaLinter:
         if len(left) == 0:
             return
         interior = ~shapely.touches(metric[left], metric[right])
-        pairs = []
+        pairs, places = [], []
         for i, j in zip(left[interior].tolist(), right[interior].tolist(), strict=True):
-            if self.significant(shapely.intersection(metric[i], metric[j])):
+            shared = shapely.intersection(metric[i], metric[j])
+            if self.significant(shared):
                 pairs.append((layer.feature_ids[i], layer.feature_ids[j]))
+                places.append(self.where(shared))
         if pairs:
-            shown = ", ".join(f"{a}/{b}" for a, b in pairs[:6])
+            shown = ", ".join(f"{a}/{b} ({self.said(w)})" for (a, b), w in zip(pairs[:4], places, strict=False))
             self.add(
                 "warning",
                 "overlapping-features",

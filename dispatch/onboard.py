@@ -25,7 +25,7 @@ from dispatch.citypack import CityPack, load_city_pack
 from dispatch.errors import DispatchError, InvalidCityPack
 from dispatch.history import DistrictMatch, LearnedMapping, iter_mapping_csv, learn_routes, match_districts, read_rows
 from dispatch.layers import load_layer
-from dispatch.lint import LintReport, lint_city_pack
+from dispatch.lint import DEFAULT_MIN_WIDTH_M, LintReport, lint_city_pack
 from dispatch.onboardchecks import check_axes, placeholder_points
 
 OPS_CENTRE = "ops-centre"
@@ -187,6 +187,7 @@ def init_city_pack(
     encoding: str = "utf-8-sig",
     district_layer: str | None = None,
     district_agencies: tuple[str, ...] = (),
+    min_width_m: float = DEFAULT_MIN_WIDTH_M,
 ) -> Onboarding:
     """Write a city pack to ``out`` from layers and a category mapping (given or learned); lint it.
 
@@ -262,7 +263,8 @@ def init_city_pack(
     (root / "city.yaml").write_text(header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
     pack = load_city_pack(root)
     summary = [(category, unit, support, share) for category, unit, _, support, share, _ in routes]
-    return Onboarding(pack, choices, lint_city_pack(pack), summary, mapping, districts, onboarding_notes)
+    linted = lint_city_pack(pack, min_width_m=min_width_m)
+    return Onboarding(pack, choices, linted, summary, mapping, districts, onboarding_notes)
 
 
 def _team_units(routes: list[tuple[str, str, str, int, float, tuple[str, ...]]], agencies: tuple[str, ...]) -> set[str]:

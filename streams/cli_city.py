@@ -224,7 +224,13 @@ def city_check(pack_dir: Path) -> None:
 @click.argument("pack", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--min-area", default=100.0, show_default=True, type=float, help="Ignore overlaps and gaps below (m²).")
-@click.option("--min-width", default=2.0, show_default=True, type=float, help="Ignore slivers narrower than (m).")
+@click.option(
+    "--min-width",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Ignore overlaps and gaps nowhere wider than this (m): digitising slivers between layers.",
+)
 def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float) -> None:
     """Find routing defects in PACK: overlaps, gaps, shadowed rules, units without area, categories without SLA.
 
@@ -275,6 +281,7 @@ def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float
 @click.option("--sla-acknowledge", default="1d", show_default=True, help="Default acknowledge target.")
 @click.option("--sla-resolve", default="10d", show_default=True, help="Default resolve target.")
 @click.option("--sla-clock", default="working", show_default=True, type=click.Choice(["working", "calendar"]))
+@click.option("--min-width", default=10.0, show_default=True, type=float, help="Lint: sliver width to ignore (m).")
 @click.option("--force", is_flag=True, help="Write into OUT even if it is not empty.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 def city_init(out: Path, **options: Any) -> None:
@@ -323,6 +330,7 @@ def city_init(out: Path, **options: Any) -> None:
             encoding=options["encoding"],
             district_layer=None if history else options["district_layer"],
             district_agencies=agencies,
+            min_width_m=options["min_width"],
         )
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None

@@ -16,10 +16,23 @@ from shapely.geometry import box
 
 from dispatch import Dispatcher, InvalidCityPack, load_city_pack
 from dispatch.history import district_key
+from dispatch.lint import DEFAULT_MIN_WIDTH_M, lint_city_pack
 from dispatch.onboard import HistorySource, LayerSource, choose_id_property, init_city_pack
 from dispatch.onboardchecks import placeholder_points
 from streams.cli import main
-from tests.unit.dispatch.packs import BORDER_LON, EAST_EDGE, NORTH, SOUTH, TWIN_DISTRICTS, WEST_EDGE, write_layer
+from streams.cli_city import city
+from tests.unit.dispatch.packs import (
+    BORDER_LON,
+    EAST_EDGE,
+    NORTH,
+    SOUTH,
+    TWIN_DISTRICTS,
+    WEST_EDGE,
+    category,
+    make_pack,
+    unit,
+    write_layer,
+)
 
 HEADER = "Complaint Type,Agency,Community Board,Latitude,Longitude\n"
 
@@ -210,3 +223,37 @@ def test_district_agencies_choose_who_gets_a_team_per_district_with_history_or_a
     assert not (tmp_path / "c").exists()
     col = CliRunner().invoke(main, [*args[:-2], "--district-col", "Community Board"])
     assert col.exit_code == 2 and "with --mapping give --district-layer alone" in col.output
+
+
+def council_pack(tmp_path, shift_m: float):
+    """Roads West works the districts layer's W; Roads East the council layer's E, whose border is drawn ``shift_m``
+    west of the districts' border: an overlap strip ``shift_m`` wide along the whole 1.1 km border."""
+    shift = shift_m / (111_320 * np.cos(np.radians(52.005)))
+    council = [("W", box(WEST_EDGE, SOUTH, BORDER_LON - shift, NORTH)), ("E", box(BORDER_LON - shift, SOUTH,
+                                                                                     EAST_EDGE, NORTH))]  # fmt: skip
+    units = [unit("roads-w", ("districts", ["W"]), groups=["roads"]),
+             unit("roads-e", ("council", ["E"]), groups=["roads"])]  # fmt: skip
+    return make_pack(tmp_path, units=units, categories=[category("pothole")],
+                     layers={"districts": TWIN_DISTRICTS, "council": council})  # fmt: skip
+
+
+def test_a_digitising_sliver_between_two_layers_is_not_an_error_by_default_and_every_overlap_says_where(tmp_path):
+    """A 6 m strip (6,800 m², like the issue's council layer) is ignored at the default 10 m; at --min-width 2 it is
+    an error whose message gives the area, the width, a point and the sliver advice. A real 300 m overlap gets the
+    same facts but not the sliver advice."""
+    sliver = council_pack(tmp_path / "a", 6.0)
+    assert lint_city_pack(sliver).ok, lint_city_pack(sliver).text()
+    strict = lint_city_pack(sliver, min_width_m=2.0)
+    (finding,) = [f for f in strict.errors if f.code == "overlap"]
+    assert 6_000 < finding.details["area_m2"] < 7_500 and 5.0 < finding.details["width_m"] < 7.0
+    assert "m², up to 6 m wide, around (52.00" in finding.message
+    assert "raise --min-width above 6 m (now 2 m)" in finding.message
+    wide = lint_city_pack(council_pack(tmp_path / "b", 300.0))
+    (real,) = [f for f in wide.errors if f.code == "overlap"]
+    assert "up to 301 m wide" in real.message and "--min-width" not in real.message  # 300 m plus the tolerance
+
+
+def test_the_commands_sliver_default_is_the_linters():
+    for command in ("lint", "init"):
+        option = next(p for p in city.commands[command].params if p.name == "min_width")
+        assert option.default == DEFAULT_MIN_WIDTH_M
