@@ -268,6 +268,12 @@ def city_lint(pack: str | None, as_json: bool, min_area: float, min_width: float
 @click.option("--descriptor-col", help="Column whose common values become the categories' keywords.")
 @click.option("--district-col", help="Column of the district (e.g. community board): one field team per district.")
 @click.option(
+    "--due-col",
+    help="Column of the due date the city's system recorded: each category's resolve target is learnt from it "
+    "(calendar or working clock, whichever reproduces more) and the share reproduced is reported.",
+)
+@click.option("--created-col", default="created date", show_default=True, help="With --due-col: the creation time.")
+@click.option(
     "--district-layer",
     help="Layer of districts: with --district-col, the layer its values name; with --mapping, a team per feature.",
 )
@@ -297,6 +303,8 @@ def city_init(out: Path, **options: Any) -> None:
 
     history = None
     agencies = tuple(a.strip() for a in (options["district_agencies"] or "").split(",") if a.strip())
+    if options["due_col"] and not options["history"]:
+        raise click.UsageError("--due-col reads --from-311 files")
     if options["mapping"] and options["district_col"]:
         raise click.UsageError("--district-col reads --from-311 files; with --mapping give --district-layer alone")
     if options["history"]:
@@ -332,16 +340,49 @@ def city_init(out: Path, **options: Any) -> None:
             district_agencies=agencies,
             min_width_m=options["min_width"],
         )
+        learning = _learn_slas(onboarding, history, options) if options["due_col"] else None
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
+    if learning is not None:
+        onboarding.notes.append(learning.line())
     if options["as_json"]:
-        click.echo(json.dumps(_init_summary(onboarding), indent=2, ensure_ascii=False))
+        summary = _init_summary(onboarding)
+        if learning is not None:
+            summary["sla_learnt"] = {"rows": learning.rows, "reproduced": learning.reproduced,
+                                     "share": round(learning.share, 4), "unreadable": learning.unreadable,
+                                     "categories": {k: vars(v) for k, v in learning.learnt.items()}}  # fmt: skip
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         _print_init(onboarding)
     if not onboarding.lint.ok:  # written, but not fit to run: the exit code says so to a script
         errors = len(onboarding.lint.errors)
         click.echo(f"the pack is written to {out}, but lint found {errors} error(s): fix them before use", err=True)
         sys.exit(1)
+
+
+def _learn_slas(onboarding: Any, history: Any, options: dict[str, Any]) -> Any:
+    """Learn each category's resolve target from the due-date column, rewrite city.yaml with it, lint again."""
+    import yaml
+
+    from dispatch import load_city_pack
+    from dispatch.history import read_rows
+    from dispatch.lint import lint_city_pack
+    from streams import slalearn
+    from streams.citypolicy import calendar_of
+
+    required = (history.category_col, options["created_col"], options["due_col"])
+    rows = read_rows(history.files, required=required, encoding=history.encoding)
+    calendar = calendar_of(onboarding.pack)
+    learning = slalearn.learn_slas(rows.column(history.category_col), rows.column(options["created_col"]),
+                                   rows.column(options["due_col"]), calendar)  # fmt: skip
+    path = onboarding.pack.path / "city.yaml"
+    header, _, body = path.read_text("utf-8").partition("\n")
+    document = yaml.safe_load(body)
+    slalearn.apply_to_document(document, learning, calendar)
+    path.write_text(header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
+    onboarding.pack = load_city_pack(onboarding.pack.path)
+    onboarding.lint = lint_city_pack(onboarding.pack, min_width_m=options["min_width"])
+    return learning
 
 
 def expand_paths(values: tuple[str, ...], option: str) -> tuple[Path, ...]:

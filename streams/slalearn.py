@@ -1,0 +1,162 @@
+"""Each category's resolve target learnt from the due dates a city's own system recorded (``city init --due-col``).
+
+A 311 export that records, per request, the due date the city's system computed is the city's SLA table written
+out row by row. For each category the candidates are the budgets its requests most often had, on a calendar clock
+(elapsed days or hours) and on the pack's working clock (working days or hours of its calendar); the one whose
+deadlines, computed by CityLoop's own clocks (``feedback.sla.deadline_for``), land less than ``TOLERANCE`` from the most
+recorded due dates wins. What is measured is what production would do: the share of recorded due dates the written
+pack reproduces.
+
+This sits in ``streams`` because it joins the two domains: the pack's categories and calendar (``dispatch``) and
+the closed loop's clocks (``feedback``), which do not import each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from feedback import BusinessCalendar
+from feedback.sla import deadline_for, span_minutes
+
+TOLERANCE = timedelta(hours=1)
+CANDIDATES = 3  # the most common budgets tried per clock and unit (days, hours)
+_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+
+
+def parse_local(text: str, zone: ZoneInfo) -> datetime | None:
+    """A timestamp as 311 exports write it (ISO with or without offset, or US "03/01/2011 02:27:57 PM"), in
+    ``zone`` when it carries no offset; None when empty or unreadable."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+        for fmt in _FORMATS:
+            try:
+                moment = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        if moment is None:
+            return None
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
+
+
+@dataclass(frozen=True)
+class LearnedSla:
+    """One category's learnt resolve target and how many of its recorded due dates it reproduces."""
+
+    category: str
+    span: str
+    clock: str
+    rows: int
+    reproduced: int
+
+    @property
+    def share(self) -> float:
+        return self.reproduced / self.rows if self.rows else 0.0
+
+
+def _span(days: int = 0, hours: int = 0) -> str:
+    return f"{days}d" if days else f"{hours}h"
+
+
+def _candidates(values: Sequence[float], unit: float) -> list[str]:
+    """The most common whole-day and whole-hour budgets among ``values`` (minutes), as spans."""
+    days = Counter(round(v / unit) for v in values if v > 0 and round(v / unit) >= 1)
+    hours = Counter(round(v / 60) for v in values if v > 0 and round(v / 60) >= 1)
+    spans = [_span(days=d) for d, _ in days.most_common(CANDIDATES)]
+    spans += [_span(hours=h) for h, _ in hours.most_common(CANDIDATES) if h % round(unit / 60 or 1)]
+    return list(dict.fromkeys(spans))
+
+
+def _reproduced(pairs: Sequence[tuple[datetime, datetime]], span: str, clock: str, calendar: BusinessCalendar) -> int:
+    return sum(abs(deadline_for(created, span, clock, calendar) - due) < TOLERANCE for created, due in pairs)
+
+
+def learn_one(category: str, pairs: Sequence[tuple[datetime, datetime]], calendar: BusinessCalendar) -> LearnedSla:
+    """The calendar or working budget that reproduces the most of ``pairs`` (created, due); ties: calendar."""
+    elapsed = [(due - created).total_seconds() / 60 for created, due in pairs]
+    working = [calendar.working_minutes_between(created, due) for created, due in pairs]
+    best = LearnedSla(category, "1d", "calendar", len(pairs), -1)
+    for clock, values, unit in (("calendar", elapsed, 24 * 60.0), ("working", working, calendar.day_minutes)):
+        for span in _candidates(values, unit):
+            hits = _reproduced(pairs, span, clock, calendar)
+            if hits > best.reproduced:
+                best = LearnedSla(category, span, clock, len(pairs), hits)
+    return best if best.reproduced >= 0 else LearnedSla(category, "1d", "calendar", len(pairs), 0)
+
+
+@dataclass
+class SlaLearning:
+    """Every category's learnt target, and the totals for the onboarding report."""
+
+    learnt: dict[str, LearnedSla]
+    rows: int  # requests with a usable created and due date
+    unreadable: int  # requests with a due date that could not be read, or not after the created date
+
+    @property
+    def reproduced(self) -> int:
+        return sum(s.reproduced for s in self.learnt.values())
+
+    @property
+    def share(self) -> float:
+        return self.reproduced / self.rows if self.rows else 0.0
+
+    def line(self) -> str:
+        clocks = Counter(s.clock for s in self.learnt.values())
+        return (
+            f"SLA learnt from due dates for {len(self.learnt)} categories ({clocks['calendar']} calendar, "
+            f"{clocks['working']} working clock): the pack reproduces {self.share:.1%} of {self.rows:,} recorded due "
+            f"dates to within {TOLERANCE.total_seconds() / 3600:g} h"
+            + (f" ({self.unreadable:,} unreadable or not after creation, left out)" if self.unreadable else "")
+        )
+
+
+def learn_slas(
+    categories: Sequence[str], created: Sequence[str], due: Sequence[str], calendar: BusinessCalendar
+) -> SlaLearning:
+    """Per category (as the rows name it), the learnt resolve target; rows without a due date are skipped."""
+    pairs: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    unreadable = 0
+    for category, start, end in zip(categories, created, due, strict=True):
+        if not category.strip() or not end.strip():
+            continue
+        opened, due_at = parse_local(start, calendar.zone), parse_local(end, calendar.zone)
+        if opened is None or due_at is None or due_at <= opened:
+            unreadable += 1
+            continue
+        pairs[" ".join(category.split()).casefold()].append((opened, due_at))
+    learnt = {key: learn_one(key, rows, calendar) for key, rows in pairs.items()}
+    return SlaLearning(learnt, sum(len(rows) for rows in pairs.values()), unreadable)
+
+
+def _minutes(span: str, clock: str, calendar: BusinessCalendar) -> float:
+    return span_minutes(span, clock, calendar)
+
+
+def apply_to_document(document: dict[str, Any], learning: SlaLearning, calendar: BusinessCalendar) -> int:
+    """Write the learnt resolve targets into a parsed ``city.yaml``; the number of categories changed."""
+    changed = 0
+    for entry in document.get("categories", []):
+        learnt = learning.learnt.get(" ".join(str(entry.get("name", "")).split()).casefold())
+        if learnt is None or learnt.reproduced == 0:
+            continue
+        sla = dict(entry.get("sla") or {})
+        sla["resolve"], sla["clock"] = learnt.span, learnt.clock
+        acknowledge = sla.get("acknowledge")
+        budget = _minutes(learnt.span, learnt.clock, calendar)
+        if acknowledge and _minutes(acknowledge, learnt.clock, calendar) > budget:
+            sla["acknowledge"] = learnt.span  # a default acknowledge target longer than the city's resolve target
+        entry["sla"] = sla
+        note = f"SLA learnt from {learnt.rows} due dates ({learnt.share:.0%} reproduced)."
+        entry["description"] = f"{entry.get('description', '')} {note}".strip()
+        changed += 1
+    return changed
