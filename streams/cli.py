@@ -173,6 +173,7 @@ def tail(stream: str, from_beginning: bool, limit: int | None, timeout: float | 
 
 # ------------------------------------------------------------------ the commands of the other modules
 
+from streams import backtestcli  # noqa: E402, F401  (adds `city backtest` to the city group)
 from streams.cli_city import city, route  # noqa: E402  (registered on the group defined above)
 
 main.add_command(route)

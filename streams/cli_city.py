@@ -340,7 +340,13 @@ def city_init(out: Path, **options: Any) -> None:
             district_agencies=agencies,
             min_width_m=options["min_width"],
         )
-        learning = _learn_slas(onboarding, history, options) if options["due_col"] else None
+        from streams.slalearn import learn_into_pack
+
+        learning = (
+            learn_into_pack(onboarding, history, options["created_col"], options["due_col"], options["min_width"])
+            if options["due_col"]
+            else None
+        )
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
     if learning is not None:
@@ -358,31 +364,6 @@ def city_init(out: Path, **options: Any) -> None:
         errors = len(onboarding.lint.errors)
         click.echo(f"the pack is written to {out}, but lint found {errors} error(s): fix them before use", err=True)
         sys.exit(1)
-
-
-def _learn_slas(onboarding: Any, history: Any, options: dict[str, Any]) -> Any:
-    """Learn each category's resolve target from the due-date column, rewrite city.yaml with it, lint again."""
-    import yaml
-
-    from dispatch import load_city_pack
-    from dispatch.history import read_rows
-    from dispatch.lint import lint_city_pack
-    from streams import slalearn
-    from streams.citypolicy import calendar_of
-
-    required = (history.category_col, options["created_col"], options["due_col"])
-    rows = read_rows(history.files, required=required, encoding=history.encoding)
-    calendar = calendar_of(onboarding.pack)
-    learning = slalearn.learn_slas(rows.column(history.category_col), rows.column(options["created_col"]),
-                                   rows.column(options["due_col"]), calendar)  # fmt: skip
-    path = onboarding.pack.path / "city.yaml"
-    header, _, body = path.read_text("utf-8").partition("\n")
-    document = yaml.safe_load(body)
-    slalearn.apply_to_document(document, learning, calendar)
-    path.write_text(header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
-    onboarding.pack = load_city_pack(onboarding.pack.path)
-    onboarding.lint = lint_city_pack(onboarding.pack, min_width_m=options["min_width"])
-    return learning
 
 
 def expand_paths(values: tuple[str, ...], option: str) -> tuple[Path, ...]:

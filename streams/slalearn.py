@@ -160,3 +160,27 @@ def apply_to_document(document: dict[str, Any], learning: SlaLearning, calendar:
         entry["description"] = f"{entry.get('description', '')} {note}".strip()
         changed += 1
     return changed
+
+
+def learn_into_pack(onboarding: Any, history: Any, created_col: str, due_col: str, min_width_m: float) -> SlaLearning:
+    """Learn each category's resolve target from ``due_col`` of the history, rewrite the new pack's city.yaml with it
+    and lint it again (``onboarding`` is updated); the learning, for the report."""
+    import yaml
+
+    from dispatch import load_city_pack
+    from dispatch.history import read_rows
+    from dispatch.lint import lint_city_pack
+    from streams.citypolicy import calendar_of
+
+    required = (history.category_col, created_col, due_col)
+    rows = read_rows(history.files, required=required, encoding=history.encoding)
+    calendar = calendar_of(onboarding.pack)
+    learning = learn_slas(rows.column(history.category_col), rows.column(created_col), rows.column(due_col), calendar)
+    path = onboarding.pack.path / "city.yaml"
+    header, _, body = path.read_text("utf-8").partition("\n")
+    document = yaml.safe_load(body)
+    apply_to_document(document, learning, calendar)
+    path.write_text(header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
+    onboarding.pack = load_city_pack(onboarding.pack.path)
+    onboarding.lint = lint_city_pack(onboarding.pack, min_width_m=min_width_m)
+    return learning
