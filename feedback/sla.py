@@ -11,7 +11,9 @@ cities compute their due dates, and so what they publish and audit against:
   clock time tomorrow, then four hours more. The zone is the business calendar's
   (the city's); without a calendar, the start's own ``tzinfo``.
 * **Working clock.** Working hours, working days and holidays, in the city's zone;
-  ``1d`` is one working day of the calendar's length.
+  ``1d`` is one working day of the calendar's length. A deadline that lands exactly
+  at closing time stays there (``at_close="closing"``) or moves to the next
+  opening (``"next_opening"``), as the city's calendar says.
 
 A :class:`StageClock` keeps its budget in minutes because it pauses and resumes.
 For a calendar clock the day part is fixed when the clock first starts: the
@@ -37,6 +39,8 @@ from zoneinfo import ZoneInfo
 
 _SPAN_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*$")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: where a working-time deadline that lands exactly at closing time goes: it stays, or moves to the next opening
+AT_CLOSE = ("closing", "next_opening")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,17 +55,28 @@ def parse_span(text: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class BusinessCalendar:
-    """When a city works: a time zone, daily working hours, working days and holidays."""
+    """When a city works: a time zone, daily working hours, working days and holidays.
+
+    ``at_close`` is the city's convention for a working-time deadline that falls
+    exactly at the end of a working day: ``"closing"`` keeps it there (opened
+    Tuesday 07:07 with one working day of 08:30-17:00: due Tuesday 17:00),
+    ``"next_opening"`` moves it to the next working moment (Wednesday 08:30), as
+    many cities' systems do. Both have the same working minutes in between; only
+    the instant the deadline is reported and escalated differs.
+    """
 
     zone: ZoneInfo
     start: time = time(8, 0)
     end: time = time(18, 0)
     days: frozenset[str] = frozenset(("mon", "tue", "wed", "thu", "fri"))
     holidays: frozenset[date] = field(default_factory=frozenset)
+    at_close: str = "closing"
 
     def __post_init__(self) -> None:
         if not self.start < self.end:
             raise ValueError("working hours must start before they end")
+        if self.at_close not in AT_CLOSE:
+            raise ValueError(f"at_close must be 'closing' or 'next_opening', not {self.at_close!r}")
 
     @property
     def day_minutes(self) -> float:
@@ -90,7 +105,8 @@ class BusinessCalendar:
                 begin = max(opens, local)
                 if begin < closes:
                     available = closes - begin
-                    if remaining <= available:
+                    # exactly at closing: stays, or (next_opening) goes on with nothing left to the next opening
+                    if remaining < available or (remaining == available and self.at_close == "closing"):
                         return (begin + remaining).astimezone(start.tzinfo)
                     remaining -= available
             day += timedelta(days=1)
@@ -293,8 +309,9 @@ class StageClock:
     def level(self, now: datetime, calendar: BusinessCalendar | None) -> str:
         """``green``, ``yellow`` (at least 75% used) or ``red`` (budget used up) at ``now``.
 
-        A running clock is judged by its deadlines, the instants the timer fires at; a paused or stopped clock by
-        the minutes it used.
+        A running clock is judged by its deadlines, the instants the timer fires at: on a working clock with
+        ``at_close="next_opening"`` a budget used up exactly at closing is red only from the next opening. A paused
+        or stopped clock by the minutes it used.
         """
         if self.since is not None and now >= self.since:
             red, yellow = self.due(calendar), self.due(calendar, share=YELLOW_AT)

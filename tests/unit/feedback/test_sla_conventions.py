@@ -1,7 +1,9 @@
-"""The conventions cities compute due dates with: calendar days are local days (DST)."""
+"""The conventions cities compute due dates with: calendar days are local days (DST), and a deadline at closing time
+stays or moves to the next opening."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -151,3 +153,43 @@ def test_the_timer_fires_a_calendar_days_breach_at_the_local_deadline():
     due = order.deadline("resolve", NY_CAL)
     step = apply(order, event("escalate", due, stage="resolve", due=due.isoformat()), NY_POLICY)
     assert step.ignored is None and step.order.light() == "red"
+
+
+# ------------------------------------------------------------------ a deadline exactly at closing time
+
+NEXT = replace(NY_CAL, at_close="next_opening")
+TUESDAY_0707 = ny(2026, 3, 3, 7, 7)
+
+
+@pytest.mark.parametrize(
+    ("calendar", "start", "span", "expected"),
+    [
+        # the city's example: opened Tuesday 07:07, one working day of 08:30-17:00
+        (NY_CAL, TUESDAY_0707, "1d", ny(2026, 3, 3, 17, 0)),
+        (NEXT, TUESDAY_0707, "1d", ny(2026, 3, 4, 8, 30)),
+        # Friday: the next opening is Monday's
+        (NEXT, ny(2026, 3, 6, 12, 0), "5h", ny(2026, 3, 9, 8, 30)),
+        # not exactly at closing: both rules agree
+        (NEXT, TUESDAY_0707, "8h", ny(2026, 3, 3, 16, 30)),
+        (NEXT, ny(2026, 3, 3, 16, 0), "2h", ny(2026, 3, 4, 9, 30)),
+    ],
+)
+def test_a_deadline_exactly_at_closing_time(calendar, start, span, expected):
+    """``closing`` keeps a deadline at the end of the working day; ``next_opening`` moves it to the next opening."""
+    assert deadline_for(start, span, "working", calendar) == expected
+
+
+def test_next_opening_turns_a_clock_red_at_the_opening_not_at_closing():
+    """The light and the timer agree with the deadline: red at Wednesday 08:30, not Tuesday 17:00."""
+    clock = StageClock.fresh("1d", "working", NEXT).start(TUESDAY_0707, NEXT)
+    assert clock.due(NEXT) == ny(2026, 3, 4, 8, 30)
+    assert clock.level(ny(2026, 3, 3, 17, 0), NEXT) == "yellow"
+    assert clock.level(ny(2026, 3, 4, 8, 29), NEXT) == "yellow"
+    assert clock.level(ny(2026, 3, 4, 8, 30), NEXT) == "red"
+    closing = StageClock.fresh("1d", "working", NY_CAL).start(TUESDAY_0707, NY_CAL)
+    assert closing.level(ny(2026, 3, 3, 17, 0), NY_CAL) == "red"
+
+
+def test_an_unknown_at_close_rule_is_refused():
+    with pytest.raises(ValueError, match="at_close must be 'closing' or 'next_opening', not 'noon'"):
+        BusinessCalendar(zone=NY, at_close="noon")
