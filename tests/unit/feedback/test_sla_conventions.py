@@ -1,5 +1,5 @@
-"""The conventions cities compute due dates with: calendar days are local days (DST), and a deadline at closing time
-stays or moves to the next opening."""
+"""The conventions cities compute due dates with: calendar days are local days (DST), a deadline at closing time
+stays or moves to the next opening, and a category may have no SLA at all."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from feedback import BusinessCalendar, LifecycleEvent, Policy, SlaSpec, StageClock, apply, deadline_for
 from feedback.orders import parse_timer_member
-from feedback.views import dispatch_sla
+from feedback.views import dispatch_sla, sla_view, task_sla
 
 NY = ZoneInfo("America/New_York")  # 2026: clocks go forward 8 March 02:00, back 1 November 02:00
 AMS = ZoneInfo("Europe/Amsterdam")  # 2026: forward 29 March 02:00, back 25 October 03:00
@@ -193,3 +193,25 @@ def test_next_opening_turns_a_clock_red_at_the_opening_not_at_closing():
 def test_an_unknown_at_close_rule_is_refused():
     with pytest.raises(ValueError, match="at_close must be 'closing' or 'next_opening', not 'noon'"):
         BusinessCalendar(zone=NY, at_close="noon")
+
+
+# ------------------------------------------------------------------ a category without SLA
+
+
+def test_a_category_without_sla_has_no_clock_no_deadline_and_no_timer():
+    """Report-only: no clocks, no deadlines in the task or the views, nothing for the timer, through its life."""
+    start = ny(2026, 3, 3, 10, 0)
+    order = apply(None, event("dispatched", start, category="report-only", attempt=1), NY_POLICY).order
+    assert order.sla is None and dict(order.clocks) == {} and order.timers(NY_CAL) == {}
+    assert task_sla(order, NY_CAL) == {"clock": None, "acknowledge_by": None, "resolve_by": None,
+                                       "verify_within": None}  # fmt: skip
+    assert dispatch_sla(None, start, NY_CAL)["resolve_by"] is None
+    assert sla_view(order, NY_CAL)["light"] == "green"
+    unit = replace(event("ack", start + timedelta(days=9)), actor="unit:roads")
+    order = apply(order, unit, NY_POLICY).order
+    resolved = apply(order, replace(unit, event_id="r", type="start"), NY_POLICY).order
+    resolved = apply(resolved, replace(unit, event_id="s", type="resolve", fields={"note": "seen"}), NY_POLICY).order
+    assert resolved.state.value == "resolved" and dict(resolved.clocks) == {} and resolved.timers(NY_CAL) == {}
+    late = apply(order, event("escalate", start + timedelta(days=30), stage="resolve", due=start.isoformat()),
+                 NY_POLICY)  # fmt: skip
+    assert late.ignored and late.order.light() == "green", "an escalation for a clock it never had changes nothing"
