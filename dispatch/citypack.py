@@ -201,8 +201,12 @@ class WorkingHours(_Model):
 
 
 class Calendar(_Model):
+    """When the city works. ``at_close``: where a working-time deadline that falls exactly at closing time goes:
+    it stays there (``closing``) or moves to the next opening (``next_opening``), as the city's own system does."""
+
     working_hours: WorkingHours = WorkingHours()
     holidays: list[str] = []
+    at_close: Literal["closing", "next_opening"] = "closing"
 
 
 class CityFile(_Model):

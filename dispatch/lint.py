@@ -13,7 +13,9 @@ Loading checks that a pack is well formed; lint checks that it routes well:
   before it match everything it matches (warning when only some of its categories are);
 * **unit-without-area** (error): a field team or a unit that handles categories,
   has no service area and is no rule's target, so it can never get work;
-* **category-without-sla** (error);
+* **category-without-sla** (note): a report-only category, which is allowed: its
+  tasks get no deadlines, no SLA clock runs, nothing escalates or breaches. A note,
+  so a pack that means it lints clean and one that forgot an SLA still shows where;
 * warnings: a backup that handles none of its unit's categories, repaired polygons,
   features of one layer that overlap, a pack so large that distances on its local
   plane are off by more than 1%.
@@ -78,10 +80,11 @@ class _Linter(AreaLinter):
         for index, category in enumerate(self.pack.spec.categories):
             if category.sla is None:
                 self.add(
-                    "error",
+                    "note",
                     "category-without-sla",
                     f"categories.{index}",
-                    f"category {category.code!r} has no SLA: tasks get no acknowledge/resolve deadlines",
+                    f"category {category.code!r} has no SLA: report-only, its tasks get no deadlines and never "
+                    "escalate; add an 'sla' if it should have one",
                     category=category.code,
                 )
 
@@ -213,6 +216,6 @@ def lint_city_pack(
 ) -> LintReport:
     """Check a loaded pack for routing defects (see the module docstring)."""
     findings = _Linter(pack, min_area_m2, min_width_m).run()
-    order = {"error": 0, "warning": 1}
+    order = {"error": 0, "warning": 1, "note": 2}
     findings.sort(key=lambda f: order.get(f.severity, 2))
     return LintReport(pack.name, pack.version, findings)

@@ -1,9 +1,11 @@
 """What ``cityloop city lint`` reports: each :class:`Finding` and the :class:`LintReport` that holds them.
 
-A finding is an error or a warning with a code, the key in ``city.yaml`` (or
-the layer) it is about, a sentence for a person and details for a program; the
-report prints as text or as a dict for JSON. :mod:`dispatch.lint` makes the
-findings and re-exports both classes.
+A finding is an error, a warning or a note with a code, the key in
+``city.yaml`` (or the layer) it is about, a sentence for a person and details
+for a program; the report prints as text or as a dict for JSON. Only errors fail
+a lint; a note records a choice a pack may well mean (a report-only category)
+so that it is seen, not fixed. :mod:`dispatch.lint` makes the findings and
+re-exports both classes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Finding:
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "note"
     code: str
     where: str  # key in city.yaml (or a layer file)
     message: str
@@ -36,6 +38,10 @@ class LintReport:
         return [f for f in self.findings if f.severity == "warning"]
 
     @property
+    def notes(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "note"]
+
+    @property
     def ok(self) -> bool:
         return not self.errors
 
@@ -49,11 +55,13 @@ class LintReport:
             "ok": self.ok,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
+            "notes": len(self.notes),
             "findings": [asdict(f) for f in self.findings],
         }
 
     def text(self) -> str:
-        lines = [f"{self.pack} {self.version}: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"]
+        notes = f", {len(self.notes)} note(s)" if self.notes else ""
+        lines = [f"{self.pack} {self.version}: {len(self.errors)} error(s), {len(self.warnings)} warning(s){notes}"]
         for finding in self.findings:
             lines.append(f"{finding.severity:>7} {finding.code} at {finding.where}: {finding.message}")
         return "\n".join(lines)

@@ -71,12 +71,12 @@ def _clock(order: WorkOrder, stage: str, policy: Policy) -> StageClock | None:
 
 def _restart(order: WorkOrder, stage: str, at: datetime, policy: Policy) -> WorkOrder:
     clock = _clock(order, stage, policy)
-    return order.with_clock(stage, None if clock is None else clock.start(at))
+    return order.with_clock(stage, None if clock is None else clock.start(at, policy.calendar))
 
 
-def _resume(order: WorkOrder, stage: str, at: datetime) -> WorkOrder:
+def _resume(order: WorkOrder, stage: str, at: datetime, policy: Policy) -> WorkOrder:
     clock = order.clocks.get(stage)
-    return order if clock is None else order.with_clock(stage, clock.start(at))
+    return order if clock is None else order.with_clock(stage, clock.start(at, policy.calendar))
 
 
 def _pause(order: WorkOrder, stage: str, at: datetime, policy: Policy) -> WorkOrder:
@@ -137,20 +137,20 @@ def _effect(
         # after a reopening or a change of category the resolve budget starts again; after a rejection it goes on
         fresh = order.state in (State.REOPENED, State.RECATEGORISED)
         order = _restart(_assigned(order, event), "acknowledge", at, policy)
-        order = _restart(order, "resolve", at, policy) if fresh else _resume(order, "resolve", at)
+        order = _restart(order, "resolve", at, policy) if fresh else _resume(order, "resolve", at, policy)
     elif kind == "arbitrate":
         order = _restart(_assigned(order, event), "acknowledge", at, policy)
     elif kind == "assign":
         arbitrated = order.arbitrated or order.state is State.ARBITRATION
         rule = event.get("rule") or ("arbitrated" if order.state is State.ARBITRATION else "reassigned")
         order = _assigned(order, event).evolve(arbitrated=arbitrated, rule=rule)
-        order = _resume(_restart(order, "acknowledge", at, policy), "resolve", at)
+        order = _resume(_restart(order, "acknowledge", at, policy), "resolve", at, policy)
     elif kind == "ack":
         order = _stop(order, ["acknowledge"], at, policy)
     elif kind == "wait":
         order = _pause(order, "resolve", at, policy)
     elif kind == "resume":
-        order = _resume(order, "resolve", at)
+        order = _resume(order, "resolve", at, policy)
     elif kind == "reject":
         reason = event.get("reason") or event.get("reason_code")
         rejection = Rejection(order.unit_id, event.get("reason_code"), reason, at)

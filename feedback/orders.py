@@ -22,7 +22,7 @@ state, who may send it, guard). Anything not in it is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -149,7 +149,7 @@ def dispatch_clocks(sla: SlaSpec | None, at: datetime, calendar: BusinessCalenda
     if sla is None:
         return {}
     return {
-        stage: replace(StageClock.fresh(span, sla.clock, calendar), since=at)
+        stage: StageClock.fresh(span, sla.clock, calendar).start(at, calendar)
         for stage, span in (("acknowledge", sla.acknowledge), ("resolve", sla.resolve))
     }
 

@@ -17,7 +17,7 @@ from feedback import BusinessCalendar, Policy, SlaSpec
 
 
 def calendar_of(pack: CityPack) -> BusinessCalendar:
-    """The pack's business calendar: its zone, working hours and holidays."""
+    """The pack's business calendar: its zone, working hours, holidays and where a deadline at closing time goes."""
     spec = pack.spec.calendar
     return BusinessCalendar(
         zone=pack.zone,
@@ -25,6 +25,7 @@ def calendar_of(pack: CityPack) -> BusinessCalendar:
         end=spec.working_hours.end,
         days=frozenset(spec.working_hours.days),
         holidays=frozenset(date.fromisoformat(day) for day in spec.holidays),
+        at_close=spec.at_close,
     )
 
 

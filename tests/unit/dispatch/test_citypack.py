@@ -58,6 +58,7 @@ def test_missing_city_yaml_names_the_file(tmp_path):
         (lambda d: d["units"][5]["area"].update(features=["D01", "D99"]), "units.5.area.features", "D99"),
         (lambda d: d["categories"][0]["sla"].update(resolve="soon"), "categories.0.sla.resolve", "duration"),
         (lambda d: d.update(timezone="Mars/Olympus"), "timezone", "unknown time zone"),
+        (lambda d: d["calendar"].update(at_close="noon"), "calendar.at_close", "'closing' or 'next_opening'"),
         (lambda d: d["categories"].append(dict(d["categories"][0])), "categories.15", "duplicate category code"),
         (lambda d: d["sensor_kinds"]["water_level"].update(close_at=40), "sensor_kinds.water_level", "close_at"),
         (lambda d: d.update(colour="blue"), "colour", "Extra inputs are not permitted"),

@@ -177,16 +177,19 @@ def test_unit_without_area(tmp_path):
     assert without == ["lost-crew"]
 
 
-def test_category_without_sla(tmp_path):
-    """A category without SLA is an error at its place in city.yaml."""
+def test_a_category_without_sla_is_a_note_not_an_error(tmp_path):
+    """A report-only category (no SLA) is allowed: lint notes it at its place in city.yaml and stays ok."""
     categories = [category("pothole"), category("graffiti", "clean", sla=None)]
     report = lint(tmp_path, units=clean_units(), categories=categories)
-    (finding,) = report.errors
-    assert (finding.code, finding.where, finding.details["category"]) == (
+    assert report.ok and report.errors == [] and report.warnings == []
+    (finding,) = report.notes
+    assert (finding.severity, finding.code, finding.where, finding.details["category"]) == (
+        "note",
         "category-without-sla",
         "categories.1",
         "graffiti",
     )
+    assert "report-only" in finding.message
 
 
 def test_backup_that_handles_nothing_of_its_unit_is_a_warning(tmp_path):
@@ -201,16 +204,26 @@ def test_backup_that_handles_nothing_of_its_unit_is_a_warning(tmp_path):
 
 
 def test_cli_lint_exit_codes_and_json(tmp_path, demo_dir):
-    """Errors exit 1 with human-readable lines; --json gives the same findings as data; a clean pack exits 0."""
-    broken = write_pack(tmp_path / "broken", units=twin_roads(), categories=[category("pothole", sla=None)])
+    """Errors exit 1 with human-readable lines; --json gives the same findings as data; notes alone and a clean
+    pack exit 0."""
+    overlapping = [*twin_roads(), unit("roads-all", ("districts", ["W", "E"]), groups=["roads"])]
+    broken = write_pack(tmp_path / "broken", units=overlapping, categories=[category("pothole")])
     runner = CliRunner()
     text = runner.invoke(main, ["city", "lint", str(broken)])
     assert text.exit_code == 1
-    assert "error category-without-sla at categories.0" in text.output
+    assert "error overlap at units:" in text.output
     as_json = runner.invoke(main, ["city", "lint", str(broken), "--json"])
     document = json.loads(as_json.output)
-    assert as_json.exit_code == 1 and document["ok"] is False and document["errors"] == 1
-    assert document["findings"][0]["code"] == "category-without-sla"
+    assert as_json.exit_code == 1 and document["ok"] is False and document["errors"] == 2
+    assert document["findings"][0]["code"] == "overlap"
+    report_only = write_pack(tmp_path / "report-only", units=twin_roads(), categories=[category("pothole", sla=None)])
+    noted = runner.invoke(main, ["city", "lint", str(report_only)])
+    assert noted.exit_code == 0, noted.output
+    assert "0 error(s), 0 warning(s), 1 note(s)" in noted.output
+    assert "note category-without-sla at categories.0" in noted.output
+    as_json = runner.invoke(main, ["city", "lint", str(report_only), "--json"])
+    document = json.loads(as_json.output)
+    assert as_json.exit_code == 0 and document["ok"] is True and (document["errors"], document["notes"]) == (0, 1)
     clean = runner.invoke(main, ["city", "lint", str(demo_dir)])
     assert clean.exit_code == 0 and "0 error(s), 0 warning(s)" in clean.output
 

@@ -20,7 +20,7 @@ def local(*args: int) -> datetime:
 @pytest.mark.parametrize(
     ("start", "span", "clock", "expected"),
     [
-        # calendar clock: plain elapsed time, DST included
+        # calendar clock: hours are elapsed time (days are local days: test_sla_conventions.py)
         (local(2026, 11, 26, 9, 0), "4h", "calendar", local(2026, 11, 26, 13, 0)),
         (local(2026, 11, 26, 9, 0), "1d12h", "calendar", local(2026, 11, 27, 21, 0)),
         # 2026-10-25 03:00 CEST -> 02:00 CET: 24 elapsed hours end an hour "earlier" on the wall
@@ -186,7 +186,7 @@ def test_a_paused_working_clock_keeps_its_budget(events: list, expected_due: dat
     """A one-working-day budget: pauses do not use it, across weekends and a DST change."""
     clock = StageClock.fresh("1d", "working", CAL)
     for action, moment in events:
-        clock = clock.start(moment) if action == "start" else getattr(clock, action)(moment, CAL)
+        clock = getattr(clock, action)(moment, CAL)
     assert clock.due(CAL) == expected_due
     assert StageClock.from_dict(clock.to_dict()) == clock
 
@@ -198,5 +198,5 @@ def test_a_paused_working_clock_keeps_its_budget(events: list, expected_due: dat
 def test_lights(used_share: float, expected: str):
     """Yellow from 75 % of the budget used, red from 100 %."""
     start = local(2026, 11, 26, 9, 0)
-    clock = StageClock.fresh("4h", "calendar", CAL).start(start)
+    clock = StageClock.fresh("4h", "calendar", CAL).start(start, CAL)
     assert clock.level(add_minutes(start, 240 * used_share, "calendar", CAL), CAL) == expected
