@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from feedback import BusinessCalendar
-from feedback.sla import deadline_for, span_minutes
+from feedback.sla import AT_CLOSE, deadline_for, span_minutes
 
 TOLERANCE = timedelta(hours=1)
 CANDIDATES = 3  # the most common budgets tried per clock and unit (days, hours)
@@ -101,6 +101,7 @@ class SlaLearning:
     learnt: dict[str, LearnedSla]
     rows: int  # requests with a usable created and due date
     unreadable: int  # requests with a due date that could not be read, or not after the created date
+    calendar: BusinessCalendar  # the calendar the deadlines were computed on (its at_close rule included)
 
     @property
     def reproduced(self) -> int:
@@ -116,6 +117,11 @@ class SlaLearning:
             f"SLA learnt from due dates for {len(self.learnt)} categories ({clocks['calendar']} calendar, "
             f"{clocks['working']} working clock): the pack reproduces {self.share:.1%} of {self.rows:,} recorded due "
             f"dates to within {TOLERANCE.total_seconds() / 3600:g} h"
+            + (
+                " (working deadlines at closing time move to the next opening)"
+                if self.learnt and self.calendar.at_close == "next_opening" and clocks["working"]
+                else ""
+            )
             + (f" ({self.unreadable:,} unreadable or not after creation, left out)" if self.unreadable else "")
         )
 
@@ -135,7 +141,7 @@ def learn_slas(
             continue
         pairs[" ".join(category.split()).casefold()].append((opened, due_at))
     learnt = {key: learn_one(key, rows, calendar) for key, rows in pairs.items()}
-    return SlaLearning(learnt, sum(len(rows) for rows in pairs.values()), unreadable)
+    return SlaLearning(learnt, sum(len(rows) for rows in pairs.values()), unreadable, calendar)
 
 
 def _minutes(span: str, clock: str, calendar: BusinessCalendar) -> float:
@@ -167,19 +173,27 @@ def learn_into_pack(onboarding: Any, history: Any, created_col: str, due_col: st
     and lint it again (``onboarding`` is updated); the learning, for the report."""
     import yaml
 
-    from dispatch import load_city_pack
+    from dispatch import DispatchError, load_city_pack
     from dispatch.history import read_rows
     from dispatch.lint import lint_city_pack
     from streams.citypolicy import calendar_of
 
-    required = (history.category_col, created_col, due_col)
-    rows = read_rows(history.files, required=required, encoding=history.encoding)
-    calendar = calendar_of(onboarding.pack)
-    learning = learn_slas(rows.column(history.category_col), rows.column(created_col), rows.column(due_col), calendar)
+    # exports of several vintages: a file without the due-date column adds no due dates, but one must have it
+    rows = read_rows(history.files, required=(history.category_col,), encoding=history.encoding)
+    for column in (due_col, created_col):
+        if not rows.has(column):
+            raise DispatchError(f"--due-col/--created-col: no file of --from-311 has a column {column!r}")
+    columns = rows.column(history.category_col), rows.column(created_col), rows.column(due_col)
+    # the city's convention for a working deadline at closing time is learnt too: the one that reproduces more
+    tried = [learn_slas(*columns, replace(calendar_of(onboarding.pack), at_close=rule)) for rule in AT_CLOSE]
+    learning = max(tried, key=lambda t: t.reproduced)  # ties: the first, "closing", the pack's default
+    calendar = learning.calendar
     path = onboarding.pack.path / "city.yaml"
     header, _, body = path.read_text("utf-8").partition("\n")
     document = yaml.safe_load(body)
     apply_to_document(document, learning, calendar)
+    if calendar.at_close != "closing":
+        document.setdefault("calendar", {})["at_close"] = calendar.at_close
     path.write_text(header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
     onboarding.pack = load_city_pack(onboarding.pack.path)
     onboarding.lint = lint_city_pack(onboarding.pack, min_width_m=min_width_m)

@@ -81,3 +81,26 @@ def test_city_init_writes_the_learnt_targets_and_reports_the_share(tmp_path):
     refused = CliRunner().invoke(main, ["city", "init", str(tmp_path / "p2"), "--layer", f"d={layer}", "--mapping",
                                         str(export), "--due-col", "Due Date"])  # fmt: skip
     assert refused.exit_code == 2 and "--due-col reads --from-311 files" in refused.output
+
+
+def test_the_citys_closing_time_convention_is_learnt_with_the_targets(tmp_path):
+    """One working day from before opening: the city's due dates are the next morning's opening (Wednesday 08:00),
+    not Tuesday's closing; init learns that and writes calendar.at_close: next_opening."""
+    layer = tmp_path / "d.geojson"
+    write_layer(layer, TWIN_DISTRICTS, id_property="code")
+    export = tmp_path / "311.csv"
+    export.write_text(
+        "Complaint Type,Agency,Created Date,Due Date\n"
+        "Permit,DOB,2026-06-02T07:07:00,2026-06-03T08:00:00\n"  # Tue before opening -> Wed opening
+        "Permit,DOB,2026-06-04T06:30:00,2026-06-05T08:00:00\n"  # Thu -> Fri
+        "Permit,DOB,2026-06-05T05:00:00,2026-06-08T08:00:00\n"  # Fri -> Mon, over the weekend
+    )
+    args = ["city", "init", str(tmp_path / "pack"), "--layer", f"d={layer}", "--timezone", "America/New_York",
+            "--from-311", str(export), "--category-col", "Complaint Type", "--agency-col", "Agency",
+            "--due-col", "Due Date"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "reproduces 100.0% of 3" in result.output and "move to the next opening" in result.output
+    document = yaml.safe_load((tmp_path / "pack" / "city.yaml").read_text())
+    assert document["calendar"]["at_close"] == "next_opening"
+    assert {c["code"]: c["sla"]["resolve"] for c in document["categories"]}["permit"] == "1d"
