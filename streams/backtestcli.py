@@ -47,11 +47,14 @@ def city_backtest(pack: str, history: tuple[str, ...], out: Path, encoding: str,
         due=columns["due_col"], closed=columns["closed_col"], district=columns["district_col"],
         district_layer=columns["district_layer"],
     )  # fmt: skip
-    required = [c for c in (wanted.category, wanted.agency, wanted.due, wanted.district) if c]
-    try:
-        rows = read_rows(expand_paths(history, "--from-311"), required=required, encoding=encoding)
+    try:  # exports of several vintages: the category in every file; the other columns in at least one
+        rows = read_rows(expand_paths(history, "--from-311"), required=[wanted.category], encoding=encoding)
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
+    for option, column in (("--agency-col", wanted.agency), ("--due-col", wanted.due),
+                           ("--closed-col", wanted.closed), ("--district-col", wanted.district)):  # fmt: skip
+        if column and not rows.has(column):
+            raise click.ClickException(f"{option} {column!r}: no file of --from-311 has that column")
     click.echo(f"read {len(rows.rows):,} requests from {len(rows.files)} file(s)", err=True)
     result = run_backtest(city_pack, rows, wanted, progress=lambda line: click.echo(line, err=True))
     html_path, json_path = write_report(city_pack, result, out)
