@@ -37,14 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from classifiers import AdaptiveDetector, AdaptiveState, AlarmChange, DetectorState, ThresholdDetector
+from tests.shareddata import needs
 
 NAB = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sensors" / "nab"
 TP_WEIGHT, FP_WEIGHT, FN_WEIGHT = 1.0, 0.11, 1.0
 
-pytestmark = pytest.mark.skipif(not NAB.is_dir(), reason=f"NAB data not found at {NAB}")
+pytestmark = needs(NAB)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ from sklearn.metrics import f1_score
 
 from classifiers.text import TextClassifier, normalise_text
 from classifiers.trainingdata import LabelledRows, concat, read_labelled_csv
+from tests.shareddata import needs
 
 NYC_311 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nyc" / "311"
 TEXT_COLUMNS = ("descriptor", "location type")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not NYC_311.is_dir(), reason=f"NYC 311 extracts not found at {NYC_311}"),
+    needs(NYC_311),
 ]
 
 

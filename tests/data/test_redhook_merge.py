@@ -33,14 +33,14 @@ import statistics
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from classifiers.merge import merge_tokens
 from classifiers.store import RedisIncidentIndex, Sighting
+from tests.shareddata import needs
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sensors" / "redhook-2016"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real data not found at {DATA}")
+pytestmark = needs(DATA)
 
 SENSORS = {
     "sensor_0": (40.6767795, -74.0044647),
@@ -200,5 +200,6 @@ def test_merging_beats_peer_rules_on_a_labelled_red_hook_stream(redis_url, names
     for name, (p, r, f) in scores.items():
         print(f"{name:<32}{p:>10.3f}{r:>9.3f}{f:>7.3f}")
     ours = scores["CityLoop 150 m / 3 h + words"]
-    assert all(ours[2] >= other[2] for other in scores.values())
-    assert ours[0] >= 0.8 and ours[1] >= 0.9
+    # strictly better than each peer (with merging broken all three are 0, and 0 >= 0 passed), and absolute floors
+    assert all(ours[2] > other[2] for name, other in scores.items() if other is not ours), scores
+    assert ours[0] >= 0.8 and ours[1] >= 0.9 and ours[2] >= 0.85, ours

@@ -20,6 +20,16 @@ POISON_REPORTS, POISON_READINGS = 3000, 1000
 VALID_REPORTS, VALID_READINGS = 300, 200
 
 
+def reason_code(is_report: bool, payload: bytes | None) -> str:
+    """The reason code the worker's decoders give ``payload`` (``unknown_kind``: decoded, but no detector)."""
+    try:
+        (decode_report if is_report else decode_reading)(payload, now=datetime.now(UTC), max_skew=timedelta(days=1))
+    except Rejected as exc:
+        assert exc.code in REASON_CODES, exc.code
+        return exc.code
+    return "unknown_kind"
+
+
 def test_every_poison_payload_breaks_the_contract():
     """The generator's payloads are all refused by the decoders (or name a sensor kind with no detector)."""
     rng = random.Random(SEED)
@@ -65,22 +75,33 @@ def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(w
     items.append((topics.readings, b"k" * 600_000, b"{}", "near_limit"))
     rng.shuffle(items)
 
-    futures = [(producer.send(topic, key=key, value=value), family, topic) for topic, key, value, family in items]
+    futures = [
+        (producer.send(topic, key=key, value=value), family, topic, value) for topic, key, value, family in items
+    ]
     producer.flush()
     poisoned: dict[str, str] = {}  # deadletter id -> family
-    for future, family, topic in futures:
+    expected: dict[str, str] = {}  # deadletter id -> the reason code the decoders give that payload here
+    for future, family, topic, value in futures:
         meta = future.get(timeout=30)
         if family != "valid":
-            poisoned[f"{topic}:{meta.partition}:{meta.offset}"] = family
+            letter_id = f"{topic}:{meta.partition}:{meta.offset}"
+            poisoned[letter_id] = family
+            expected[letter_id] = reason_code(topic == topics.reports, value)
 
     letters = dead_letters(bootstrap, topics, len(poisoned), timeout=120)
     by_id = {letter["deadletter_id"]: letter for letter in letters}
     missing = set(poisoned) - set(by_id)
     assert not missing, f"{len(missing)} malformed records not dead-lettered, e.g. {sorted(missing)[:3]}"
     assert set(by_id) == set(poisoned), "a valid record was dead-lettered"
-    for letter in by_id.values():
-        assert letter["stage"] in {"validate", "detect"}, letter["stage"]
-        assert letter["reason_code"] in (*REASON_CODES, "unknown_kind") and letter["reason"]
+    for letter_id, letter in by_id.items():
+        assert letter["stage"] == ("detect" if expected[letter_id] == "unknown_kind" else "validate"), letter
+        assert letter["reason"], letter
+    # each dead letter names the reason of its own payload, as the decoders give it (not merely some known code)
+    wrong = {
+        i: (by_id[i]["reason_code"], expected[i], poisoned[i]) for i in by_id if by_id[i]["reason_code"] != expected[i]
+    }
+    assert not wrong, f"{len(wrong)} dead letters with another payload's reason, e.g. {list(wrong.values())[:5]}"
+    assert len(set(expected.values())) >= 8, "the fuzz covers many reasons"
     assert sum(1 for letter in by_id.values() if letter.get("original_truncated") or letter.get("key_truncated")) >= 3
 
     ids = {f"fzv-{n}" for n in range(VALID_REPORTS)}

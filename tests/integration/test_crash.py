@@ -88,6 +88,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_assigns_each_report_o
     assert incident_ids == set(per_incident), "every incident has a task and every task an incident"
     doubled = {k: v for k, v in per_incident.items() if len(v) != 1}
     assert not doubled, f"incidents assigned more than once: {list(doubled.items())[:3]}"
+    # the repeats merged, across the crash too: each neighbour's repeat is in its original's incident
+    repeats = [i for i in range(TOTAL) if i % 3 == 1]
+    unmerged = [i for i in repeats if home[f"report:k-{i}"] != home[f"report:k-{i - 1}"]]
+    assert not unmerged, f"{len(unmerged)} of {len(repeats)} repeats not merged, e.g. k-{unmerged[:5]}"
+    assert len(incident_ids) <= TOTAL - len(repeats)
     redelivered = sum(
         float(line.rsplit(" ", 1)[1])
         for line in second.metrics().splitlines()

@@ -29,6 +29,7 @@ from shapely.geometry import shape
 
 from dispatch import Dispatcher
 from dispatch.onboard import HistorySource, LayerSource, init_city_pack
+from tests.shareddata import needs
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nyc"
 BOUNDARIES = DATA / "boundaries"
@@ -40,10 +41,7 @@ LAYERS = {  # layer: (file, id property)
 }
 BOROUGH_CODES = {"MANHATTAN": "1", "BRONX": "2", "BROOKLYN": "3", "QUEENS": "4", "STATEN ISLAND": "5"}
 
-pytestmark = pytest.mark.skipif(
-    not (BOUNDARIES.is_dir() and REQUESTS.is_dir()),
-    reason=f"NYC open data not found at {DATA.resolve()} (../shared/data relative to the repo)",
-)
+pytestmark = needs(BOUNDARIES, REQUESTS)
 
 
 def header(name: str) -> str:
