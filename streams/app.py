@@ -37,7 +37,7 @@ from classifiers import TextClassifier, seed_classifier
 from classifiers.triage import TriagePolicy
 from dispatch import CityPack
 from feedback.orders import STAGES
-from streams import lag, logs, metrics, modelwatch, observability, transport, workerhealth
+from streams import lag, lagprobe, logs, metrics, modelwatch, observability, transport, workerhealth
 from streams.engine import BatchResult, Engine
 from streams.epoch import StateLost
 from streams.ingest import BatchIngest
@@ -393,7 +393,15 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
 
     metrics.start_worker_series(REASON_CODES, [c.code for c in pack.spec.categories], STAGES)
     observability.start_series(pack, STAGES)
-    ingest_lag = lag.LagSource(ingest.offsets, ingest.highwater, lambda: ingest.committed)
+    probe = lagprobe.probe_for(ingest, kafka, settings.ingest_group)
+
+    @app.task
+    async def probe_lag() -> None:
+        """Fresh log ends for the lag while the worker's own consumer holds a backlog (streams/lagprobe.py)."""
+        await probe.run()
+
+    log_end = lagprobe.larger_end(ingest.highwater, probe.highwater)
+    ingest_lag = lag.LagSource(ingest.offsets, log_end, lambda: ingest.committed)
     lags = observability.install(app, topics, [ingest_lag])
     about = {"city": pack.name, "city_version": pack.version}
     app.cityloop_health = workerhealth.install(  # type: ignore[attr-defined]
