@@ -85,7 +85,7 @@ def read_rows(paths: Iterable[str | Path], required: Iterable[str] = (), encodin
                 _read_csv(handle, file, required, rows)
         except UnicodeDecodeError as exc:
             raise DispatchError(
-                f"{file}: not {encoding} text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start:,}); "
+                f"{file}: not {encoding} text (a byte 0x{exc.object[exc.start]:02x}); "
                 "give its encoding with --encoding, e.g. cp1252 or latin-1 for a Windows export"
             ) from None
         except LookupError:

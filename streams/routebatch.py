@@ -24,6 +24,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from dispatch.history import normalise_header
+
 CHUNK = 20_000
 PROGRESS_EVERY_S = 5.0
 
@@ -52,12 +54,15 @@ class RouteTotals:
 
 
 def category_codes(pack: Any) -> dict[str, str]:
-    """Every spelling a row may use for a category (its code or its name, case and spacing folded) -> code."""
+    """Every spelling a row may use for a category (its code or its name, case and spacing folded) -> code.
+
+    A name wins over another category's code: a city's own "Other" (code ``other-roads``, name "Other") is the
+    city's, not the catch-all ``other`` (named "Other (not in the catalogue)"), which keeps its code."""
     codes: dict[str, str] = {}
     for category in pack.spec.categories:
-        codes.setdefault(_key(category.name), category.code)
-    for category in pack.spec.categories:
         codes[_key(category.code)] = category.code
+    for category in pack.spec.categories:
+        codes[_key(category.name)] = category.code
     return codes
 
 
@@ -86,11 +91,14 @@ def route_csv(
 
     reader = csv.DictReader(source)
     header = list(reader.fieldnames or [])
-    for column in (category_col, lat_col, lon_col):
-        if column not in header:
-            raise ValueError(f"no column {column!r} (columns: {', '.join(header[:20])})")
+    by_key = {normalise_header(h): h for h in header}  # any spelling of a header finds it, as in `city init`
+    category_col, lat_col, lon_col = (_column(by_key, c, header) for c in (category_col, lat_col, lon_col))
     added = ["unit", "rule", "problem", *(["explanation"] if explain else [])]
-    writer = csv.DictWriter(out, fieldnames=header + [c for c in added if c not in header], lineterminator="\n")
+    clash = [c for c in added if c in header]
+    if clash:
+        raise ValueError(f"the input already has column(s) {', '.join(clash)}, which the output adds; rename them")
+    # a ragged row (more fields than the header, e.g. a trailing comma) keeps its extra fields out of the output
+    writer = csv.DictWriter(out, fieldnames=header + added, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     dispatcher, codes, totals = Dispatcher(pack), category_codes(pack), RouteTotals()
     started = last_said = time.monotonic()
@@ -103,6 +111,13 @@ def route_csv(
             last_said = time.monotonic()
     totals.seconds = time.monotonic() - started
     return totals
+
+
+def _column(by_key: dict[str, str], wanted: str, header: list[str]) -> str:
+    found = by_key.get(normalise_header(wanted))
+    if found is None:
+        raise ValueError(f"no column {wanted!r} (columns: {', '.join(header[:20])})")
+    return found
 
 
 def _chunks(reader: Iterator[dict[str, str]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -167,9 +182,9 @@ def run(pack: Any, csv_in: Path, csv_out: Path, encoding: str, **options: Any) -
     try:
         with csv_in.open(newline="", encoding=encoding) as source, tmp.open("w", newline="", encoding="utf-8") as out:
             totals = route_csv(pack, source, out, progress=lambda m: print(m, file=sys.stderr), **options)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         tmp.unlink(missing_ok=True)
-        said = f"{csv_in}: not {encoding} text (offset {exc.start:,}); give --encoding, e.g. cp1252"
+        said = f"{csv_in}: not {encoding} text; give its encoding with --encoding, e.g. cp1252 or latin-1"
         raise ValueError(said) from None
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -89,3 +89,23 @@ def test_bad_input_is_one_clear_line_and_no_partial_output(tmp_path):
     assert alone.exit_code == 2 and "--csv and --out go together" in alone.output
     neither = CliRunner().invoke(main, ["route", str(pack.path), "--lat", "52.0"])
     assert neither.exit_code == 2 and "--lat, --lon and --category" in neither.output
+
+
+def test_a_citys_own_other_a_ragged_row_and_any_header_spelling(tmp_path):
+    """The city's "Other" (other-parks) is not the catch-all; a row with a trailing extra field is still routed;
+    the columns are found whatever their spelling; an input column the output would overwrite is refused."""
+    layer = tmp_path / "d.geojson"
+    write_layer(layer, TWIN_DISTRICTS, id_property="code")
+    mapping = tmp_path / "m.csv"
+    mapping.write_text("category,unit\nPothole,Roads\nOther,Parks\n")
+    pack = init_city_pack(tmp_path / "pack", [LayerSource("d", layer)], name="T", mapping_csv=mapping).pack
+    source = tmp_path / "in.csv"
+    source.write_text("id,COMPLAINT,latitude,Longitude\n1,Other,52.005,4.995\n2,Pothole,52.005,4.995,extra\n")
+    out = tmp_path / "out.csv"
+    args = ["route", str(pack.path), "--csv", str(source), "--out", str(out), "--category-col", "complaint"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["unit"]) for r in csv.DictReader(out.open())] == [("1", "parks"), ("2", "roads")]
+    source.write_text("id,complaint,latitude,longitude,unit\n1,Other,52.005,4.995,U7\n")
+    clash = CliRunner().invoke(main, args)
+    assert clash.exit_code == 1 and "already has column(s) unit" in clash.output
