@@ -67,12 +67,17 @@ class AreaLinter:
         return shapely.union_all([self.area(layer, "*") for layer in layers])
 
     def where(self, geometry: Any) -> dict[str, Any]:
-        """Size, widest extent and a point inside a region, in terms a person can look up."""
-        biggest = max(shapely.get_parts(geometry), key=lambda g: g.area)
-        inside = biggest.representative_point()
+        """Size, widest extent and a point inside a region, in terms a person can look up.
+
+        The width and the point are the widest part's (the diameter of the largest circle that fits in it): that
+        is the part that made the region significant, not necessarily the largest in area (a long 4 m strip can
+        outweigh a 15 m square that is the real overlap)."""
+        parts = [p for p in shapely.get_parts(geometry) if p.area > 0]
+        circles = [shapely.maximum_inscribed_circle(p, tolerance=0.5) for p in parts]
+        widest = max(range(len(parts)), key=lambda i: circles[i].length)
+        width = 2 * circles[widest].length
+        inside = parts[widest].representative_point()
         lon, lat = self.projection.lonlat(inside.x, inside.y)
-        # the diameter of the largest circle that fits: how wide the region is at its widest (a sliver's is small)
-        width = 2 * shapely.maximum_inscribed_circle(biggest, tolerance=0.5).length
         return {"area_m2": round(float(geometry.area), 1), "lat": round(lat, 6), "lon": round(lon, 6),
                 "width_m": round(float(width), 1)}  # fmt: skip
 

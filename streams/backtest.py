@@ -29,6 +29,7 @@ import numpy as np
 from dispatch import CityPack, Dispatcher
 from dispatch.history import Rows, match_districts
 from dispatch.onboard import slug
+from dispatch.onboardchecks import placeholder_points
 from feedback.sla import deadline_for
 from streams.citypolicy import calendar_of
 from streams.routebatch import category_codes
@@ -105,8 +106,10 @@ def run_backtest(
     zone = pack.zone
     created = [parse_local(v, zone) for v in rows.column(columns.created)] if rows.has(columns.created) else [None] * n
     result = Backtest(summary, lats, lons, agrees)
-    result.workload = _workload(units, routable, created, zone)
-    summary["workload"] = {u: int(m.sum()) for u, m in result.workload.items()}
+    workload = _workload(units, routable, created, zone)
+    summary["workload"] = {u: int(m.sum()) for u, m in sorted(workload.items(), key=lambda kv: -kv[1].sum())}
+    result.workload = {u: workload[u] for u in list(summary["workload"])[:8]}  # the plot shows the busiest 8
+    summary["without_creation_time"] = sum(created[i] is None for i in routable.tolist())
     if columns.due:
         say("checking SLA due dates")
         closed = rows.column(columns.closed) if columns.closed else [""] * n
@@ -150,7 +153,8 @@ def _agency_agreement(
 
 def _district_agreement(pack: CityPack, rows: Rows, columns: Columns) -> dict[str, Any]:
     layer = pack.layers[columns.district_layer]  # type: ignore[index]
-    match = match_districts(rows, columns.district, layer)  # type: ignore[arg-type]
+    placeholders = placeholder_points(*rows.coordinates())  # a geocoder's default point votes for no district
+    match = match_districts(rows, columns.district, layer, exclude=placeholders.rows)  # type: ignore[arg-type]
     return {
         "layer": layer.id,
         "values_mapped": len(match.to_feature),
@@ -168,8 +172,7 @@ def _workload(units: np.ndarray, routable: np.ndarray, created: list[datetime | 
             continue
         local = moment.astimezone(zone)
         per.setdefault(units[i], np.zeros((7, 24), dtype=np.int64))[local.weekday(), local.hour] += 1
-    top = sorted(per, key=lambda u: -per[u].sum())[:8]
-    return {u: per[u] for u in top}
+    return per
 
 
 def _sla(

@@ -51,8 +51,9 @@ def city_backtest(pack: str, history: tuple[str, ...], out: Path, encoding: str,
         rows = read_rows(expand_paths(history, "--from-311"), required=[wanted.category], encoding=encoding)
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
-    for option, column in (("--agency-col", wanted.agency), ("--due-col", wanted.due),
-                           ("--closed-col", wanted.closed), ("--district-col", wanted.district)):  # fmt: skip
+    optional = (("--created-col", wanted.created), ("--agency-col", wanted.agency), ("--due-col", wanted.due),
+                ("--closed-col", wanted.closed), ("--district-col", wanted.district))  # fmt: skip
+    for option, column in optional:
         if column and not rows.has(column):
             raise click.ClickException(f"{option} {column!r}: no file of --from-311 has that column")
     click.echo(f"read {len(rows.rows):,} requests from {len(rows.files)} file(s)", err=True)

@@ -109,6 +109,9 @@ def _headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("Sent to the ops centre (fallback)", _pct(summary["fallback_share"])),
     ]
+    if summary.get("without_creation_time"):
+        lines.append(("Replayed without a readable creation time (no workload, no merge)",
+                      f"{summary['without_creation_time']:,}"))  # fmt: skip
     if "agency" in summary:
         agency = summary["agency"]
         lines.append(

@@ -354,8 +354,9 @@ def city_init(out: Path, **options: Any) -> None:
     if options["as_json"]:
         summary = _init_summary(onboarding)
         if learning is not None:
-            summary["sla_learnt"] = {"rows": learning.rows, "reproduced": learning.reproduced,
+            summary["sla_learnt"] = {"rows": learning.pack_compared, "reproduced": learning.pack_within,
                                      "share": round(learning.share, 4), "unreadable": learning.unreadable,
+                                     "not_in_pack": learning.not_in_pack,
                                      "categories": {k: vars(v) for k, v in learning.learnt.items()}}  # fmt: skip
         click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:

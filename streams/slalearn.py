@@ -73,7 +73,7 @@ def _candidates(values: Sequence[float], unit: float) -> list[str]:
     days = Counter(round(v / unit) for v in values if v > 0 and round(v / unit) >= 1)
     hours = Counter(round(v / 60) for v in values if v > 0 and round(v / 60) >= 1)
     spans = [_span(days=d) for d, _ in days.most_common(CANDIDATES)]
-    spans += [_span(hours=h) for h, _ in hours.most_common(CANDIDATES) if h % round(unit / 60 or 1)]
+    spans += [_span(hours=h) for h, _ in hours.most_common(CANDIDATES) if (h * 60) % unit]  # not whole days
     return list(dict.fromkeys(spans))
 
 
@@ -102,6 +102,12 @@ class SlaLearning:
     rows: int  # requests with a usable created and due date
     unreadable: int  # requests with a due date that could not be read, or not after the created date
     calendar: BusinessCalendar  # the calendar the deadlines were computed on (its at_close rule included)
+    # measured on the written pack (measure_on_pack): its categories' due dates, how many its targets reproduce,
+    # and the due dates of categories the pack does not have (left out by --min-rows)
+    pack_compared: int | None = None
+    pack_within: int = 0
+    not_in_pack: int = 0
+    in_pack: frozenset[str] | None = None  # the learnt categories the pack has
 
     @property
     def reproduced(self) -> int:
@@ -109,14 +115,21 @@ class SlaLearning:
 
     @property
     def share(self) -> float:
+        if self.pack_compared is not None:
+            return self.pack_within / self.pack_compared if self.pack_compared else 0.0
         return self.reproduced / self.rows if self.rows else 0.0
 
     def line(self) -> str:
-        clocks = Counter(s.clock for s in self.learnt.values())
+        used = [
+            s for key, s in self.learnt.items() if s.reproduced > 0 and (self.in_pack is None or key in self.in_pack)
+        ]
+        clocks = Counter(s.clock for s in used)
+        rows = self.rows if self.pack_compared is None else self.pack_compared
         return (
-            f"SLA learnt from due dates for {len(self.learnt)} categories ({clocks['calendar']} calendar, "
-            f"{clocks['working']} working clock): the pack reproduces {self.share:.1%} of {self.rows:,} recorded due "
+            f"SLA learnt from due dates for {len(used)} categories ({clocks['calendar']} calendar, "
+            f"{clocks['working']} working clock): the pack reproduces {self.share:.1%} of {rows:,} recorded due "
             f"dates to within {TOLERANCE.total_seconds() / 3600:g} h"
+            + (f" ({self.not_in_pack:,} more of categories not in the pack)" if self.not_in_pack else "")
             + (
                 " (working deadlines at closing time move to the next opening)"
                 if self.learnt and self.calendar.at_close == "next_opening" and clocks["working"]
@@ -142,6 +155,30 @@ def learn_slas(
         pairs[" ".join(category.split()).casefold()].append((opened, due_at))
     learnt = {key: learn_one(key, rows, calendar) for key, rows in pairs.items()}
     return SlaLearning(learnt, sum(len(rows) for rows in pairs.values()), unreadable, calendar)
+
+
+def measure_on_pack(
+    learning: SlaLearning, pack: Any, categories: Sequence[str], created: Sequence[str], due: Sequence[str]
+) -> None:
+    """What the written pack does with the recorded due dates: each due-date row of one of its categories gets the
+    deadline of that category's target as written (learnt, or the default where nothing was learnt)."""
+    by_name = {" ".join(c.name.split()).casefold(): c for c in pack.spec.categories}
+    compared = within = outside = 0
+    for name, start, end in zip(categories, created, due, strict=True):
+        if not name.strip() or not end.strip():
+            continue
+        opened, due_at = parse_local(start, learning.calendar.zone), parse_local(end, learning.calendar.zone)
+        if opened is None or due_at is None or due_at <= opened:
+            continue
+        category = by_name.get(" ".join(name.split()).casefold())
+        if category is None or category.sla is None:
+            outside += 1
+            continue
+        compared += 1
+        ours = deadline_for(opened, category.sla.resolve, category.sla.clock, learning.calendar)
+        within += abs(ours - due_at) < TOLERANCE
+    learning.pack_compared, learning.pack_within, learning.not_in_pack = compared, within, outside
+    learning.in_pack = frozenset(by_name) & frozenset(learning.learnt)
 
 
 def _minutes(span: str, clock: str, calendar: BusinessCalendar) -> float:
@@ -196,5 +233,6 @@ def learn_into_pack(onboarding: Any, history: Any, created_col: str, due_col: st
         document.setdefault("calendar", {})["at_close"] = calendar.at_close
     path.write_text(header + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
     onboarding.pack = load_city_pack(onboarding.pack.path)
+    measure_on_pack(learning, onboarding.pack, *columns)
     onboarding.lint = lint_city_pack(onboarding.pack, min_width_m=min_width_m)
     return learning

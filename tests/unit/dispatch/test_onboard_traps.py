@@ -257,3 +257,20 @@ def test_the_commands_sliver_default_is_the_linters():
     for command in ("lint", "init"):
         option = next(p for p in city.commands[command].params if p.name == "min_width")
         assert option.default == DEFAULT_MIN_WIDTH_M
+
+
+def test_an_overlap_of_a_thin_strip_and_a_real_patch_reports_the_patch(tmp_path):
+    """A 4 m strip along the border (a sliver, larger in area) and a 15 m square inside W: the finding gives the
+    square's width and place, and no advice to raise the tolerance above 4 m, which would not silence it."""
+    metres = 111_320 * np.cos(np.radians(52.005))
+    strip = 4.0 / metres
+    patch = box(4.992, 52.004, 4.992 + 15.0 / metres, 52.004 + 15.0 / 111_320)
+    east = box(BORDER_LON - strip, SOUTH, EAST_EDGE, NORTH).union(patch)
+    units = [unit("roads-w", ("districts", ["W"]), groups=["roads"]),
+             unit("roads-e", ("council", ["E"]), groups=["roads"])]  # fmt: skip
+    pack = make_pack(tmp_path, units=units, categories=[category("pothole")],
+                     layers={"districts": TWIN_DISTRICTS, "council": [("W", box(WEST_EDGE, SOUTH, 4.991, NORTH)),
+                                                                      ("E", east)]})  # fmt: skip
+    (finding,) = [f for f in lint_city_pack(pack).errors if f.code == "overlap"]
+    assert 14.0 < finding.details["width_m"] < 16.0 and abs(finding.details["lat"] - 52.00407) < 0.0001, finding
+    assert "--min-width" in finding.message and "above 15 m" in finding.message

@@ -75,6 +75,9 @@ def test_backtest_reports_each_figure_the_history_was_built_to_have(tmp_path):
     assert (sla["on_time_verdicts_compared"], sla["on_time_agreement"]) == (21, round(20 / 21, 4))
     merges = summary["merges"]
     assert (merges["replayed"], merges["merged"], merges["incidents"]) == (34, 2, 32)
+    assert summary["workload"] == {"dot": 23, "nypd": 11} and summary["without_creation_time"] == 0
     page = (tmp_path / "report" / "backtest.html").read_text()
     assert page.count("<img") == 3 and "Routed to the agency the city recorded" in page
     assert "97.1% of 34" in page
+    typo = CliRunner().invoke(main, [*args, "--created-col", "Opened"])
+    assert typo.exit_code == 1 and "--created-col 'Opened': no file of --from-311 has that column" in typo.output

@@ -104,3 +104,31 @@ def test_the_citys_closing_time_convention_is_learnt_with_the_targets(tmp_path):
     document = yaml.safe_load((tmp_path / "pack" / "city.yaml").read_text())
     assert document["calendar"]["at_close"] == "next_opening"
     assert {c["code"]: c["sla"]["resolve"] for c in document["categories"]}["permit"] == "1d"
+
+
+def test_the_share_is_measured_on_the_written_pack_not_on_categories_it_left_out(tmp_path):
+    """--min-rows 5 leaves Noise (4 requests) out of the pack: its 3 due dates are not counted as reproduced."""
+    layer = tmp_path / "d.geojson"
+    write_layer(layer, TWIN_DISTRICTS, id_property="code")
+    export = tmp_path / "311.csv"
+    with export.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Complaint Type", "Agency", "Created Date", "Due Date"])
+        writer.writerows((kind, "DOT", start, end) for kind, start, end in ROWS)
+    args = ["city", "init", str(tmp_path / "pack"), "--layer", f"d={layer}", "--timezone", "America/New_York",
+            "--from-311", str(export), "--category-col", "Complaint Type", "--agency-col", "Agency",
+            "--due-col", "Due Date", "--min-rows", "5"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "for 1 categories (0 calendar, 1 working clock): the pack reproduces 100.0% of 4 recorded" in result.output
+    assert "(3 more of categories not in the pack)" in result.output
+
+
+def test_hour_budgets_of_a_working_day_that_is_not_whole_hours_are_tried():
+    """On an 08:30-17:00 day (8.5 h) a 16 h working budget is not two whole days (17 h) and must be a candidate."""
+    short = BusinessCalendar(zone=NY, start=time(8, 30), end=time(17, 0))
+    rows = [("Permit", "2026-06-01T09:00:00", "2026-06-02T16:30:00"),  # Mon 09:00 + 8 h + 8 h -> Tue 16:30
+            ("Permit", "2026-06-03T12:00:00", "2026-06-05T11:00:00"),  # Wed 5 h, Thu 8.5 h, Fri 2.5 h -> Fri 11:00
+            ("Permit", "2026-06-05T16:00:00", "2026-06-09T15:00:00")]  # Fri 1 h, Mon 8.5 h, Tue 6.5 h  # fmt: skip
+    learnt = slalearn.learn_slas(*zip(*rows, strict=True), short).learnt["permit"]
+    assert (learnt.span, learnt.clock, learnt.reproduced) == ("16h", "working", 3)
