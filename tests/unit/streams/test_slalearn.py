@@ -57,17 +57,23 @@ def test_parse_local_reads_the_spellings_of_311_exports_in_the_citys_zone():
     assert slalearn.parse_local("soon", NY) is None and slalearn.parse_local(" ", NY) is None
 
 
-def test_city_init_writes_the_learnt_targets_and_reports_the_share(tmp_path):
+def init_args(tmp_path, agency_of, *extra: str) -> list[str]:
+    """`city init` on Twin town from an export of ROWS (agency per category by ``agency_of``), learning SLAs."""
     layer = tmp_path / "d.geojson"
     write_layer(layer, TWIN_DISTRICTS, id_property="code")
     export = tmp_path / "311.csv"
     with export.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["Complaint Type", "Agency", "Created Date", "Due Date"])
-        writer.writerows((kind, "DOT" if kind == "Permit" else "NYPD", start, end) for kind, start, end in ROWS)
-    args = ["city", "init", str(tmp_path / "pack"), "--layer", f"d={layer}", "--timezone", "America/New_York",
+        writer.writerows((kind, agency_of(kind), start, end) for kind, start, end in ROWS)
+    return ["city", "init", str(tmp_path / "pack"), "--layer", f"d={layer}", "--timezone", "America/New_York",
             "--from-311", str(export), "--category-col", "Complaint Type", "--agency-col", "Agency",
-            "--due-col", "Due Date"]  # fmt: skip
+            "--due-col", "Due Date", *extra]  # fmt: skip
+
+
+def test_city_init_writes_the_learnt_targets_and_reports_the_share(tmp_path):
+    layer = tmp_path / "d.geojson"
+    args = init_args(tmp_path, lambda kind: "DOT" if kind == "Permit" else "NYPD")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "SLA learnt from due dates for 2 categories (1 calendar, 1 working clock)" in result.output
@@ -79,7 +85,7 @@ def test_city_init_writes_the_learnt_targets_and_reports_the_share(tmp_path):
     assert slas["permit"] == {"acknowledge": "1d", "resolve": "2d", "clock": "working"}
     assert slas["other"] == {"acknowledge": "1d", "resolve": "10d", "clock": "working"}  # nothing learnt: default
     refused = CliRunner().invoke(main, ["city", "init", str(tmp_path / "p2"), "--layer", f"d={layer}", "--mapping",
-                                        str(export), "--due-col", "Due Date"])  # fmt: skip
+                                        str(tmp_path / "311.csv"), "--due-col", "Due Date"])  # fmt: skip
     assert refused.exit_code == 2 and "--due-col reads --from-311 files" in refused.output
 
 
@@ -108,16 +114,7 @@ def test_the_citys_closing_time_convention_is_learnt_with_the_targets(tmp_path):
 
 def test_the_share_is_measured_on_the_written_pack_not_on_categories_it_left_out(tmp_path):
     """--min-rows 5 leaves Noise (4 requests) out of the pack: its 3 due dates are not counted as reproduced."""
-    layer = tmp_path / "d.geojson"
-    write_layer(layer, TWIN_DISTRICTS, id_property="code")
-    export = tmp_path / "311.csv"
-    with export.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["Complaint Type", "Agency", "Created Date", "Due Date"])
-        writer.writerows((kind, "DOT", start, end) for kind, start, end in ROWS)
-    args = ["city", "init", str(tmp_path / "pack"), "--layer", f"d={layer}", "--timezone", "America/New_York",
-            "--from-311", str(export), "--category-col", "Complaint Type", "--agency-col", "Agency",
-            "--due-col", "Due Date", "--min-rows", "5"]  # fmt: skip
+    args = init_args(tmp_path, lambda kind: "DOT", "--min-rows", "5")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "for 1 categories (0 calendar, 1 working clock): the pack reproduces 100.0% of 4 recorded" in result.output
