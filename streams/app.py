@@ -401,7 +401,7 @@ def create_app(settings: Settings, pack: CityPack) -> faust.App:
         await probe.run()
 
     log_end = lagprobe.larger_end(ingest.highwater, probe.highwater)
-    ingest_lag = lag.LagSource(ingest.offsets, log_end, lambda: ingest.committed)
+    ingest_lag = lag.LagSource(ingest.offsets, log_end, lambda: ingest.committed, probe.start)
     lags = observability.install(app, topics, [ingest_lag])
     about = {"city": pack.name, "city_version": pack.version}
     app.cityloop_health = workerhealth.install(  # type: ignore[attr-defined]

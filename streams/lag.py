@@ -91,6 +91,9 @@ class LagSource:
     offsets: FetchedOffsets
     highwater: Callable[[Any], int | None]
     committed: Callable[[], Mapping[Any, int]]
+    # where the group starts in a partition this worker has neither committed nor received a record from: the
+    # group's committed offset from an earlier worker, else the log's start (streams/lagprobe.py asks the broker)
+    start: Callable[[Any], int | None] = lambda tp: None
 
 
 class LagCollector:
@@ -125,9 +128,10 @@ class LagCollector:
                     highwater = source.highwater(tp)
                 except (AssertionError, KeyError, AttributeError, RuntimeError, ValueError):
                     highwater = None
-                lag = partition_lag(
-                    highwater, source.offsets.highest.get(tp), committed.get(tp), source.offsets.first.get(tp)
-                )
+                first = source.offsets.first.get(tp)
+                if first is None and tp not in committed:
+                    first = source.start(tp)
+                lag = partition_lag(highwater, source.offsets.highest.get(tp), committed.get(tp), first)
                 if lag is not None:
                     yield stream, tp.partition, lag
 

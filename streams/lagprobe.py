@@ -1,4 +1,4 @@
-"""A second, group-less consumer that keeps the log end of the worker's partitions fresh, so the lag is exact.
+"""A second consumer, outside the group, that keeps the log end of the worker's partitions fresh, so the lag is exact.
 
 The worker's lag (streams/lag.py) takes the log end from the high watermark of fetch responses, because the dev
 broker answers ListOffsets(LATEST) wrongly. But the worker's own consumer does not fetch a partition again while
@@ -7,8 +7,10 @@ its watermark then dates from its last fetch, and the lag undercounts (measured:
 
 This probe assigns itself the partitions the worker holds, and every ``every_s`` seeks each to the worker's
 position and fetches: seeking drops what it had buffered, so every round is a fresh fetch, and the response
-carries the partition's current high watermark. It reads at most about a kilobyte per partition per round and
-commits nothing (no group). The lag takes the larger of the two ends.
+carries the partition's current high watermark. It reads at most about a kilobyte per partition per round. It is
+assigned its partitions by hand, so it never joins the worker's group and commits nothing; the group id serves
+only to read the group's committed offsets for partitions the worker has not yet received a record from (else the
+log's start: the group's reset policy is earliest). The lag takes the larger of the two ends.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ class WatermarkProbe:
         self._every = every_s
         self._consumer: Any = None
         self._held: set[Any] = set()
+        self._starts: dict[Any, int] = {}
         self.rounds = 0
+
+    def start(self, tp: Any) -> int | None:
+        """Where the group starts in ``tp`` when the worker has neither committed there nor received a record."""
+        return self._starts.get(tp)
 
     def highwater(self, tp: Any) -> int | None:
         if self._consumer is None or tp not in self._held:
@@ -62,12 +69,15 @@ class WatermarkProbe:
             self._consumer.assign(sorted(wanted))
             self._held = wanted
         positions = self._positions()
+        unknown = [tp for tp in self._held if positions.get(tp) is None]
+        if unknown:  # the group's committed offset (an earlier worker's), else the log's start (auto reset: earliest)
+            beginnings = await self._consumer.beginning_offsets(unknown)
+            for tp in unknown:
+                committed = await self._consumer.committed(tp)
+                self._starts[tp] = committed if committed is not None else beginnings[tp]
         for tp in self._held:
             position = positions.get(tp)
-            if position is None:
-                await self._consumer.seek_to_end(tp)
-            else:
-                self._consumer.seek(tp, position)
+            self._consumer.seek(tp, position if position is not None else self._starts[tp])
         await self._consumer.getmany(timeout_ms=1000, max_records=len(self._held))
         self.rounds += 1
 
@@ -109,7 +119,8 @@ def probe_for(ingest: Any, kafka: Any, group: str, every_s: float = EVERY_S) -> 
     def consumer() -> Any:
         return AIOKafkaConsumer(
             **kafka.aiokafka(),
-            group_id=None,
+            # the group's id only to read its committed offsets (manual assignment: it never joins nor commits)
+            group_id=group,
             client_id=f"{group}-lag-probe",
             enable_auto_commit=False,
             max_partition_fetch_bytes=1024,  # the response's watermark is what is wanted, not the records
