@@ -68,8 +68,11 @@ class WatermarkProbe:
         if wanted != self._held:
             self._consumer.assign(sorted(wanted))
             self._held = wanted
+            self._starts = {}  # a partition handed over may have been committed in since: ask again
         positions = self._positions()
-        unknown = [tp for tp in self._held if positions.get(tp) is None]
+        # asked once per assignment, not every round: an idle partition the worker never receives a record from
+        # would otherwise cost an OffsetFetch and a ListOffsets every two seconds for as long as it stays idle
+        unknown = [tp for tp in self._held if positions.get(tp) is None and tp not in self._starts]
         if unknown:  # the group's committed offset (an earlier worker's), else the log's start (auto reset: earliest)
             beginnings = await self._consumer.beginning_offsets(unknown)
             for tp in unknown:
