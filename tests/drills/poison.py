@@ -142,3 +142,25 @@ def poison(rng: random.Random, base: dict[str, Any]) -> tuple[str, bytes | None]
     """A (family, payload) that breaks the contract, built from a valid record ``base``."""
     family = rng.choice(sorted(FAMILIES))
     return family, FAMILIES[family](rng, base)
+
+
+# The reason codes each family may be given, written from the contract (docs/CONTRACT.md), not taken from the
+# decoders: a decoder that names the wrong reason fails here, not only a worker that mislabels its dead letter.
+# ``unknown_kind``: a reading that decodes but names a kind with no detector (dead-lettered at the detect stage).
+FAMILY_CODES: dict[str, frozenset[str]] = {
+    "random_bytes": frozenset({"bad_encoding", "invalid_json"}),  # invalid UTF-8, or ASCII that is not JSON
+    "huge": frozenset({"too_large"}),
+    "deep": frozenset({"too_deep", "too_large"}),  # the deepest nestings are also over the size limit
+    "wrong_type": frozenset({"wrong_type"}),
+    "non_finite": frozenset({"non_finite"}),
+    "bad_utf8": frozenset({"bad_encoding"}),
+    "missing_field": frozenset({"missing_field"}),  # absent or null
+    "duplicate_key": frozenset({"duplicate_key"}),
+    "wrong_shape": frozenset({"not_object"}),
+    "out_of_range": frozenset({"out_of_range"}),
+    "bad_time": frozenset({"bad_timestamp", "future_timestamp", "missing_field"}),  # "" is no time at all
+    "bad_id": frozenset({"invalid_id", "too_long", "missing_field"}),  # "\n" is blank: no id at all
+    "bad_text_or_kind": frozenset({"missing_field", "too_long", "unknown_kind"}),  # blank text, or no detector
+    "null_or_empty": frozenset({"invalid_json", "not_object", "missing_field"}),  # b"", b"null", b"{}"
+    "near_limit": frozenset({"too_large", "missing_field"}),  # the drill's 0.7-0.9 MB values, and {} under a 0.6 MB key
+}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streams.records import REASON_CODES, Rejected, decode_reading, decode_report
-from tests.drills.poison import poison, valid_reading, valid_report
+from tests.drills.poison import FAMILY_CODES, poison, valid_reading, valid_report
 from tests.ops.fixtures import dead_letters, figures, make_report, outcome, total
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.both_brokers]
@@ -39,9 +39,11 @@ def test_every_poison_payload_breaks_the_contract():
         family, payload = poison(rng, valid_report(rng, n) if is_report else valid_reading(rng, n))
         try:
             decoded = (decode_report if is_report else decode_reading)(payload, now=now, max_skew=timedelta(days=1))
-        except Rejected:
+        except Rejected as exc:
+            assert exc.code in FAMILY_CODES[family], f"{family} refused as {exc.code}: {payload[:200]!r}"
             continue
         assert not is_report and decoded.kind != "water_level", f"{family} made a valid record: {payload[:200]!r}"
+        assert "unknown_kind" in FAMILY_CODES[family], family
 
 
 def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(workers, producer, topics, bootstrap):
@@ -87,6 +89,7 @@ def test_poison_fuzz_dead_letters_everything_bad_and_processes_everything_good(w
             letter_id = f"{topic}:{meta.partition}:{meta.offset}"
             poisoned[letter_id] = family
             expected[letter_id] = reason_code(topic == topics.reports, value)
+            assert expected[letter_id] in FAMILY_CODES[family], (family, expected[letter_id], value[:200])
 
     letters = dead_letters(bootstrap, topics, len(poisoned), timeout=120)
     by_id = {letter["deadletter_id"]: letter for letter in letters}

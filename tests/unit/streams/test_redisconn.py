@@ -22,6 +22,7 @@ def test_a_relative_data_dir_and_log_path_work(tmp_path, monkeypatch):
         assert (tmp_path / "data" / "logs" / "redis.log").stat().st_size > 0
     finally:
         os.kill(started.pid, signal.SIGTERM)
+        os.waitpid(started.pid, 0)  # the server is this process's child here (the CLI that starts one exits)
 
 
 def test_a_server_that_exits_is_explained_by_the_last_lines_of_its_log(tmp_path, monkeypatch):
