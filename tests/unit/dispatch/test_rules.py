@@ -32,6 +32,9 @@ def rules_pack(tmp_path, rules, units=None, **top):
         ("22:00", "06:00", [], datetime(2026, 11, 25, 23, 30), True),  # wraps: evening part
         ("22:00", "06:00", [], datetime(2026, 11, 26, 5, 59), True),  # wraps: small hours
         ("22:00", "06:00", [], datetime(2026, 11, 26, 6, 0), False),
+        ("22:00", "06:00", [], datetime(2026, 11, 25, 22, 0), True),  # wraps: its start is inside too
+        ("22:00", "06:00", ["sun"], datetime(2026, 11, 30, 2, 0), True),  # Monday 02:00 belongs to Sunday night
+        ("22:00", "06:00", ["mon"], datetime(2026, 11, 30, 2, 0), False),
         ("22:00", "06:00", ["fri"], datetime(2026, 11, 28, 2, 0), True),  # Saturday 02:00 belongs to Friday night
         ("22:00", "06:00", ["fri"], datetime(2026, 11, 27, 2, 0), False),  # Friday 02:00 belongs to Thursday
         ("09:00", "17:00", ["sat", "sun"], datetime(2026, 11, 28, 12, 0), True),
@@ -214,3 +217,50 @@ def test_rules_tried_out_of_order_are_shown_in_the_trace(tmp_path):
         ("c", "decided"),
     ]
     assert assignment.unit_id == "roads-e"
+
+
+def test_why_a_rule_did_not_match_is_said_in_words(tmp_path):
+    """The trace's "why" names the area, the source list and the local time against the window, joined by "; "."""
+    pack = rules_pack(
+        tmp_path,
+        [
+            {
+                "id": "east-nights",
+                "match": {
+                    "area": {"layer": "districts", "features": ["E"]},
+                    "sources": ["sensor"],
+                    "hours": {"start": "22:00", "end": "06:00", "days": ["fri", "sat"]},
+                },
+                "assign": "night-crew",
+            },
+            {
+                "id": "anywhere-nights",
+                "match": {"area": {"layer": "districts", "features": "*"}, "hours": {"start": "22:00", "end": "06:00"}},
+                "assign": "night-crew",
+            },  # fmt: skip
+        ],
+    )
+    noon = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # Wednesday 12:00 in Amsterdam
+    trace = Dispatcher(pack).assign("pothole", *WEST, source="app", now=noon).explanation["rules"]
+    assert [(step["rule"], step["why"]) for step in trace] == [
+        (
+            "east-nights",
+            "point outside its area (districts: E); source not one of ['sensor']; "
+            "local time Wed 12:00 outside 22:00-06:00 on fri,sat",
+        ),
+        ("anywhere-nights", "local time Wed 12:00 outside 22:00-06:00"),
+    ]
+    outside = Dispatcher(pack).assign("pothole", 52.005, 5.2, source="app").explanation["rules"]  # east of both
+    assert [step["why"] for step in outside] == [
+        "point outside its area (districts: E); source not one of ['sensor']; no time given outside 22:00-06:00 on "
+        "fri,sat",
+        "point outside its area (districts: every feature); no time given outside 22:00-06:00",
+    ]
+
+
+def test_the_units_a_rejected_task_may_go_to_next_cover_the_point_and_handle_the_category(tmp_path):
+    """covering_units (feedback.next_unit's candidates): the units whose area holds the point, chosen one first."""
+    pack = rules_pack(tmp_path, [])
+    dispatcher = Dispatcher(pack)
+    assert dispatcher.covering_units("pothole", *WEST) == ["roads-w"]
+    assert dispatcher.covering_units("pothole", *EAST) == ["roads-e"]

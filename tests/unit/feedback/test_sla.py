@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -89,7 +89,7 @@ def test_naive_start_is_refused():
 # ------------------------------------------------------------- elapsed time and stage clocks
 
 from feedback import StageClock  # noqa: E402
-from feedback.sla import add_minutes, minutes_between, span_minutes  # noqa: E402
+from feedback.sla import add_minutes, local_days_later, minutes_between, span_minutes  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -200,3 +200,59 @@ def test_lights(used_share: float, expected: str):
     start = local(2026, 11, 26, 9, 0)
     clock = StageClock.fresh("4h", "calendar", CAL).start(start, CAL)
     assert clock.level(add_minutes(start, 240 * used_share, "calendar", CAL), CAL) == expected
+
+
+# ------------------------------------------------------------- refusals and zones, word for word (docs/TESTING.md)
+NO_CALENDAR = "a working-time SLA needs the city's business calendar"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: deadline_for(local(2026, 11, 26, 9, 0), "4h", "working", None),
+        lambda: span_minutes("4h", "working", None),
+        lambda: add_minutes(local(2026, 11, 26, 9, 0), 60, "working", None),
+        lambda: minutes_between(local(2026, 11, 26, 9, 0), local(2026, 11, 26, 10, 0), "working", None),
+    ],
+    ids=["deadline_for", "span_minutes", "add_minutes", "minutes_between"],
+)
+def test_each_working_time_function_says_it_needs_the_calendar(call):
+    with pytest.raises(ValueError) as refused:
+        call()
+    assert str(refused.value) == NO_CALENDAR
+
+
+def test_an_unknown_clock_and_naive_times_are_refused_by_name():
+    start, naive = local(2026, 11, 26, 9, 0), datetime(2026, 11, 26, 9, 0)
+    for call in (lambda: deadline_for(start, "4h", "sundial", CAL), lambda: span_minutes("4h", "sundial", CAL)):
+        with pytest.raises(ValueError) as refused:
+            call()
+        assert str(refused.value) == "clock must be 'calendar' or 'working', not 'sundial'"
+    for call in (lambda: local_days_later(naive, 1, AMS), lambda: add_minutes(naive, 60, "calendar", CAL)):
+        with pytest.raises(ValueError) as refused:
+            call()
+        assert str(refused.value) == "start must be timezone-aware"
+    for args in ((naive, start), (start, naive)):  # either one naive
+        with pytest.raises(ValueError) as refused:
+            minutes_between(*args, "calendar", CAL)
+        assert str(refused.value) == "times must be timezone-aware"
+
+
+def test_no_time_passes_when_the_end_is_not_later_whatever_the_clock():
+    start = local(2026, 11, 26, 9, 0)
+    assert minutes_between(start, start, "working", None) == 0.0  # not even a calendar is needed to say so
+    assert minutes_between(start, start.replace(hour=8), "working", None) == 0.0
+
+
+def test_every_deadline_comes_back_in_the_zone_it_was_started_in():
+    """Not the machine's zone, nor the city's: a caller in Shanghai reads a Shanghai time (here the machine may
+    well run on UTC, so a function that forgot the start's zone would hand back UTC)."""
+    start = datetime(2026, 11, 26, 17, 0, tzinfo=SHANGHAI)  # 10:00 in Amsterdam
+    for result in (
+        local_days_later(start, 1.5, AMS),
+        add_minutes(start, 90, "calendar", CAL),
+        deadline_for(start, "1d2h", "calendar", CAL),
+    ):
+        assert result.utcoffset() == timedelta(hours=8), result
+    assert local_days_later(start, 1.5, AMS) == datetime(2026, 11, 28, 5, 0, tzinfo=SHANGHAI)
