@@ -50,6 +50,11 @@ def envelopes(messages: Iterable[Any]) -> list[Envelope]:
     ]
 
 
+def _stream(topic: str) -> str:
+    """``<prefix>.reports`` -> ``reports``: the stream label the lag and the consumed counter share."""
+    return topic.rsplit(".", 1)[-1]
+
+
 def partition_ranges(tps: Iterable[TopicPartition]) -> str:
     """``a.reports 0-3, a.feedback 0,2``: the partitions of each topic, runs written as ranges."""
     by_topic: dict[str, list[int]] = {}
@@ -213,6 +218,7 @@ class BatchIngest(Service):
             return
         for topic, messages in by_topic.items():
             await self._handlers[topic](envelopes(messages))
+            metrics.CONSUMED.labels(_stream(topic)).inc(len(messages))
         for tp, messages in got.items():
             if messages and tp in self.offsets.assigned:
                 self._done[tp] = messages[-1].offset + 1
@@ -239,6 +245,7 @@ class BatchIngest(Service):
                 messages = [message for batch in parts.values() for message in batch]
                 async with self._transactions.unit(offsets, self._group_id):
                     await self._handlers[topic](envelopes(messages))
+                metrics.CONSUMED.labels(_stream(topic)).inc(len(messages))
                 self.committed.update(offsets)
                 metrics.COMMITS.inc()
 

@@ -185,6 +185,13 @@ COMMITS = Counter(
     "cityloop_ingest_commits_total",
     "Offset commits of the batch consumer (reports and readings), each for batches the broker acknowledged.",
 )
+CONSUMED = Counter(
+    "cityloop_consumed_records",
+    "Input records the batch consumer finished (outcomes acknowledged by the broker), per stream: the pace the "
+    "lag is worked off at.",
+    ["stream"],
+)
+STREAMS = ("reports", "readings", "feedback")  # the input streams, as the lag and CONSUMED label them
 REBALANCES = Counter(
     "cityloop_ingest_rebalances",
     "Partition assignments the batch consumer received (one per rebalance of its group, the first join included).",
@@ -395,7 +402,8 @@ def worker_dead_letter_labels(reason_codes: Iterable[str]) -> list[tuple[str, st
 
 
 def start_worker_series(reason_codes: Iterable[str], categories: Iterable[str], stages: Iterable[str]) -> None:
-    """Create the worker's alerting counters at 0: dead letters by stage and reason, SLA breaches per category."""
+    """Create the worker's alerting counters at 0: dead letters by stage and reason, SLA breaches per category,
+    records consumed per stream."""
     for stage, reason in worker_dead_letter_labels(reason_codes):
         DEAD_LETTERS.labels(stage, reason)
     stages = tuple(stages)
@@ -404,6 +412,8 @@ def start_worker_series(reason_codes: Iterable[str], categories: Iterable[str], 
             SLA_BREACHES.labels(category, stage)
     for outcome in ("done", "failed"):
         STATE_REBUILDS.labels(outcome)
+    for stream in STREAMS:  # at 0: a worker that finishes nothing has a pace of 0, not none (the lag alerts)
+        CONSUMED.labels(stream)
 
 
 def start_connector_series(unit_ids: Iterable[str]) -> None:

@@ -113,6 +113,7 @@ print(json.dumps({
                  for s in ("discover", "dispatch", "internal")],
     "validate": [get("cityloop_deadletters_total", {"stage": "validate", "reason": c}) for c in REASON_CODES],
     "breach": get("cityloop_sla_breaches_total", {"category": "pothole", "stage": "resolve"}),
+    "consumed": [get("cityloop_consumed_records_total", {"stream": s}) for s in ("reports", "readings", "feedback")],
     "labels": len(metrics.worker_dead_letter_labels(REASON_CODES)),
     "codes": len(REASON_CODES),
 }))
@@ -120,7 +121,8 @@ print(json.dumps({
 
 
 def test_a_worker_starts_its_failure_counters_at_zero() -> None:
-    """A one-off processing failure must be an increase from 0, so its series exists before it happens.
+    """A one-off processing failure must be an increase from 0, so its series exists before it happens; the pace
+    the lag alerts compare against exists at 0 before anything is finished.
 
     Run in a fresh interpreter: in this one, other tests have already counted dead letters on the shared registry."""
     out = subprocess.run([sys.executable, "-c", FRESH_WORKER], capture_output=True, text=True, check=True, timeout=60)
@@ -128,6 +130,7 @@ def test_a_worker_starts_its_failure_counters_at_zero() -> None:
     assert seen["internal"] == [0.0, 0.0, 0.0]
     assert seen["validate"] == [0.0] * seen["codes"]
     assert seen["breach"] == 0.0
+    assert seen["consumed"] == [0.0, 0.0, 0.0]  # the lag alerts divide by its rate: absent would silence them
     assert seen["labels"] == 2 * seen["codes"] + 7  # bounded
 
 
