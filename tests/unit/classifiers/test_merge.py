@@ -14,6 +14,9 @@ from classifiers.merge import MAX_TOKENS, MergePolicy, jaccard, merge_score, mer
         ("<b>Flooded</b> street, flooded again", ("flooded", "street", "again")),
         ("路面积水", ("路面", "面积", "积水")),  # no spaces: character bigrams
         ("12 34 a", ()),  # digits and one-letter words carry nothing
+        ("Straße überflutet bij de brug", ("strasse", "überflutet", "bij", "brug")),  # non-ASCII words stay whole
+        ("路灯坏了 streetlight broken", ("路灯", "灯坏", "坏了", "streetlight", "broken")),  # words after a CJK run
+        ("pothole on A4 road", ("pothole", "a4", "road")),  # two characters are a word
     ],
 )
 def test_merge_tokens(text, expected):
@@ -36,6 +39,12 @@ def test_nearer_and_more_similar_scores_lower():
     """Distance counts in radii, dissimilarity in half a radius by default."""
     assert merge_score(30, 150, 1.0, 0.5) < merge_score(30, 150, 0.0, 0.5) < merge_score(120, 150, 0.0, 0.5)
     assert merge_score(80, 150, 1.0, 0.5) < merge_score(20, 150, 0.0, 0.5)  # same words outweigh 60 m
+    # the figures the Lua in the store must agree with: 0 for the same words on the spot, 1 at the radius
+    assert (merge_score(0, 150, 1.0, 0.5), merge_score(150, 150, 1.0, 0.5), merge_score(0, 150, 0.0, 0.5)) == (
+        0.0,
+        1.0,
+        0.5,
+    )
 
 
 def test_policy_families_and_overrides():

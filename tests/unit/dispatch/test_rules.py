@@ -237,7 +237,16 @@ def test_why_a_rule_did_not_match_is_said_in_words(tmp_path):
                 "id": "anywhere-nights",
                 "match": {"area": {"layer": "districts", "features": "*"}, "hours": {"start": "22:00", "end": "06:00"}},
                 "assign": "night-crew",
-            },  # fmt: skip
+            },
+            {
+                "id": "phone-days",
+                "match": {
+                    "area": {"layer": "districts", "features": ["E", "W"]},
+                    "sources": ["phone"],
+                    "hours": {"start": "08:00", "end": "18:00"},
+                },
+                "assign": "night-crew",
+            },
         ],
     )
     noon = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # Wednesday 12:00 in Amsterdam
@@ -249,12 +258,14 @@ def test_why_a_rule_did_not_match_is_said_in_words(tmp_path):
             "local time Wed 12:00 outside 22:00-06:00 on fri,sat",
         ),
         ("anywhere-nights", "local time Wed 12:00 outside 22:00-06:00"),
+        ("phone-days", "source not one of ['phone']"),  # inside its hours: the time is not a reason
     ]
     outside = Dispatcher(pack).assign("pothole", 52.005, 5.2, source="app").explanation["rules"]  # east of both
     assert [step["why"] for step in outside] == [
         "point outside its area (districts: E); source not one of ['sensor']; no time given outside 22:00-06:00 on "
         "fri,sat",
         "point outside its area (districts: every feature); no time given outside 22:00-06:00",
+        "point outside its area (districts: E, W); source not one of ['phone']; no time given outside 08:00-18:00",
     ]
 
 

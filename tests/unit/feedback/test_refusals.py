@@ -96,6 +96,10 @@ def test_what_the_table_refuses_says_what_is_allowed_and_to_whom():
         "illegal_transition",
         "ack is not allowed when order inc-1 is resolved; allowed: nothing",  # a unit has nothing left to do
     )
+    assert refusal(resolved, event("start", "ops:ana")) == (
+        "illegal_transition",
+        "start is not allowed when order inc-1 is resolved; allowed: cancel, merge_order, reopen, verify",
+    )
     assert refusal(path_to(State.CLOSED), event("cancel", "ops:ana")) == (
         "illegal_transition",
         "cancel is not allowed when order inc-1 is closed; allowed: reopen",  # what ops may still do

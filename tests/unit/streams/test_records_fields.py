@@ -4,11 +4,11 @@ makes of streams/records.py (docs/TESTING.md)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 
-from streams.records import Rejected, decode_reading, decode_report
+from streams.records import MAX_RECORD_BYTES, Rejected, decode_reading, decode_report, parse_object
 from tests.unit.streams.test_records import NOW, READING, REPORT, SKEW, changed
 
 
@@ -16,7 +16,7 @@ def report(**changes: object):
     return decode_report(changed(REPORT, changes), now=NOW, max_skew=SKEW)
 
 
-def refusal(raw: bytes, reading: bool = False) -> tuple[str, str]:
+def refusal(raw: bytes | None, reading: bool = False) -> tuple[str, str]:
     with pytest.raises(Rejected) as caught:
         (decode_reading if reading else decode_report)(raw, now=NOW, max_skew=SKEW)
     return caught.value.code, caught.value.reason
@@ -119,3 +119,51 @@ def test_the_time_limit_and_the_skew_edge():
 def test_a_repeated_key_is_named():
     raw = b'{"report_id": "r-1", "source": "app", "text": "t\\u00e9", "source": "web", "lat": 1, "lon": 2}'
     assert refusal(raw) == ("duplicate_key", "key 'source' appears more than once")  # the repeated one, not the first
+
+
+@pytest.mark.parametrize("strings", [0, 1, 2, 3])
+@pytest.mark.parametrize("repeated", ["lat", "text"])
+def test_a_repeated_key_is_refused_whatever_else_the_record_holds(strings: int, repeated: str):
+    """The fast path (orjson keeps the last of repeated keys) must never let one through: flat records without a
+    backslash, with 0-3 other string values, a number or a string repeated."""
+    fields = [f'"s{i}": "v{i}"' for i in range(strings)] + ['"n": 1']
+    fields.append('"lat": 1' if repeated == "lat" else '"text": "a"')
+    fields.append('"lat": 2' if repeated == "lat" else '"text": "b"')
+    raw = ("{" + ", ".join(fields) + "}").encode()
+    assert b"\\" not in raw
+    with pytest.raises(Rejected) as caught:
+        parse_object(raw)
+    assert (caught.value.code, caught.value.reason) == ("duplicate_key", f"key {repeated!r} appears more than once")
+
+
+def test_the_record_level_refusals_say_what_was_wrong():
+    assert refusal(None) == ("not_object", "record has no value (null/tombstone)")
+    assert refusal(b"[" * 20_000 + b"]" * 20_000) == ("too_deep", "record nests too deeply to parse")
+    nan = changed(REPORT, {"lat": 0}).replace(b'"lat": 0', b'"lat": NaN')
+    assert refusal(nan) == ("non_finite", "NaN is not a finite number; JSON has no NaN or Infinity")
+    text_nan = changed(REPORT, {"text": 0}).replace(b'"text": 0', b'"text": -Infinity')  # not a number field
+    assert refusal(text_nan) == ("non_finite", "-Infinity is not a finite number; JSON has no NaN or Infinity")
+    exception = Rejected("too_long", "text is 5000 characters; the limit is 4000")
+    assert str(exception) == exception.reason  # what a log line or a traceback shows
+
+
+def test_a_record_of_exactly_the_size_limit_is_read():
+    base = changed(REPORT, {"pad": ""})
+    raw = base.replace(b'"pad": ""', b'"pad": "' + b"p" * (MAX_RECORD_BYTES - len(base)) + b'"')
+    assert len(raw) == MAX_RECORD_BYTES
+    assert decode_report(raw, now=NOW, max_skew=SKEW).report_id == "r-1"
+    assert refusal(raw.replace(b'"pad": "', b'"pad": "p'))[0] == "too_large"
+
+
+def test_a_reading_s_unit_is_optional_and_short():
+    assert decode_reading(changed(READING, {"unit": ...}), now=NOW, max_skew=SKEW).unit is None
+    assert decode_reading(changed(READING, {"unit": "u" * 32}), now=NOW, max_skew=SKEW).unit == "u" * 32
+    assert refusal(changed(READING, {"unit": "u" * 33}), reading=True) == (
+        "too_long",
+        "unit is 33 characters; the limit is 32",
+    )
+
+
+def test_times_come_back_in_utc_itself():
+    """Not merely at offset 0: the zone object is UTC, whatever zone the machine runs in."""
+    assert report(reported_at="2026-11-26T13:59:00+02:00").reported_at.tzinfo is UTC
