@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from shapely.geometry import box
 
@@ -275,3 +276,42 @@ def test_the_units_a_rejected_task_may_go_to_next_cover_the_point_and_handle_the
     dispatcher = Dispatcher(pack)
     assert dispatcher.covering_units("pothole", *WEST) == ["roads-w"]
     assert dispatcher.covering_units("pothole", *EAST) == ["roads-e"]
+
+
+def test_what_the_dispatcher_cannot_read_is_refused_in_words(tmp_path):
+    pack = rules_pack(tmp_path, [{"id": "r", "match": {"hours": {"start": "22:00", "end": "06:00"}}, "assign": "ops"}])
+    dispatcher = Dispatcher(pack)
+    with pytest.raises(DispatchError) as refused:
+        dispatcher.assign("hovercraft", *WEST)
+    assert str(refused.value) == f"category 'hovercraft' is not in city pack {pack.name!r}"
+    with pytest.raises(DispatchError) as refused:
+        dispatcher.assign("pothole", *WEST, now=datetime(2026, 1, 1, 12, 0))
+    assert str(refused.value) == "now must be timezone-aware (rules match on the city's local time)"
+
+
+def test_one_incident_s_source_reaches_the_rules(tmp_path):
+    """assign() (one incident) passes its source on, as assign_batch does."""
+    pack = rules_pack(tmp_path, [{"id": "sensors", "match": {"sources": ["sensor"]}, "assign": "night-crew"}])
+    assert Dispatcher(pack).assign("pothole", *WEST, source="sensor").unit_id == "night-crew"
+    assert Dispatcher(pack).assign("pothole", *WEST, source="app").unit_id == "roads-w"
+
+
+def test_the_fallback_is_named_in_the_explanation(tmp_path):
+    assignment = Dispatcher(rules_pack(tmp_path, [])).assign("pothole", 48.0, 2.0)
+    assert (assignment.unit_id, assignment.explanation["why"]) == (
+        "ops",
+        "no unit that handles pothole covers this point; sent to ops",
+    )
+
+
+def test_a_unit_that_covers_the_point_but_lost_is_still_a_candidate_for_later(tmp_path):
+    units = [*twin_roads(), unit("roads-all", ("districts", ["W", "E"]), groups=["roads"])]
+    dispatcher = Dispatcher(rules_pack(tmp_path, [], units=units))
+    assert dispatcher.covering_units("pothole", *WEST) == ["roads-w", "roads-all"]
+
+
+def test_locate_gives_each_layer_s_feature_or_minus_one(tmp_path):
+    dispatcher = Dispatcher(rules_pack(tmp_path, []))
+    located = dispatcher.locate(np.array([WEST[0], EAST[0], 48.0]), np.array([WEST[1], EAST[1], 2.0]))
+    ids = dispatcher.pack.layers["districts"].feature_ids
+    assert [ids[i] if i >= 0 else None for i in located["districts"].tolist()] == ["W", "E", None]
