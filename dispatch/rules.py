@@ -45,7 +45,6 @@ class CompiledRule:
     """One rule, ready to match a batch."""
 
     position: int  # in the order rules are tried
-    index: int  # in city.yaml's ``rules`` list
     rule: Rule
     categories: np.ndarray  # bool per category index of the pack
     layer: str | None
@@ -83,7 +82,7 @@ def compile_rules(
     """The pack's rules in the order they are tried (priority high to low, then as declared)."""
     codes = list(category_index)
     compiled = []
-    for position, (index, rule) in enumerate(pack.ordered_rules):
+    for position, (_, rule) in enumerate(pack.ordered_rules):
         match = rule.match
         if match.categories or match.groups:
             wanted = set(match.categories)
@@ -103,7 +102,7 @@ def compile_rules(
             features = np.array([f in chosen for f in ids] + [False], dtype=bool)
             area = area_id(layer, match.area.features)
         sources = frozenset(s.lower() for s in match.sources)
-        compiled.append(CompiledRule(position, index, rule, categories, layer, features, sources, area))
+        compiled.append(CompiledRule(position, rule, categories, layer, features, sources, area))
     return compiled
 
 

@@ -315,3 +315,15 @@ def test_locate_gives_each_layer_s_feature_or_minus_one(tmp_path):
     located = dispatcher.locate(np.array([WEST[0], EAST[0], 48.0]), np.array([WEST[1], EAST[1], 2.0]))
     ids = dispatcher.pack.layers["districts"].feature_ids
     assert [ids[i] if i >= 0 else None for i in located["districts"].tolist()] == ["W", "E", None]
+
+
+def test_location_keys_tell_places_apart_packed_or_as_tuples(tmp_path):
+    """Batches group incidents by "which feature of every layer"; a pack too big for one 64-bit key uses tuples."""
+    dispatcher = Dispatcher(rules_pack(tmp_path, []))
+    located = dispatcher.locate(np.array([WEST[0], EAST[0], WEST[0], 48.0]), np.array([WEST[1], EAST[1], WEST[1], 2.0]))
+    packed = dispatcher.location_keys(located)
+    dispatcher._layer_sizes = [2**62] * len(dispatcher._layer_sizes)  # as if the layers held that many features
+    as_tuples = dispatcher.location_keys(located)
+    for keys in (packed, as_tuples):
+        assert keys[0] == keys[2] and len({keys[0], keys[1], keys[3]}) == 3, keys
+    assert all(isinstance(k, int) for k in packed) and all(isinstance(k, tuple) for k in as_tuples)
