@@ -59,9 +59,9 @@ def phase(producer: KafkaProducer, topic: str, port: int, rate: float, seconds: 
         if now >= next_sample:
             try:
                 lag, done = read(port)
-            except OSError:
-                lag = done = float("nan")
-            samples.append((elapsed, lag, done))
+                samples.append((elapsed, lag, done))
+            except OSError:  # a scrape that failed is left out, not read as a number
+                pass
             next_sample += 0.25
         time.sleep(0.02)
     steady = [s for s in samples if s[0] >= 5.0]
@@ -72,6 +72,7 @@ def phase(producer: KafkaProducer, topic: str, port: int, rate: float, seconds: 
     return {
         "rate": rate,
         "sent": sent,
+        "sent_per_s": round(sent / seconds, 1),
         "lag_median": median,
         "lag_p95": p95,
         "lag_max": max(lags) if lags else float("nan"),
@@ -117,10 +118,11 @@ def main() -> None:
             producer.close()
             stop_workers([process])
             drop_prefix(redis_url, prefix)
-    print(f"{'rate/s':>7} {'lag median':>10} {'p95':>6} {'max':>6} {'pace/s':>7} {'s of work':>9}")
+    print(f"{'rate/s':>7} {'sent/s':>7} {'lag median':>10} {'p95':>6} {'max':>6} {'pace/s':>7} {'s of work':>9}")
     for r in results:
-        print(f"{r['rate']:>7.0f} {r['lag_median']:>10.0f} {r['lag_p95']:>6.0f} {r['lag_max']:>6.0f} "
-              f"{r['pace_per_s']:>7.0f} {r['lag_seconds_of_work'] or float('nan'):>9.2f}")  # fmt: skip
+        print(f"{r['rate']:>7.0f} {r['sent_per_s']:>7.0f} {r['lag_median']:>10.0f} {r['lag_p95']:>6.0f} "
+              f"{r['lag_max']:>6.0f} {r['pace_per_s']:>7.0f} "
+              f"{r['lag_seconds_of_work'] or float('nan'):>9.2f}")  # fmt: skip
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
 

@@ -218,10 +218,10 @@ class BatchIngest(Service):
             return
         for topic, messages in by_topic.items():
             await self._handlers[topic](envelopes(messages))
-            metrics.CONSUMED.labels(_stream(topic)).inc(len(messages))
         for tp, messages in got.items():
-            if messages and tp in self.offsets.assigned:
+            if messages and tp in self.offsets.assigned:  # a partition taken away meanwhile: its new owner counts it
                 self._done[tp] = messages[-1].offset + 1
+                metrics.CONSUMED.labels(_stream(tp.topic)).inc(len(messages))
         self.last_batch_at = time.monotonic()
 
     async def _handle_exactly_once(self, got: dict[TopicPartition, list[Any]], by_topic: dict[str, list[Any]]) -> None:

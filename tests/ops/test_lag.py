@@ -37,9 +37,10 @@ def test_lag_counts_a_multi_record_backlog_exactly_and_returns_to_zero(
     While nothing is processed the lag must reach the backlog exactly and never exceed it (the worker's own consumer
     does not refetch a partition whose buffer is full; the lag probe does, streams/lagprobe.py); the broker's
     ListOffsets(LATEST), which the usual lag exporters use, is printed beside it. Once Redis is back and every report
-    has its task, the lag falls to exactly 0.
+    has its task, the lag falls to exactly 0 and cityloop_consumed_records_total has counted each report once.
     """
     worker = private_workers.start()
+    consumed_before = total(worker.metrics(), "cityloop_consumed_records_total", stream="reports")
     private_redis.pause()
     try:
         now = datetime.now(UTC).isoformat()
@@ -80,6 +81,9 @@ def test_lag_counts_a_multi_record_backlog_exactly_and_returns_to_zero(
             break
         time.sleep(0.2)
     assert lag == 0, f"lag {lag} after catch-up"
+    # the pace the lag alerts compare against counts each record once, when its outcome is acknowledged
+    consumed = total(worker.metrics(), "cityloop_consumed_records_total", stream="reports") - consumed_before
+    assert consumed == BACKLOG, f"{consumed:g} reports counted as consumed for {BACKLOG}"
     print(
         f"\nlag: backlog {BACKLOG} reports in multi-record batches; cityloop_consumer_lag_records said {peak:.0f}; "
         f"the broker's ListOffsets(LATEST) ends add up to {list_offsets_total} "
