@@ -27,6 +27,7 @@ from kafka import KafkaProducer
 
 from bench.common import broker, encoded, redis_server, report_records
 from bench.e2e_throughput import drop_prefix, metric_sum, start_worker, stop_workers
+from bench.latency import wait_ready
 from streams.admin import ensure_topics
 from streams.topics import Topics
 
@@ -100,16 +101,7 @@ def main() -> None:
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         results: list[dict[str, Any]] = []
         try:
-            deadline = time.monotonic() + 60
-            while True:  # ready: the worker answers and holds its partitions
-                try:
-                    if metric_sum(port, "cityloop_worker_ready") == 1:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(f"the worker did not become ready: see {workdir}")
-                time.sleep(0.5)
+            wait_ready(port)
             for n, rate in enumerate(rates):
                 result = phase(producer, topics.reports, port, rate, args.seconds, f"s{n}")
                 results.append(result)

@@ -35,6 +35,7 @@ from mode import Service
 from streams import lag, metrics
 from streams.kafkaaccess import KafkaAccess
 from streams.outcomes import Envelope
+from streams.producemeter import stream_of
 from streams.sinks import TransactionalSink
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ def envelopes(messages: Iterable[Any]) -> list[Envelope]:
         Envelope(m.value, m.key, m.topic, m.partition, m.offset, m.timestamp / 1000 if m.timestamp else None)
         for m in messages
     ]
-
-
-def _stream(topic: str) -> str:
-    """``<prefix>.reports`` -> ``reports``: the stream label the lag and the consumed counter share."""
-    return topic.rsplit(".", 1)[-1]
 
 
 def partition_ranges(tps: Iterable[TopicPartition]) -> str:
@@ -221,7 +217,7 @@ class BatchIngest(Service):
         for tp, messages in got.items():
             if messages and tp in self.offsets.assigned:  # a partition taken away meanwhile: its new owner counts it
                 self._done[tp] = messages[-1].offset + 1
-                metrics.CONSUMED.labels(_stream(tp.topic)).inc(len(messages))
+                metrics.CONSUMED.labels(stream_of(tp.topic)).inc(len(messages))
         self.last_batch_at = time.monotonic()
 
     async def _handle_exactly_once(self, got: dict[TopicPartition, list[Any]], by_topic: dict[str, list[Any]]) -> None:
@@ -245,7 +241,7 @@ class BatchIngest(Service):
                 messages = [message for batch in parts.values() for message in batch]
                 async with self._transactions.unit(offsets, self._group_id):
                     await self._handlers[topic](envelopes(messages))
-                metrics.CONSUMED.labels(_stream(topic)).inc(len(messages))
+                metrics.CONSUMED.labels(stream_of(topic)).inc(len(messages))
                 self.committed.update(offsets)
                 metrics.COMMITS.inc()
 

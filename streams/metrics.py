@@ -191,7 +191,6 @@ CONSUMED = Counter(
     "lag is worked off at.",
     ["stream"],
 )
-STREAMS = ("reports", "readings", "feedback")  # the input streams, as the lag and CONSUMED label them
 REBALANCES = Counter(
     "cityloop_ingest_rebalances",
     "Partition assignments the batch consumer received (one per rebalance of its group, the first join included).",
@@ -218,6 +217,7 @@ STATE_REBUILD_SECONDS = Gauge(
 STREAMS = ("reports", "readings", "incidents", "tasks", "feedback", "deadletter")
 WORKER_OUTPUT_STREAMS = ("incidents", "tasks", "feedback", "deadletter")
 API_OUTPUT_STREAMS = ("reports", "feedback")
+INPUT_STREAMS = ("reports", "readings", "feedback")  # what a worker consumes: the lag's and CONSUMED's labels
 PRODUCE_ERROR_CLASSES = ("timeout", "connection", "not_leader", "too_large", "unknown_topic", "authorization", "other")
 _PRODUCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _PRODUCE_HELP = {
@@ -412,7 +412,7 @@ def start_worker_series(reason_codes: Iterable[str], categories: Iterable[str], 
             SLA_BREACHES.labels(category, stage)
     for outcome in ("done", "failed"):
         STATE_REBUILDS.labels(outcome)
-    for stream in STREAMS:  # at 0: a worker that finishes nothing has a pace of 0, not none (the lag alerts)
+    for stream in INPUT_STREAMS:  # at 0: a worker that finishes nothing has a pace of 0, not none (the lag alerts)
         CONSUMED.labels(stream)
 
 

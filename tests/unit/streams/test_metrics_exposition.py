@@ -113,7 +113,8 @@ print(json.dumps({
                  for s in ("discover", "dispatch", "internal")],
     "validate": [get("cityloop_deadletters_total", {"stage": "validate", "reason": c}) for c in REASON_CODES],
     "breach": get("cityloop_sla_breaches_total", {"category": "pothole", "stage": "resolve"}),
-    "consumed": [get("cityloop_consumed_records_total", {"stream": s}) for s in ("reports", "readings", "feedback")],
+    "consumed": [get("cityloop_consumed_records_total", {"stream": s})
+                 for s in ("reports", "readings", "feedback", "tasks")],
     "labels": len(metrics.worker_dead_letter_labels(REASON_CODES)),
     "codes": len(REASON_CODES),
 }))
@@ -130,7 +131,7 @@ def test_a_worker_starts_its_failure_counters_at_zero() -> None:
     assert seen["internal"] == [0.0, 0.0, 0.0]
     assert seen["validate"] == [0.0] * seen["codes"]
     assert seen["breach"] == 0.0
-    assert seen["consumed"] == [0.0, 0.0, 0.0]  # the lag alerts divide by its rate: absent would silence them
+    assert seen["consumed"] == [0.0, 0.0, 0.0, None]  # inputs only; absent would silence the lag alerts
     assert seen["labels"] == 2 * seen["codes"] + 7  # bounded
 
 
