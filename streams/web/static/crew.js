@@ -228,10 +228,12 @@
     box.setAttribute("role", "region");
     box.setAttribute("aria-label", "Map of the task's place, " + coordinates(task) + ", and the city's areas");
     slot.replaceWith(box);
-    // a finger on the map scrolls the page (two pinch it); the wheel scrolls the page too; arrow keys move the map
+    // a finger on the map scrolls the page (two pinch it); the wheel scrolls the page too; arrow keys move the map.
+    // No zoom animation: Leaflet ends one 250 ms later on a timer that removing the map does not stop, so a card
+    // closed (or a list redrawn) in that time threw an error from a map already gone
     const map = L.map(box, { center: [task.lat, task.lon], zoom: 16, minZoom: 3, maxZoom: 19, // street level
                              attributionControl: Boolean(drawn.tiles), dragging: !L.Browser.mobile,
-                             scrollWheelZoom: false });
+                             scrollWheelZoom: false, zoomAnimation: false });
     if (drawn.tiles) { // the city's own tile server (CITYLOOP_MAP_TILES); its attribution is plain text
       map.attributionControl.setPrefix(false);
       L.tileLayer(drawn.tiles.url, { maxZoom: 19 }).addTo(map);
