@@ -8,6 +8,7 @@ Exports of the same system spell their headers differently from year to year
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from collections import Counter
@@ -72,6 +73,16 @@ def _floats(values: list[str]) -> np.ndarray:
     return result
 
 
+def not_text(file: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """The one line for a CSV file that is not in the encoding it was read with, and what to do about it (the
+    default, UTF-8 that skips a byte-order mark, is named UTF-8)."""
+    named = "UTF-8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+    return (
+        f"{file}: not {named} text (a byte 0x{exc.object[exc.start]:02x}); "
+        "give its encoding with --encoding, e.g. cp1252 or latin-1 for a Windows export"
+    )
+
+
 def read_rows(paths: Iterable[str | Path], required: Iterable[str] = (), encoding: str = "utf-8-sig") -> Rows:
     """Read CSV files (header row; UTF-8 unless ``encoding`` says otherwise); every ``required`` column must exist
     in each file. A file that is not in ``encoding`` is one clear error naming it, not a traceback."""
@@ -84,10 +95,7 @@ def read_rows(paths: Iterable[str | Path], required: Iterable[str] = (), encodin
             with file.open(newline="", encoding=encoding) as handle:
                 _read_csv(handle, file, required, rows)
         except UnicodeDecodeError as exc:
-            raise DispatchError(
-                f"{file}: not {encoding} text (a byte 0x{exc.object[exc.start]:02x}); "
-                "give its encoding with --encoding, e.g. cp1252 or latin-1 for a Windows export"
-            ) from None
+            raise DispatchError(not_text(file, encoding, exc)) from None
         except LookupError:
             raise DispatchError(f"--encoding {encoding!r}: not an encoding Python knows (e.g. utf-8, cp1252)") from None
         except FileNotFoundError:

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from dispatch.history import normalise_header
+from dispatch.history import normalise_header, not_text
 
 CHUNK = 20_000
 PROGRESS_EVERY_S = 5.0
@@ -182,10 +182,9 @@ def run(pack: Any, csv_in: Path, csv_out: Path, encoding: str, **options: Any) -
     try:
         with csv_in.open(newline="", encoding=encoding) as source, tmp.open("w", newline="", encoding="utf-8") as out:
             totals = route_csv(pack, source, out, progress=lambda m: print(m, file=sys.stderr), **options)
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
         tmp.unlink(missing_ok=True)
-        said = f"{csv_in}: not {encoding} text; give its encoding with --encoding, e.g. cp1252 or latin-1"
-        raise ValueError(said) from None
+        raise ValueError(not_text(csv_in, encoding, exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -123,7 +123,7 @@ def test_a_non_utf8_export_is_one_line_naming_the_file_and_encoding_reads_it(tmp
     args = ["city", "init", str(tmp_path / "p"), "--layer", f"d={layer}", "--mapping", str(mapping)]
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 1 and "Traceback" not in refused.output
-    assert f"{mapping}: not utf-8-sig text (a byte 0xe7)" in refused.output and "--encoding" in refused.output
+    assert f"{mapping}: not UTF-8 text (a byte 0xe7)" in refused.output and "--encoding" in refused.output
     read = CliRunner().invoke(main, [*args, "--encoding", "cp1252"])
     assert read.exit_code == 0, read.output
     assert "Façade damage" in (tmp_path / "p" / "city.yaml").read_text(encoding="utf-8")

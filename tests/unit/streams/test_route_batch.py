@@ -83,7 +83,9 @@ def test_bad_input_is_one_clear_line_and_no_partial_output(tmp_path):
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
     (tmp_path / "in.csv").write_bytes("id,Complaint,Latitude,Longitude\n1,Façade,52.0,4.99\n".encode("cp1252"))
     undecodable, _ = run(pack, tmp_path)
-    assert undecodable.exit_code == 1 and "--encoding" in undecodable.output
+    assert undecodable.exit_code == 1 and "in.csv: not UTF-8 text (a byte 0xe7); give its encoding with --encoding" in (
+        undecodable.output
+    ), undecodable.output
     assert run(pack, tmp_path, "--encoding", "cp1252")[0].exit_code == 0
     alone = CliRunner().invoke(main, ["route", str(pack.path), "--csv", str(tmp_path / "in.csv")])
     assert alone.exit_code == 2 and "--csv and --out go together" in alone.output
