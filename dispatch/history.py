@@ -13,9 +13,10 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import shapely
@@ -52,6 +53,10 @@ class Rows:
         key = normalise_header(name)
         return any(key in row for row in self.rows)
 
+    def require(self, options: Iterable[tuple[str, str | None]], source: str = "--from-311") -> None:
+        """Each (option, column) named must be in at least one file (exports of several vintages differ)."""
+        _require(self.has, options, source)
+
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) per row, NaN where missing or unreadable."""
         lat_key = next((k for k in _LAT_NAMES if self.has(k)), None)
@@ -60,6 +65,24 @@ class Rows:
             nan = np.full(len(self.rows), np.nan)
             return nan, nan.copy()
         return _floats(self.column(lat_key)), _floats(self.column(lon_key))
+
+
+def _require(has: Any, options: Iterable[tuple[str, str | None]], source: str) -> None:
+    for option, column in options:
+        if column and not has(column):
+            raise DispatchError(f"{option} {column!r}: no file of {source} has that column")
+
+
+def require_columns(
+    paths: Iterable[str | Path], options: Iterable[tuple[str, str | None]], encoding: str = "utf-8-sig"
+) -> None:
+    """Rows.require on the files' header rows alone: a wrong column name refused before anything is read or
+    written."""
+    headers: set[str] = set()
+    for path in paths:
+        with _opened(Path(path), encoding) as handle:
+            headers.update(normalise_header(h) for h in next(csv.reader(handle), []))
+    _require(lambda name: normalise_header(name) in headers, options, "--from-311")
 
 
 def _floats(values: list[str]) -> np.ndarray:
@@ -91,17 +114,25 @@ def read_rows(paths: Iterable[str | Path], required: Iterable[str] = (), encodin
     required = tuple(required)
     for path in paths:
         file = Path(path)
-        try:
-            with file.open(newline="", encoding=encoding) as handle:
-                _read_csv(handle, file, required, rows)
-        except UnicodeDecodeError as exc:
-            raise DispatchError(not_text(file, encoding, exc)) from None
-        except LookupError:
-            raise DispatchError(f"--encoding {encoding!r}: not an encoding Python knows (e.g. utf-8, cp1252)") from None
-        except FileNotFoundError:
-            raise DispatchError(f"{file}: no such file") from None
+        with _opened(file, encoding) as handle:
+            _read_csv(handle, file, required, rows)
         files.append(str(file))
     return Rows(rows, tuple(files))
+
+
+@contextmanager
+def _opened(file: Path, encoding: str) -> Iterator[TextIO]:
+    """``file`` open as text for the csv module; a missing file, an unknown encoding or bytes not in it are one
+    clear error naming it, not a traceback."""
+    try:
+        with file.open(newline="", encoding=encoding) as handle:
+            yield handle
+    except UnicodeDecodeError as exc:
+        raise DispatchError(not_text(file, encoding, exc)) from None
+    except LookupError:
+        raise DispatchError(f"--encoding {encoding!r}: not an encoding Python knows (e.g. utf-8, cp1252)") from None
+    except FileNotFoundError:
+        raise DispatchError(f"{file}: no such file") from None
 
 
 def _read_csv(handle: Any, file: Path, required: tuple[str, ...], rows: list[dict[str, str]]) -> None:

@@ -47,15 +47,13 @@ def city_backtest(pack: str, history: tuple[str, ...], out: Path, encoding: str,
         due=columns["due_col"], closed=columns["closed_col"], district=columns["district_col"],
         district_layer=columns["district_layer"],
     )  # fmt: skip
-    try:  # exports of several vintages: the category in every file; the other columns in at least one
-        rows = read_rows(expand_paths(history, "--from-311"), required=[wanted.category], encoding=encoding)
-    except DispatchError as exc:
-        raise click.ClickException(str(exc)) from None
     optional = (("--created-col", wanted.created), ("--agency-col", wanted.agency), ("--due-col", wanted.due),
                 ("--closed-col", wanted.closed), ("--district-col", wanted.district))  # fmt: skip
-    for option, column in optional:
-        if column and not rows.has(column):
-            raise click.ClickException(f"{option} {column!r}: no file of --from-311 has that column")
+    try:  # exports of several vintages: the category in every file; the other columns in at least one
+        rows = read_rows(expand_paths(history, "--from-311"), required=[wanted.category], encoding=encoding)
+        rows.require(optional)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"read {len(rows.rows):,} requests from {len(rows.files)} file(s)", err=True)
     result = run_backtest(city_pack, rows, wanted, progress=lambda line: click.echo(line, err=True))
     html_path, json_path = write_report(city_pack, result, out)

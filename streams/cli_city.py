@@ -324,7 +324,11 @@ def city_init(out: Path, **options: Any) -> None:
         layers = [LayerSource.parse(text) for text in options["layers"]]
     except DispatchError as exc:
         raise click.UsageError(str(exc)) from None
+    from streams.slalearn import check_columns, learn_into_pack
+
     try:
+        if options["due_col"]:  # a mistyped column refused before the pack is written
+            check_columns(history, options["created_col"], options["due_col"])
         onboarding = init_city_pack(
             out,
             layers,
@@ -340,8 +344,6 @@ def city_init(out: Path, **options: Any) -> None:
             district_agencies=agencies,
             min_width_m=options["min_width"],
         )
-        from streams.slalearn import learn_into_pack
-
         learning = (
             learn_into_pack(onboarding, history, options["created_col"], options["due_col"], options["min_width"])
             if options["due_col"]

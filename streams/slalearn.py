@@ -205,21 +205,27 @@ def apply_to_document(document: dict[str, Any], learning: SlaLearning, calendar:
     return changed
 
 
+def check_columns(history: Any, created_col: str, due_col: str) -> None:
+    """The due-date and creation columns must each be in the header of a file of the history: checked before
+    anything is written, on the header rows alone."""
+    from dispatch.history import require_columns
+
+    require_columns(history.files, (("--due-col", due_col), ("--created-col", created_col)), history.encoding)
+
+
 def learn_into_pack(onboarding: Any, history: Any, created_col: str, due_col: str, min_width_m: float) -> SlaLearning:
     """Learn each category's resolve target from ``due_col`` of the history, rewrite the new pack's city.yaml with it
     and lint it again (``onboarding`` is updated); the learning, for the report."""
     import yaml
 
-    from dispatch import DispatchError, load_city_pack
+    from dispatch import load_city_pack
     from dispatch.history import read_rows
     from dispatch.lint import lint_city_pack
     from streams.citypolicy import calendar_of
 
     # exports of several vintages: a file without the due-date column adds no due dates, but one must have it
     rows = read_rows(history.files, required=(history.category_col,), encoding=history.encoding)
-    for column in (due_col, created_col):
-        if not rows.has(column):
-            raise DispatchError(f"--due-col/--created-col: no file of --from-311 has a column {column!r}")
+    rows.require((("--due-col", due_col), ("--created-col", created_col)))
     columns = rows.column(history.category_col), rows.column(created_col), rows.column(due_col)
     # the city's convention for a working deadline at closing time is learnt too: the one that reproduces more
     tried = [learn_slas(*columns, replace(calendar_of(onboarding.pack), at_close=rule)) for rule in AT_CLOSE]

@@ -87,6 +87,14 @@ def test_city_init_writes_the_learnt_targets_and_reports_the_share(tmp_path):
     refused = CliRunner().invoke(main, ["city", "init", str(tmp_path / "p2"), "--layer", f"d={layer}", "--mapping",
                                         str(tmp_path / "311.csv"), "--due-col", "Due Date"])  # fmt: skip
     assert refused.exit_code == 2 and "--due-col reads --from-311 files" in refused.output
+    # a mistyped column: one line, and nothing written (the same command, corrected, then runs in the same place)
+    elsewhere = [*args[:2], str(tmp_path / "p3"), *args[3:-2]]
+    typo = CliRunner().invoke(main, [*elsewhere, "--due-col", "Due", "--created-col", "Opened"])
+    assert typo.exit_code == 1 and "--due-col 'Due': no file of --from-311 has that column" in typo.output
+    typo = CliRunner().invoke(main, [*elsewhere, "--due-col", "Due Date", "--created-col", "Opened"])
+    assert typo.exit_code == 1 and "--created-col 'Opened': no file of --from-311 has that column" in typo.output
+    assert not (tmp_path / "p3").exists()
+    assert CliRunner().invoke(main, [*elsewhere, "--due-col", "Due Date"]).exit_code == 0
 
 
 def test_the_citys_closing_time_convention_is_learnt_with_the_targets(tmp_path):
