@@ -53,9 +53,9 @@ class Rows:
         key = normalise_header(name)
         return any(key in row for row in self.rows)
 
-    def require(self, options: Iterable[tuple[str, str | None]], source: str = "--from-311") -> None:
+    def require(self, options: Iterable[tuple[str, str | None]]) -> None:
         """Each (option, column) named must be in at least one file (exports of several vintages differ)."""
-        _require(self.has, options, source)
+        _require(self.has, options)
 
     def coordinates(self) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) per row, NaN where missing or unreadable."""
@@ -67,10 +67,10 @@ class Rows:
         return _floats(self.column(lat_key)), _floats(self.column(lon_key))
 
 
-def _require(has: Any, options: Iterable[tuple[str, str | None]], source: str) -> None:
+def _require(has: Any, options: Iterable[tuple[str, str | None]]) -> None:
     for option, column in options:
         if column and not has(column):
-            raise DispatchError(f"{option} {column!r}: no file of {source} has that column")
+            raise DispatchError(f"{option} {column!r}: no file of --from-311 has that column")
 
 
 def require_columns(
@@ -82,7 +82,7 @@ def require_columns(
     for path in paths:
         with _opened(Path(path), encoding) as handle:
             headers.update(normalise_header(h) for h in next(csv.reader(handle), []))
-    _require(lambda name: normalise_header(name) in headers, options, "--from-311")
+    _require(lambda name: normalise_header(name) in headers, options)
 
 
 def _floats(values: list[str]) -> np.ndarray:

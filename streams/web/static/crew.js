@@ -230,7 +230,7 @@
     slot.replaceWith(box);
     // a finger on the map scrolls the page (two pinch it); the wheel scrolls the page too; arrow keys move the map.
     // No zoom animation: Leaflet ends one 250 ms later on a timer that removing the map does not stop, so a card
-    // closed (or a list redrawn) in that time threw an error from a map already gone
+    // closed (or its task gone from the list) in that time threw an error from a map already gone
     const map = L.map(box, { center: [task.lat, task.lon], zoom: 16, minZoom: 3, maxZoom: 19, // street level
                              attributionControl: Boolean(drawn.tiles), dragging: !L.Browser.mobile,
                              scrollWheelZoom: false, zoomAnimation: false });
